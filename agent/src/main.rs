@@ -1,0 +1,2 @@
+//! Placeholder entry point, filled in by later issues.
+fn main() {}

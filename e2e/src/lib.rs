@@ -1,0 +1,1 @@
+//! The local multi-cluster test bed.

@@ -1,0 +1,1 @@
+//! The rolling-checksum core shared by the agent and the worker.
