@@ -1,0 +1,152 @@
+//! Simulated Kubernetes nodes: a Node object kept Ready by heartbeats and a pod runner that
+//! runs our real binaries as local processes.
+//!
+//! There is no kubelet, container runtime or CNI on the test machines, so each [`SimNode`]
+//! plays the kubelet's part against a real API server: it registers the Node, renews its
+//! Lease, runs the pods bound to it (our images as real processes in a private mount
+//! namespace with their volumes bind-mounted; any other image as an idle placeholder) and
+//! reports real pod status. The node's client uses admin credentials rather than a
+//! `system:node:<name>` identity: the Node authorizer and NodeRestriction admission are not
+//! what the test bed is testing, and admin credentials keep the setup to one kubeconfig.
+//!
+//! Networking: there is no pod network. A pod's `podIP` and `hostIP` are both the node's
+//! loopback IP (`127.x.y.z`), whether or not the pod asks for `hostNetwork`; Services do not
+//! route. DR-Syncer components talk to node IPs directly.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+mod heartbeat;
+
+/// Everything a simulated node needs to know about itself and its cluster.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Node object name, e.g. `source-node-1`; also the `kubernetes.io/hostname` label.
+    pub name: String,
+    /// Unique loopback InternalIP, e.g. `127.0.10.1`; also every pod's podIP and hostIP.
+    pub ip: Ipv4Addr,
+    /// This node's filesystem root: hostPath volumes and provisioned PVs live under it
+    /// (a hostPath `/var/lib/x` is `<root>/var/lib/x` on the machine).
+    pub root: PathBuf,
+    /// Per-pod scratch directories, container logs and assembled pod roots.
+    pub state_dir: PathBuf,
+    /// Address in-cluster clients must use for the API server (KUBERNETES_SERVICE_HOST).
+    pub api_host: String,
+    /// Port in-cluster clients must use for the API server (KUBERNETES_SERVICE_PORT).
+    pub api_port: u16,
+    /// Which image repositories are ours, and the binary each one runs.
+    pub images: OurImages,
+    /// Extra Node labels (on top of `kubernetes.io/hostname` and `kubernetes.io/os`).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Map from our image repository names to the local binaries that stand in for them.
+///
+/// A pod whose image repository (registry and tag/digest stripped) is in this map runs the
+/// binary for real; any other image runs as an idle placeholder.
+#[derive(Clone, Debug, Default)]
+pub struct OurImages {
+    map: BTreeMap<String, PathBuf>,
+}
+
+/// The image repositories of DR-Syncer's own binaries, which share the binary's name.
+pub const OUR_BINARIES: [&str; 3] = [
+    "dr-syncer-controller",
+    "dr-syncer-agent",
+    "dr-syncer-rsync-worker",
+];
+
+impl OurImages {
+    /// An empty map: every image runs as a placeholder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Maps our three binaries (see [`OUR_BINARIES`]) to the same-named files in `bin_dir`
+    /// (a cargo target dir such as `target/debug`), so the test bed runs what was just built.
+    pub fn from_bin_dir(bin_dir: &Path) -> Self {
+        let mut images = Self::new();
+        for name in OUR_BINARIES {
+            images.insert(name, bin_dir.join(name));
+        }
+        images
+    }
+
+    /// Maps one image repository (e.g. `dr-syncer-e2e-probe`) to a binary.
+    pub fn insert(&mut self, repository: impl Into<String>, binary: impl Into<PathBuf>) {
+        self.map.insert(repository.into(), binary.into());
+    }
+
+    /// The binary for an image repository, if the repository is ours.
+    pub fn binary_for(&self, repository: &str) -> Option<&Path> {
+        self.map.get(repository).map(PathBuf::as_path)
+    }
+
+    /// All (repository, binary) pairs, for command resolution by binary basename.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.map.iter().map(|(k, v)| (k.as_str(), v.as_path()))
+    }
+}
+
+/// Why a simulated node could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A call to the API server failed.
+    #[error("API request for node {node} failed: {source}")]
+    Api {
+        /// The node making the call.
+        node: String,
+        /// The underlying client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A local filesystem operation (state dir, node root) failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Some pods could not be stopped or their mounts could not be removed on shutdown.
+    #[error("node {node} shutdown left work behind: {details}")]
+    Shutdown {
+        /// The node shutting down.
+        node: String,
+        /// What was left behind.
+        details: String,
+    },
+}
+
+/// A running simulated node. Drop without [`SimNode::shutdown`] aborts its tasks but does not
+/// stop pod processes or unmount; always call `shutdown`.
+pub struct SimNode {
+    name: String,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl SimNode {
+    /// Registers the Node, keeps it Ready (Lease + status heartbeats), runs the pods bound to it.
+    pub async fn start(client: kube::Client, cfg: NodeConfig) -> Result<SimNode, NodeError> {
+        let heartbeat = heartbeat::start(client.clone(), &cfg).await?;
+        Ok(SimNode {
+            name: cfg.name,
+            heartbeat,
+        })
+    }
+
+    /// The Node object name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stops all pods (SIGTERM, then SIGKILL after grace), unmounts everything it mounted.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        self.heartbeat.abort();
+        Ok(())
+    }
+}
