@@ -1,1 +1,39 @@
-//! The rolling-checksum core shared by the agent and the worker.
+//! DR-Syncer data plane: the rolling-checksum core shared by the agent (sender) and the
+//! rsync-worker (receiver), plus the SSH transport that carries it.
+//!
+//! The core is transport-agnostic: [`serve`] runs the sending side on any byte stream
+//! (one SSH channel running the [`SUBSYSTEM_NAME`] subsystem), [`pull`] runs the receiving
+//! side over one or more such streams. `docs/dataplane.md` specifies the wire protocol.
+//!
+//! Table of contents:
+//! - [`paths`]: wire paths (bytes) and the checks that keep every path inside its root.
+//! - [`protocol`]: length-prefixed frames and the message enum, bounded decoding.
+//! - [`fsops`]: filesystem access relative to a root directory fd, never following symlinks.
+//! - [`filelist`]: the entry list the sender builds and the receiver validates.
+//! - [`delta`]: windowed signatures, deltas and a streaming delta applier (on fast_rsync).
+//! - [`options`]: [`SyncOptions`] and the mapping of DR-Syncer `rsyncOptions`.
+//! - [`bwlimit`]: a token bucket shared by all streams of one pull.
+//! - [`sender`]: [`serve`], volume resolution, limits.
+//! - [`receiver`]: [`pull`], quick check, atomic apply, metadata, deletions, summary.
+//! - [`ssh`]: the russh transport (agent server, worker client).
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod bwlimit;
+pub mod delta;
+pub mod filelist;
+pub mod fsops;
+pub mod options;
+pub mod paths;
+pub mod protocol;
+pub mod receiver;
+pub mod sender;
+pub mod ssh;
+
+pub use options::{OptionError, SyncOptions};
+pub use protocol::ProtocolError;
+pub use receiver::{SyncError, SyncSummary, pull};
+pub use sender::{Limits, ResolveError, ServeStats, StaticVolumes, VolumeResolver, serve};
+
+/// Name of the SSH subsystem that speaks this protocol; the agent serves nothing else.
+pub const SUBSYSTEM_NAME: &str = "dr-syncer-rsync";

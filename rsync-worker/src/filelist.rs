@@ -1,0 +1,166 @@
+//! The file list: what the sender has, entry by entry, in walk order (parents before
+//! children, names sorted bytewise), and the exclude matcher both sides apply.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::options::OptionError;
+use crate::paths::WirePath;
+
+/// The kinds of entries we replicate. Devices, FIFOs and sockets are skipped (PVC data
+/// does not need them and recreating devices is a privilege we do not want).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum EntryKind {
+    /// Regular file.
+    File = 0,
+    /// Directory.
+    Dir = 1,
+    /// Symbolic link (target kept verbatim, never followed).
+    Symlink = 2,
+}
+
+impl EntryKind {
+    /// Decodes the wire byte.
+    pub fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(EntryKind::File),
+            1 => Some(EntryKind::Dir),
+            2 => Some(EntryKind::Symlink),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of the sender's tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Path relative to the root.
+    pub path: WirePath,
+    /// Kind.
+    pub kind: EntryKind,
+    /// `st_mode` (type and permission bits).
+    pub mode: u32,
+    /// Numeric owner.
+    pub uid: u32,
+    /// Numeric group.
+    pub gid: u32,
+    /// Size in bytes (regular files).
+    pub size: u64,
+    /// Modification time, seconds.
+    pub mtime_sec: i64,
+    /// Modification time, nanoseconds.
+    pub mtime_nsec: u32,
+    /// Symlink target bytes, verbatim.
+    pub link_target: Vec<u8>,
+    /// For the second and later names of a hard-linked file: index (in the list) of the
+    /// first name, which carries the data.
+    pub hardlink_to: Option<u64>,
+    /// BLAKE3 of the content (checksum mode only).
+    pub hash: Option<[u8; 32]>,
+    /// Extended attributes (when asked for).
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Compiled rsync-style exclude patterns.
+#[derive(Debug, Clone)]
+pub struct Excludes {
+    any: GlobSet,
+    dirs_only: GlobSet,
+}
+
+impl Excludes {
+    /// Compiles patterns: no `/` = a name at any depth, leading `/` = anchored at the root,
+    /// other `/` = a path from the root, trailing `/` = directories only; `*` does not
+    /// cross `/`, `**` does.
+    pub fn new(patterns: &[String]) -> Result<Self, OptionError> {
+        let mut any = GlobSetBuilder::new();
+        let mut dirs_only = GlobSetBuilder::new();
+        for p in patterns {
+            let (body, dir_only) = match p.strip_suffix('/') {
+                Some(b) => (b, true),
+                None => (p.as_str(), false),
+            };
+            let glob = if let Some(anchored) = body.strip_prefix('/') {
+                anchored.to_string()
+            } else if body.contains('/') {
+                body.to_string()
+            } else {
+                format!("**/{body}")
+            };
+            let g = GlobBuilder::new(&glob)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| OptionError::BadPattern {
+                    pattern: p.clone(),
+                    reason: e.to_string(),
+                })?;
+            if dir_only {
+                dirs_only.add(g);
+            } else {
+                any.add(g);
+            }
+        }
+        let build = |b: GlobSetBuilder| {
+            b.build().map_err(|e| OptionError::BadPattern {
+                pattern: patterns.join(" "),
+                reason: e.to_string(),
+            })
+        };
+        Ok(Self {
+            any: build(any)?,
+            dirs_only: build(dirs_only)?,
+        })
+    }
+
+    /// Whether the entry itself matches (its ancestors are checked by the walk).
+    pub fn matches(&self, path: &[u8], is_dir: bool) -> bool {
+        let p = std::path::Path::new(OsStr::from_bytes(path));
+        self.any.is_match(p) || (is_dir && self.dirs_only.is_match(p))
+    }
+
+    /// Whether the entry or any of its ancestor directories matches.
+    pub fn excludes(&self, path: &[u8], is_dir: bool) -> bool {
+        if self.matches(path, is_dir) {
+            return true;
+        }
+        path.iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'/')
+            .any(|(i, _)| self.matches(&path[..i], true))
+    }
+
+    /// Whether there are no patterns.
+    pub fn is_empty(&self) -> bool {
+        self.any.is_empty() && self.dirs_only.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclude_semantics() {
+        let ex = Excludes::new(&[
+            "*.tmp".to_string(),
+            "/top".to_string(),
+            "cache/".to_string(),
+            "a/b/c".to_string(),
+        ])
+        .unwrap();
+        assert!(ex.excludes(b"x.tmp", false));
+        assert!(ex.excludes(b"d/e/x.tmp", false));
+        assert!(ex.excludes(b"top", false));
+        assert!(!ex.excludes(b"d/top", false));
+        assert!(ex.excludes(b"d/cache", true));
+        assert!(!ex.excludes(b"d/cache", false));
+        assert!(ex.excludes(b"d/cache/inner/file", false));
+        assert!(ex.excludes(b"a/b/c", false));
+        assert!(!ex.excludes(b"z/a/b/c", false));
+        assert!(!ex.excludes(b"keep.txt", false));
+    }
+}

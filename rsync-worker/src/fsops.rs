@@ -1,0 +1,1 @@
+//! Filled in by the data-plane core (work in progress).

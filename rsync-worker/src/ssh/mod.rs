@@ -1,0 +1,1 @@
+//! SSH transport of the data plane (agent server, worker client). Filled in by the SSH layer.
