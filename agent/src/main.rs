@@ -1,2 +1,135 @@
-//! Placeholder entry point, filled in by later issues.
-fn main() {}
+//! `dr-syncer-agent`: the SSH server on every source node that serves volume data
+//! read-only to rsync-workers in the target cluster.
+//!
+//! Public-key auth only (authorized keys from a mounted file), host key from a mounted
+//! file, one subsystem speaking the data-plane protocol, nothing else: no shell, no exec,
+//! no forwarding. The SSH policy lives in `dr_syncer_rsync::ssh::server`; this binary
+//! reads flags, loads keys, binds and handles signals.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use dr_syncer_rsync::ssh::{
+    AgentServer, AuthorizedKeys, ProtocolService, ServerSettings, fingerprint, load_private_key,
+};
+use dr_syncer_rsync::{Limits, SUBSYSTEM_NAME, StaticVolumes};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::info;
+
+/// Command line (every flag also readable from the environment, for the DaemonSet).
+#[derive(Debug, Parser)]
+#[command(
+    name = "dr-syncer-agent",
+    version,
+    about = "DR-Syncer agent: SSH server serving volume data read-only to rsync-workers"
+)]
+struct Args {
+    /// Address and port to listen on (the DaemonSet passes the node IP).
+    #[arg(long, env = "DR_SYNCER_AGENT_LISTEN", default_value = "0.0.0.0:2222")]
+    listen: SocketAddr,
+    /// Host key, OpenSSH private key format (unencrypted).
+    #[arg(long, env = "DR_SYNCER_AGENT_HOST_KEY_FILE")]
+    host_key_file: PathBuf,
+    /// Client keys allowed to connect, OpenSSH authorized_keys format.
+    #[arg(long, env = "DR_SYNCER_AGENT_AUTHORIZED_KEYS_FILE")]
+    authorized_keys_file: PathBuf,
+    /// A volume served by this agent, `name=/absolute/dir` (repeatable).
+    #[arg(
+        long = "volume",
+        env = "DR_SYNCER_AGENT_VOLUMES",
+        value_delimiter = ','
+    )]
+    volumes: Vec<String>,
+    /// Most concurrent SSH connections.
+    #[arg(long, env = "DR_SYNCER_AGENT_MAX_CONNECTIONS", default_value_t = 32)]
+    max_connections: usize,
+    /// Most concurrent channels (parallel streams) per connection.
+    #[arg(long, env = "DR_SYNCER_AGENT_MAX_CHANNELS", default_value_t = 16)]
+    max_channels: usize,
+    /// Close a connection idle for this many seconds.
+    #[arg(long, env = "DR_SYNCER_AGENT_IDLE_TIMEOUT", default_value_t = 300)]
+    idle_timeout_secs: u64,
+    /// On SIGTERM, let running transfers finish for this many seconds.
+    #[arg(long, env = "DR_SYNCER_AGENT_SHUTDOWN_GRACE", default_value_t = 25)]
+    shutdown_grace_secs: u64,
+    /// Log format.
+    #[arg(long, env = "DR_SYNCER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How logs are written: text for people, JSON for log pipelines.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,russh=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn volumes(specs: &[String]) -> anyhow::Result<StaticVolumes> {
+    let mut volumes = StaticVolumes::default();
+    for spec in specs {
+        volumes.insert_spec(spec)?;
+    }
+    Ok(volumes)
+}
+
+fn settings(args: &Args) -> anyhow::Result<ServerSettings> {
+    let host_key = load_private_key(&args.host_key_file)?;
+    let authorized_keys = AuthorizedKeys::load(&args.authorized_keys_file)?;
+    info!(host_key = %fingerprint(host_key.public_key()), authorized_keys = authorized_keys.len(), "keys loaded");
+    Ok(ServerSettings {
+        host_key,
+        authorized_keys,
+        subsystem: SUBSYSTEM_NAME.to_string(),
+        max_connections: args.max_connections.max(1),
+        max_channels_per_connection: args.max_channels.max(1),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+    })
+}
+
+/// Resolves on SIGTERM (pod deletion) or SIGINT.
+async fn shutdown_signal() {
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let volumes = volumes(&args.volumes)?;
+    let names: Vec<&String> = volumes.0.keys().collect();
+    info!(volumes = ?names, "volumes configured");
+    let service = ProtocolService::new(Arc::new(volumes.clone()), Limits::default());
+    let server = AgentServer::new(settings(&args)?, Arc::new(service));
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    info!(listen = %listener.local_addr()?, "agent listening");
+    server.run(listener, shutdown_signal()).await;
+    info!("agent stopped");
+    Ok(())
+}
