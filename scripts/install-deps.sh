@@ -2,6 +2,14 @@
 # Installs what a fresh Debian machine with Rust and Go lacks. Idempotent.
 set -euo pipefail
 need_apt=()
+# Debian packages the tests and benchmarks use: OpenSSH (the bench's reference transport and
+# the interop tests), rsync (the bench's reference), librsync's rdiff (delta interop tests),
+# attr (xattr round trips).
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh >/dev/null || need_apt+=(openssh-client)
+command -v rsync >/dev/null || need_apt+=(rsync)
+command -v rdiff >/dev/null || need_apt+=(rdiff)
+command -v getfattr >/dev/null || need_apt+=(attr)
 command -v rustfmt >/dev/null || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 if ((${#need_apt[@]})); then
