@@ -20,7 +20,7 @@ unit: ## Unit and integration tests (no clusters needed)
 	$(CARGO) test --workspace --locked --exclude dr-syncer-e2e
 
 crds: ## Regenerate deploy/crds/*.yaml from the API types
-	$(CARGO) run --locked -q -p dr-syncer-crds --bin crdgen -- deploy/crds
+	$(CARGO) run --locked -q -p dr-syncer-crds --features generator --bin crdgen -- deploy/crds docs/api.md
 
 e2e: ## End-to-end scenarios on the local multi-cluster test bed
 	@echo "make e2e: not yet implemented (test bed issue)" >&2; exit 1
