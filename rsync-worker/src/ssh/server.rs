@@ -217,6 +217,7 @@ impl ConnectionHandler {
         session.channel_failure(channel)?;
         if close {
             self.idle_channels.remove(&channel);
+            session.exit_status_request(channel, 1)?;
             session.close(channel)?;
         }
         Ok(())
@@ -361,7 +362,7 @@ impl russh::server::Handler for ConnectionHandler {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse(channel, "pty", session, false)
+        self.refuse(channel, "pty", session, true)
     }
 
     async fn x11_request(
