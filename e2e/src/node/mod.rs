@@ -17,7 +17,15 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+pub mod env;
 mod heartbeat;
+pub mod image;
+mod pod;
+pub mod process;
+mod runner;
+pub mod sandbox;
+pub mod status;
+pub mod volumes;
 
 /// Everything a simulated node needs to know about itself and its cluster.
 #[derive(Clone, Debug)]
@@ -122,20 +130,41 @@ pub enum NodeError {
     },
 }
 
-/// A running simulated node. Drop without [`SimNode::shutdown`] aborts its tasks but does not
-/// stop pod processes or unmount; always call `shutdown`.
+/// A running simulated node. Dropping it without [`SimNode::shutdown`] leaves its tasks and
+/// pod processes running until the runtime ends; always call `shutdown`.
 pub struct SimNode {
     name: String,
     heartbeat: tokio::task::JoinHandle<()>,
+    runner: tokio::task::JoinHandle<Vec<String>>,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl SimNode {
     /// Registers the Node, keeps it Ready (Lease + status heartbeats), runs the pods bound to it.
     pub async fn start(client: kube::Client, cfg: NodeConfig) -> Result<SimNode, NodeError> {
+        for dir in [&cfg.root, &cfg.state_dir] {
+            std::fs::create_dir_all(dir).map_err(|source| NodeError::Io {
+                what: "create",
+                path: dir.clone(),
+                source,
+            })?;
+        }
         let heartbeat = heartbeat::start(client.clone(), &cfg).await?;
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let ctx = std::sync::Arc::new(pod::NodeCtx {
+            client,
+            api: env::ApiEndpoint {
+                host: cfg.api_host.clone(),
+                port: cfg.api_port,
+            },
+            cfg: cfg.clone(),
+        });
+        let runner = tokio::spawn(runner::run(ctx, shutdown_rx));
         Ok(SimNode {
             name: cfg.name,
             heartbeat,
+            runner,
+            shutdown,
         })
     }
 
@@ -145,8 +174,24 @@ impl SimNode {
     }
 
     /// Stops all pods (SIGTERM, then SIGKILL after grace), unmounts everything it mounted.
+    ///
+    /// Heartbeats stop first, so the node goes NotReady in the API as a dead kubelet would.
+    /// Mounts need no separate cleanup: they exist only in the containers' private mount
+    /// namespaces and vanish with the processes.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         self.heartbeat.abort();
-        Ok(())
+        self.shutdown.send_replace(true);
+        let stuck = match self.runner.await {
+            Ok(stuck) => stuck,
+            Err(e) => vec![format!("pod runner task failed: {e}")],
+        };
+        if stuck.is_empty() {
+            Ok(())
+        } else {
+            Err(NodeError::Shutdown {
+                node: self.name,
+                details: format!("pods not stopped in time: {}", stuck.join(", ")),
+            })
+        }
     }
 }

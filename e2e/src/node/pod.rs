@@ -1,0 +1,841 @@
+//! The per-pod worker: the kubelet's pod lifecycle for one pod on a simulated node.
+//!
+//! Volumes are prepared, init containers run to completion in order, then the app
+//! containers run; exits are handled per `restartPolicy` (restart with back-off, or
+//! terminal), readiness is checked (tcpSocket probes for real against the node IP, anything
+//! else ready when running), and every transition is posted through the status subresource.
+//! A deletionTimestamp stops the containers (SIGTERM, SIGKILL after the grace period) and
+//! deletes the pod with grace 0, as the kubelet does.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Probe, Secret};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::NodeConfig;
+use super::env::{ApiEndpoint, Sources, container_env, expand, pod_hostname};
+use super::image::{Launch, resolve};
+use super::process::{ContainerFiles, ExecSpec, Proc, exit_info, spawn, termination_message};
+use super::sandbox::{BindMount, Prepared as Sandbox, SandboxSpec};
+use super::status::{PodView, Record, State, pod_status};
+use super::volumes::{self, Prepared, VolumeContext, prepare_all};
+
+/// First restart back-off (the kubelet uses 10 s; shorter keeps tests quick).
+const BACKOFF_START: Duration = Duration::from_secs(1);
+/// Back-off cap (the kubelet uses 300 s).
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Retry delay for volume or configuration problems and failed status posts.
+const RETRY: Duration = Duration::from_secs(2);
+/// Grace period when the pod names none.
+const DEFAULT_GRACE: i64 = 30;
+/// Upper bound of the grace period when the whole node shuts down.
+const SHUTDOWN_GRACE_MAX: Duration = Duration::from_secs(30);
+/// Default terminationMessagePath.
+const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// What every pod worker of a node shares.
+pub(crate) struct NodeCtx {
+    /// Admin client of the node's cluster.
+    pub client: kube::Client,
+    /// The node's configuration.
+    pub cfg: NodeConfig,
+    /// API server address for in-cluster clients.
+    pub api: ApiEndpoint,
+}
+
+/// One container of the pod with its runtime bookkeeping.
+struct Slot {
+    spec: Container,
+    launch: Result<Launch, String>,
+    record: Record,
+    proc: Option<Proc>,
+    token: u64,
+    files: ContainerFiles,
+    restart_at: Option<Instant>,
+    backoff: Duration,
+    next_probe: Option<Instant>,
+    /// Finished for good (no restart will follow).
+    done: bool,
+}
+
+/// Why the worker's main loop ended.
+enum Exit {
+    Deleted,
+    Vanished,
+    Shutdown,
+}
+
+/// The worker for one pod.
+struct Worker {
+    ctx: Arc<NodeCtx>,
+    pod: Pod,
+    pod_rx: watch::Receiver<Option<Pod>>,
+    shutdown: watch::Receiver<bool>,
+    dir: PathBuf,
+    start_time: Timestamp,
+    init: Vec<Slot>,
+    main: Vec<Slot>,
+    initialized: bool,
+    terminal: bool,
+    sandbox_ready: bool,
+    volumes: BTreeMap<String, Prepared>,
+    sources: Sources,
+    notify_tx: mpsc::UnboundedSender<u64>,
+    notify_rx: mpsc::UnboundedReceiver<u64>,
+    next_token: u64,
+    dirty: bool,
+    post_retry: Option<Instant>,
+}
+
+/// Runs a pod until it is deleted, vanishes from the API, or the node shuts down.
+pub(crate) async fn run(
+    ctx: Arc<NodeCtx>,
+    pod_rx: watch::Receiver<Option<Pod>>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let Some(pod) = pod_rx.borrow().clone() else {
+        return;
+    };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let dir = ctx.cfg.state_dir.join("pods").join(&uid);
+    let (notify_tx, notify_rx) = mpsc::unbounded_channel();
+    let mut worker = Worker {
+        ctx,
+        pod,
+        pod_rx,
+        shutdown,
+        dir,
+        start_time: Timestamp::now(),
+        init: Vec::new(),
+        main: Vec::new(),
+        initialized: false,
+        terminal: false,
+        sandbox_ready: false,
+        volumes: BTreeMap::new(),
+        sources: Sources::default(),
+        notify_tx,
+        notify_rx,
+        next_token: 0,
+        dirty: true,
+        post_retry: None,
+    };
+    worker.build_slots();
+    let exit = worker.main_loop().await;
+    worker.finish(exit).await;
+}
+
+impl Worker {
+    /// Slots for init and app containers, with their launch decision.
+    fn build_slots(&mut self) {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let already_done = matches!(
+            self.pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        self.init = spec
+            .init_containers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| self.slot(c, "init"))
+            .collect();
+        self.main = spec
+            .containers
+            .into_iter()
+            .map(|c| self.slot(c, "main"))
+            .collect();
+        if already_done {
+            // Finished before this node (re)started: never run it again.
+            self.terminal = true;
+            self.dirty = false;
+        }
+    }
+
+    /// One slot.
+    fn slot(&self, spec: Container, kind: &str) -> Slot {
+        let image = spec.image.clone().unwrap_or_default();
+        let command = spec.command.clone().unwrap_or_default();
+        let args = spec.args.clone().unwrap_or_default();
+        let launch = resolve(&image, &command, &args, &self.ctx.cfg.images);
+        let image_id = match &launch {
+            Ok(Launch::Process { host_binary, .. }) => {
+                format!("testbed://{}", host_binary.display())
+            }
+            _ => "testbed://placeholder".to_string(),
+        };
+        let files = ContainerFiles {
+            dir: self
+                .dir
+                .join("containers")
+                .join(format!("{kind}-{}", spec.name)),
+        };
+        Slot {
+            record: Record::new(&spec.name, &image, image_id),
+            spec,
+            launch,
+            proc: None,
+            token: 0,
+            files,
+            restart_at: None,
+            backoff: BACKOFF_START,
+            next_probe: None,
+            done: false,
+        }
+    }
+
+    /// The event loop: start what is due, post status, wait for the next event.
+    async fn main_loop(&mut self) -> Exit {
+        loop {
+            if self.is_deleting() {
+                return Exit::Deleted;
+            }
+            if !self.terminal {
+                if !self.sandbox_ready {
+                    self.prepare().await;
+                }
+                if self.sandbox_ready {
+                    self.start_due();
+                }
+            }
+            if self.dirty {
+                self.post().await;
+            }
+            let wake = self.next_wake();
+            tokio::select! {
+                Some(token) = self.notify_rx.recv() => self.reap(token),
+                changed = self.pod_rx.changed() => {
+                    let current = self.pod_rx.borrow_and_update().clone();
+                    match (changed, current) {
+                        (Ok(()), Some(pod)) => self.pod = pod,
+                        _ => return Exit::Vanished,
+                    }
+                }
+                _ = self.shutdown.changed() => return Exit::Shutdown,
+                _ = sleep_until(wake) => self.probe_due().await,
+            }
+        }
+    }
+
+    /// The pod has a deletionTimestamp.
+    fn is_deleting(&self) -> bool {
+        self.pod.metadata.deletion_timestamp.is_some()
+    }
+
+    /// Earliest timer: restarts, probes, retries.
+    fn next_wake(&self) -> Option<Instant> {
+        let slots = self.init.iter().chain(&self.main);
+        let timers = slots.flat_map(|s| [s.restart_at, s.next_probe]).flatten();
+        let prepare_retry = (!self.sandbox_ready && !self.terminal).then(|| Instant::now() + RETRY);
+        timers.chain(self.post_retry).chain(prepare_retry).min()
+    }
+
+    /// Fetches referenced objects and prepares the volumes; on failure every container
+    /// waits with `CreateContainerConfigError` and the next loop retries.
+    async fn prepare(&mut self) {
+        let result = async {
+            self.sources = fetch_sources(&self.ctx.client, &self.pod).await?;
+            let scratch = self.dir.join("volumes");
+            let ctx = VolumeContext {
+                client: &self.ctx.client,
+                node_root: &self.ctx.cfg.root,
+                node_ip: self.ctx.cfg.ip,
+                scratch: &scratch,
+                sources: &self.sources,
+            };
+            self.volumes = prepare_all(&ctx, &self.pod).await?;
+            for dir in ["root", "tmp"] {
+                let path = self.dir.join(dir);
+                std::fs::create_dir_all(&path)
+                    .map_err(|e| format!("create {}: {e}", path.display()))?;
+            }
+            set_mode(&self.dir.join("tmp"), 0o1777)
+        }
+        .await;
+        match result {
+            Ok(()) => self.sandbox_ready = true,
+            Err(message) => self.config_error(&message),
+        }
+        self.dirty = true;
+    }
+
+    /// Marks every waiting container with a configuration error.
+    fn config_error(&mut self, message: &str) {
+        for slot in self.init.iter_mut().chain(self.main.iter_mut()) {
+            if matches!(slot.record.state, State::Waiting { .. }) {
+                slot.record.state = State::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: Some(message.to_string()),
+                };
+            }
+        }
+    }
+
+    /// Starts the next init container, or (once initialized) every app container due.
+    fn start_due(&mut self) {
+        let now = Instant::now();
+        let due = |s: &Slot| s.proc.is_none() && !s.done && s.restart_at.is_none_or(|t| t <= now);
+        if !self.initialized {
+            match self.init.iter().position(|s| !s.done) {
+                None => {
+                    self.initialized = true;
+                    self.dirty = true;
+                }
+                Some(i) => {
+                    if due(&self.init[i]) && !self.init[i].record.is_running() {
+                        self.start(true, i);
+                    }
+                    return;
+                }
+            }
+        }
+        for i in 0..self.main.len() {
+            if due(&self.main[i]) && !self.main[i].record.is_running() {
+                self.start(false, i);
+            }
+        }
+    }
+
+    /// Starts one container (a placeholder runs without a process).
+    fn start(&mut self, init: bool, i: usize) {
+        self.dirty = true;
+        let now = Timestamp::now();
+        self.next_token += 1;
+        let token = self.next_token;
+        let prepared = self.exec_for(init, i);
+        let notify = self.notify_tx.clone();
+        let slot = if init {
+            &mut self.init[i]
+        } else {
+            &mut self.main[i]
+        };
+        if slot.record.last.is_some() || slot.record.terminated() {
+            slot.record.restarts += 1;
+        }
+        slot.restart_at = None;
+        let (exec, sandbox) = match prepared {
+            Ok(Some(pair)) => pair,
+            Ok(None) => {
+                placeholder_started(slot, init, now);
+                return;
+            }
+            Err(message) => {
+                slot.record.state = State::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: Some(message),
+                };
+                slot.restart_at = Some(Instant::now() + RETRY);
+                return;
+            }
+        };
+        let started = slot
+            .files
+            .reset()
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                spawn(&exec, sandbox, &slot.files, notify, token).map_err(|e| e.to_string())
+            });
+        match started {
+            Ok(proc) => {
+                slot.proc = Some(proc);
+                slot.token = token;
+                slot.record.state = State::Running { started: now };
+                slot.record.ready = false;
+                let delay = probe(&slot.spec)
+                    .and_then(|p| p.initial_delay_seconds)
+                    .unwrap_or(0);
+                slot.next_probe = Some(Instant::now() + secs(delay));
+            }
+            Err(e) => {
+                let message = format!("failed to start container: {e}");
+                let state = terminated(128, "StartError", message, None, now);
+                self.after_exit(init, i, state, 128);
+            }
+        }
+    }
+
+    /// The exec spec and sandbox for a container, `None` for a placeholder.
+    fn exec_for(&self, init: bool, i: usize) -> Result<Option<(ExecSpec, Sandbox)>, String> {
+        let slot = if init { &self.init[i] } else { &self.main[i] };
+        let Launch::Process {
+            host_binary,
+            bind,
+            pod_path,
+            arg0,
+            args,
+        } = slot.launch.clone()?
+        else {
+            return Ok(None);
+        };
+        let env = container_env(
+            &self.pod,
+            &slot.spec,
+            self.ctx.cfg.ip,
+            &self.ctx.api,
+            &self.sources,
+        )?;
+        let args = args.iter().map(|a| expand(a, env.as_slice())).collect();
+        let mut mounts = volumes::container_mounts(&slot.spec, &self.volumes, &env)?;
+        if bind {
+            mounts.push(BindMount {
+                source: host_binary,
+                target: pod_path.clone(),
+                read_only: true,
+            });
+        }
+        let message_path = slot
+            .spec
+            .termination_message_path
+            .as_deref()
+            .unwrap_or(TERMINATION_LOG);
+        mounts.push(BindMount {
+            source: slot.files.termination_log(),
+            target: PathBuf::from(message_path),
+            read_only: false,
+        });
+        if !slot.files.termination_log().exists() {
+            slot.files.reset().map_err(|e| e.to_string())?;
+        }
+        let spec = SandboxSpec {
+            root: self.dir.join("root"),
+            tmp_dir: self.dir.join("tmp"),
+            hostname: pod_hostname(&self.pod),
+            mounts,
+            working_dir: PathBuf::from(slot.spec.working_dir.as_deref().unwrap_or("/")),
+        };
+        let sandbox = Sandbox::new(&spec).map_err(|e| e.to_string())?;
+        let exec = ExecSpec {
+            program: pod_path,
+            arg0,
+            args,
+            env,
+        };
+        Ok(Some((exec, sandbox)))
+    }
+
+    /// A container process exited: record it and apply the restart policy.
+    fn reap(&mut self, token: u64) {
+        let found = self
+            .init
+            .iter()
+            .position(|s| s.proc.is_some() && s.token == token)
+            .map(|i| (true, i));
+        let found = found.or_else(|| {
+            self.main
+                .iter()
+                .position(|s| s.proc.is_some() && s.token == token)
+                .map(|i| (false, i))
+        });
+        let Some((init, i)) = found else {
+            return;
+        };
+        let slot = if init {
+            &mut self.init[i]
+        } else {
+            &mut self.main[i]
+        };
+        let status = slot.proc.take().and_then(|mut p| p.try_exit());
+        let (code, reason, signal) = exit_info(status);
+        let policy = slot.spec.termination_message_policy.clone();
+        let message = termination_message(&slot.files, policy.as_deref(), code);
+        let started = match slot.record.state {
+            State::Running { started } => started,
+            _ => Timestamp::now(),
+        };
+        let state = terminated(code, reason, message, signal, started);
+        self.after_exit(init, i, state, code);
+    }
+
+    /// Records a termination and decides: done for good, restart later, or pod terminal.
+    fn after_exit(&mut self, init: bool, i: usize, state: State, code: i32) {
+        self.dirty = true;
+        let policy = self.restart_policy();
+        let slot = if init {
+            &mut self.init[i]
+        } else {
+            &mut self.main[i]
+        };
+        slot.record.ready = false;
+        slot.next_probe = None;
+        let restart = match policy.as_str() {
+            "Never" => false,
+            "OnFailure" => code != 0,
+            _ => !init || code != 0,
+        };
+        if restart {
+            slot.record.last = Some(state);
+            slot.record.state = State::Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: Some(format!(
+                    "back-off {}s restarting failed container",
+                    slot.backoff.as_secs()
+                )),
+            };
+            slot.restart_at = Some(Instant::now() + slot.backoff);
+            slot.backoff = (slot.backoff * 2).min(BACKOFF_MAX);
+            return;
+        }
+        slot.record.state = state;
+        slot.done = true;
+        if init && code != 0 {
+            self.terminal = true;
+        }
+        if !init && self.main.iter().all(|s| s.done) {
+            self.terminal = true;
+        }
+    }
+
+    /// The pod's restartPolicy (Always by default).
+    fn restart_policy(&self) -> String {
+        let policy = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone());
+        policy.unwrap_or_else(|| "Always".into())
+    }
+
+    /// Runs the readiness checks that are due.
+    async fn probe_due(&mut self) {
+        let now = Instant::now();
+        let ip = self.ctx.cfg.ip;
+        for slot in self.main.iter_mut() {
+            let Some(at) = slot.next_probe.filter(|t| *t <= now) else {
+                continue;
+            };
+            let probe = probe(&slot.spec).cloned();
+            let ready = match &probe {
+                Some(p) => check(p, &slot.spec, ip).await,
+                None => true,
+            };
+            let period = probe.as_ref().and_then(|p| p.period_seconds).unwrap_or(10);
+            slot.next_probe = Some(at + secs(period));
+            if slot.record.is_running() && slot.record.ready != ready {
+                slot.record.ready = ready;
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Posts the status; a failure is retried shortly.
+    async fn post(&mut self) {
+        let init: Vec<Record> = self.init.iter().map(|s| s.record.clone()).collect();
+        let main: Vec<Record> = self.main.iter().map(|s| s.record.clone()).collect();
+        let view = PodView {
+            ip: self.ctx.cfg.ip,
+            start_time: self.start_time,
+            init: &init,
+            main: &main,
+            initialized: self.initialized,
+            terminal: self.terminal,
+            sandbox_ready: self.sandbox_ready,
+        };
+        let status = pod_status(&view, Timestamp::now());
+        let patch = serde_json::json!({ "status": status });
+        let result = self
+            .pods()
+            .patch_status(self.name(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
+        match result {
+            Ok(_) => {
+                self.dirty = false;
+                self.post_retry = None;
+            }
+            Err(e) => {
+                tracing::warn!(pod = %self.name(), error = %e, "pod status update failed");
+                self.post_retry = Some(Instant::now() + RETRY);
+            }
+        }
+    }
+
+    /// The pod's API in its namespace.
+    fn pods(&self) -> Api<Pod> {
+        let ns = self.pod.metadata.namespace.as_deref().unwrap_or("default");
+        Api::namespaced(self.ctx.client.clone(), ns)
+    }
+
+    /// The pod's name.
+    fn name(&self) -> &str {
+        self.pod.metadata.name.as_deref().unwrap_or("")
+    }
+
+    /// Stops the containers and cleans up according to why the loop ended.
+    async fn finish(mut self, exit: Exit) {
+        let grace = match exit {
+            Exit::Shutdown => self.grace().min(SHUTDOWN_GRACE_MAX),
+            _ => self.grace(),
+        };
+        self.stop_all(grace).await;
+        if let Exit::Deleted = exit {
+            self.terminal = true;
+            self.post().await;
+            let uid = self.pod.metadata.uid.clone();
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid,
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            if let Err(e) = self.pods().delete(self.name(), &params).await {
+                tracing::warn!(pod = %self.name(), error = %e, "final pod delete failed");
+            }
+        }
+        if !matches!(exit, Exit::Shutdown) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// The grace period: deletionGracePeriodSeconds, else terminationGracePeriodSeconds.
+    fn grace(&self) -> Duration {
+        let spec_grace = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds);
+        let grace = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or(spec_grace)
+            .unwrap_or(DEFAULT_GRACE);
+        secs(grace.try_into().unwrap_or(i32::MAX))
+    }
+
+    /// SIGTERM every running container, SIGKILL after `grace`, all in parallel.
+    async fn stop_all(&mut self, grace: Duration) {
+        let mut stopping = Vec::new();
+        for (init, slots) in [(true, &mut self.init), (false, &mut self.main)] {
+            for (i, slot) in slots.iter_mut().enumerate() {
+                if let Some(proc) = slot.proc.take() {
+                    stopping.push(async move { (init, i, proc.stop(grace).await) });
+                } else if slot.record.is_running() {
+                    let started = match slot.record.state {
+                        State::Running { started } => started,
+                        _ => Timestamp::now(),
+                    };
+                    slot.record.state = terminated(0, "Completed", String::new(), None, started);
+                    slot.record.ready = false;
+                }
+            }
+        }
+        for (init, i, status) in futures::future::join_all(stopping).await {
+            let slot = if init {
+                &mut self.init[i]
+            } else {
+                &mut self.main[i]
+            };
+            let (code, reason, signal) = exit_info(status);
+            let policy = slot.spec.termination_message_policy.clone();
+            let message = termination_message(&slot.files, policy.as_deref(), code);
+            let started = match slot.record.state {
+                State::Running { started } => started,
+                _ => Timestamp::now(),
+            };
+            slot.record.state = terminated(code, reason, message, signal, started);
+            slot.record.ready = false;
+            slot.done = true;
+        }
+    }
+}
+
+/// A placeholder "starts": an init placeholder completes at once, an app placeholder runs.
+fn placeholder_started(slot: &mut Slot, init: bool, now: Timestamp) {
+    if init {
+        slot.record.state = terminated(0, "Completed", String::new(), None, now);
+        slot.done = true;
+    } else {
+        slot.record.state = State::Running { started: now };
+        slot.record.ready = true;
+    }
+}
+
+/// A terminated state ending now.
+fn terminated(
+    code: i32,
+    reason: &str,
+    message: String,
+    signal: Option<i32>,
+    started: Timestamp,
+) -> State {
+    State::Terminated {
+        exit_code: code,
+        reason: reason.into(),
+        message,
+        signal,
+        started,
+        finished: Timestamp::now(),
+    }
+}
+
+/// The readiness probe of a container, if any.
+fn probe(c: &Container) -> Option<&Probe> {
+    c.readiness_probe.as_ref()
+}
+
+/// A readiness check: tcpSocket connects for real (host defaults to the node IP), any other
+/// handler passes while the container runs.
+async fn check(probe: &Probe, container: &Container, node_ip: Ipv4Addr) -> bool {
+    let Some(tcp) = &probe.tcp_socket else {
+        return true;
+    };
+    let Some(port) = resolve_port(&tcp.port, container) else {
+        return false;
+    };
+    let host = tcp.host.clone().unwrap_or_else(|| node_ip.to_string());
+    let timeout = secs(probe.timeout_seconds.unwrap_or(1));
+    let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+    matches!(tokio::time::timeout(timeout, connect).await, Ok(Ok(_)))
+}
+
+/// A probe port: a number, or the name of one of the container's ports.
+pub(crate) fn resolve_port(port: &IntOrString, container: &Container) -> Option<u16> {
+    match port {
+        IntOrString::Int(n) => u16::try_from(*n).ok(),
+        IntOrString::String(name) => container
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name))
+            .and_then(|p| u16::try_from(p.container_port).ok()),
+    }
+}
+
+/// Whole seconds as a Duration (negative counts as zero).
+fn secs(n: i32) -> Duration {
+    Duration::from_secs(u64::try_from(n).unwrap_or(0))
+}
+
+/// Sleeps until `at`, or forever when there is no timer.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sets a directory's permission bits.
+fn set_mode(path: &std::path::Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))
+}
+
+/// Fetches every ConfigMap and Secret the pod's env and volumes refer to (missing ones are
+/// left out; whether that is an error depends on `optional` where they are used).
+async fn fetch_sources(client: &kube::Client, pod: &Pod) -> Result<Sources, String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let (cm_names, secret_names) = referenced(pod);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let mut sources = Sources::default();
+    for name in cm_names {
+        let found = cms
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("configmap {name:?}: {e}"))?;
+        if let Some(cm) = found {
+            sources.config_maps.insert(name, cm);
+        }
+    }
+    for name in secret_names {
+        let found = secrets
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("secret {name:?}: {e}"))?;
+        if let Some(secret) = found {
+            sources.secrets.insert(name, secret);
+        }
+    }
+    Ok(sources)
+}
+
+/// Names of the ConfigMaps and Secrets a pod refers to (env, envFrom, volumes, projected).
+pub(crate) fn referenced(pod: &Pod) -> (Vec<String>, Vec<String>) {
+    let mut cms = std::collections::BTreeSet::new();
+    let mut secrets = std::collections::BTreeSet::new();
+    let Some(spec) = &pod.spec else {
+        return (Vec::new(), Vec::new());
+    };
+    let containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers);
+    for c in containers {
+        for from in c.env_from.iter().flatten() {
+            cms.extend(from.config_map_ref.as_ref().map(|r| r.name.clone()));
+            secrets.extend(from.secret_ref.as_ref().map(|r| r.name.clone()));
+        }
+        for var in c.env.iter().flatten() {
+            let from = var.value_from.as_ref();
+            cms.extend(
+                from.and_then(|f| f.config_map_key_ref.as_ref())
+                    .map(|r| r.name.clone()),
+            );
+            secrets.extend(
+                from.and_then(|f| f.secret_key_ref.as_ref())
+                    .map(|r| r.name.clone()),
+            );
+        }
+    }
+    for v in spec.volumes.iter().flatten() {
+        cms.extend(v.config_map.as_ref().map(|c| c.name.clone()));
+        secrets.extend(v.secret.as_ref().and_then(|s| s.secret_name.clone()));
+        for source in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            cms.extend(source.config_map.as_ref().map(|c| c.name.clone()));
+            secrets.extend(source.secret.as_ref().map(|s| s.name.clone()));
+        }
+    }
+    (cms.into_iter().collect(), secrets.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn referenced_collects_env_and_volume_sources() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "initContainers": [{"name": "i", "envFrom": [{"secretRef": {"name": "s-init"}}]}],
+                "containers": [{"name": "c", "env": [
+                    {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cm-env", "key": "k"}}},
+                ]}],
+                "volumes": [
+                    {"name": "v1", "secret": {"secretName": "s-vol"}},
+                    {"name": "v2", "projected": {"sources": [{"configMap": {"name": "kube-root-ca.crt"}}]}},
+                ],
+            },
+        }))
+        .unwrap();
+        let (cms, secrets) = referenced(&pod);
+        assert_eq!(cms, vec!["cm-env", "kube-root-ca.crt"]);
+        assert_eq!(secrets, vec!["s-init", "s-vol"]);
+    }
+
+    #[test]
+    fn probe_ports_resolve_by_number_or_name() {
+        let c: Container = serde_json::from_value(json!({
+            "name": "c", "ports": [{"name": "ssh", "containerPort": 2222}],
+        }))
+        .unwrap();
+        assert_eq!(resolve_port(&IntOrString::Int(80), &c), Some(80));
+        assert_eq!(
+            resolve_port(&IntOrString::String("ssh".into()), &c),
+            Some(2222)
+        );
+        assert_eq!(resolve_port(&IntOrString::String("nope".into()), &c), None);
+    }
+}

@@ -1,0 +1,643 @@
+//! Pod volumes: materializing each volume as a host directory or file (hostPath under the
+//! node root, PVC through its bound PV, secret/configMap/downwardAPI/projected files written
+//! into the pod's scratch dir, emptyDir), then mapping each container's volumeMounts to
+//! bind mounts (subPath, read-only).
+//!
+//! Path convention (shared with the storage provisioner and the DR-Syncer agent): every
+//! hostPath, including a PV's `hostPath.path` or `local.path`, is a path AS SEEN ON THE NODE;
+//! on the machine it lives under the node root (`/var/lib/x` -> `<root>/var/lib/x`).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+    ServiceAccount, Volume,
+};
+use kube::api::{Api, PostParams};
+
+use super::env::{Sources, expand, field_value};
+use super::sandbox::{BindMount, inside};
+
+/// Default file mode of secret, configMap, downwardAPI and projected files.
+const DEFAULT_MODE: i32 = 0o644;
+
+/// A volume ready to be bind-mounted: its host path and whether the volume itself is
+/// read-only (secrets, configMaps and the like always are, as with the kubelet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prepared {
+    /// Host path of the volume.
+    pub path: PathBuf,
+    /// The volume forces read-only mounts.
+    pub read_only: bool,
+}
+
+/// What volume preparation needs besides the pod.
+pub struct VolumeContext<'a> {
+    /// Client for PVCs, PVs, Secrets, ConfigMaps and TokenRequests.
+    pub client: &'a kube::Client,
+    /// The node root hostPaths are mapped under.
+    pub node_root: &'a Path,
+    /// The node IP (downward API).
+    pub node_ip: Ipv4Addr,
+    /// The pod's scratch dir for materialized volumes (`<pod state>/volumes`).
+    pub scratch: &'a Path,
+    /// Secrets and ConfigMaps the pod refers to, already fetched.
+    pub sources: &'a Sources,
+}
+
+/// Maps a node path (as seen on the node) under the node root on the machine.
+pub fn node_path(node_root: &Path, path: &str) -> Result<PathBuf, String> {
+    inside(node_root, Path::new(path)).map_err(|e| e.to_string())
+}
+
+/// Prepares every volume of the pod, by name. Errors are user-facing messages for the
+/// container status (`CreateContainerConfigError`).
+pub async fn prepare_all(
+    ctx: &VolumeContext<'_>,
+    pod: &Pod,
+) -> Result<BTreeMap<String, Prepared>, String> {
+    let mut out = BTreeMap::new();
+    for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        let prepared = prepare(ctx, pod, volume)
+            .await
+            .map_err(|e| format!("volume {:?}: {e}", volume.name))?;
+        out.insert(volume.name.clone(), prepared);
+    }
+    Ok(out)
+}
+
+/// Prepares one volume.
+async fn prepare(ctx: &VolumeContext<'_>, pod: &Pod, v: &Volume) -> Result<Prepared, String> {
+    let scratch = ctx.scratch.join(&v.name);
+    let rw = |path| Prepared {
+        path,
+        read_only: false,
+    };
+    let ro = |path| Prepared {
+        path,
+        read_only: true,
+    };
+    if let Some(hp) = &v.host_path {
+        return host_path(ctx.node_root, &hp.path, hp.type_.as_deref().unwrap_or("")).map(rw);
+    }
+    if v.empty_dir.is_some() {
+        return fresh_dir(&scratch).map(rw);
+    }
+    if let Some(claim) = &v.persistent_volume_claim {
+        let path = claim_path(ctx, pod, &claim.claim_name).await?;
+        return Ok(Prepared {
+            path,
+            read_only: claim.read_only == Some(true),
+        });
+    }
+    if v.ephemeral.is_some() {
+        let name = format!("{}-{}", pod.metadata.name.as_deref().unwrap_or(""), v.name);
+        return claim_path(ctx, pod, &name).await.map(rw);
+    }
+    if let Some(s) = &v.secret {
+        fresh_dir(&scratch)?;
+        let name = s.secret_name.as_deref().unwrap_or("");
+        let files = secret_files(
+            ctx.sources,
+            name,
+            s.items.as_deref(),
+            s.optional,
+            s.default_mode,
+        )?;
+        return write_files(&scratch, &files).map(|()| ro(scratch));
+    }
+    if let Some(c) = &v.config_map {
+        fresh_dir(&scratch)?;
+        let files = config_map_files(
+            ctx.sources,
+            &c.name,
+            c.items.as_deref(),
+            c.optional,
+            c.default_mode,
+        )?;
+        return write_files(&scratch, &files).map(|()| ro(scratch));
+    }
+    if let Some(d) = &v.downward_api {
+        fresh_dir(&scratch)?;
+        let files = downward_files(pod, ctx.node_ip, d.items.as_deref(), d.default_mode)?;
+        return write_files(&scratch, &files).map(|()| ro(scratch));
+    }
+    if let Some(p) = &v.projected {
+        fresh_dir(&scratch)?;
+        let files = projected_files(ctx, pod, p).await?;
+        return write_files(&scratch, &files).map(|()| ro(scratch));
+    }
+    Err(
+        "unsupported volume type in the test bed (supported: hostPath, emptyDir, \
+         persistentVolumeClaim, ephemeral, secret, configMap, downwardAPI, projected)"
+            .into(),
+    )
+}
+
+/// A hostPath volume under the node root, created or checked per its `type`.
+pub fn host_path(node_root: &Path, path: &str, kind: &str) -> Result<PathBuf, String> {
+    let host = node_path(node_root, path)?;
+    let exists_as = |ok: bool, what: &str| {
+        if ok {
+            Ok(host.clone())
+        } else {
+            Err(format!(
+                "hostPath type check failed: {path} is not a {what}"
+            ))
+        }
+    };
+    match kind {
+        "DirectoryOrCreate" | "" if !host.exists() => {
+            std::fs::create_dir_all(&host)
+                .map_err(|e| format!("create {}: {e}", host.display()))?;
+            Ok(host)
+        }
+        "FileOrCreate" if !host.exists() => {
+            if let Some(parent) = host.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("create {}: {e}", parent.display()))?;
+            }
+            std::fs::write(&host, b"").map_err(|e| format!("create {}: {e}", host.display()))?;
+            Ok(host)
+        }
+        "" => Ok(host),
+        "Directory" | "DirectoryOrCreate" => exists_as(host.is_dir(), "directory"),
+        "File" | "FileOrCreate" => exists_as(host.is_file(), "file"),
+        "Socket" | "CharDevice" | "BlockDevice" => exists_as(host.exists(), kind),
+        other => Err(format!("unknown hostPath type {other:?}")),
+    }
+}
+
+/// The host path of a bound PVC: its PV's hostPath/local path under the node root.
+async fn claim_path(ctx: &VolumeContext<'_>, pod: &Pod, claim: &str) -> Result<PathBuf, String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+    let pvc = pvcs
+        .get(claim)
+        .await
+        .map_err(|e| format!("persistentvolumeclaim {claim:?}: {e}"))?;
+    let pv_name = pvc
+        .spec
+        .and_then(|s| s.volume_name)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("persistentvolumeclaim {claim:?} is not bound yet"))?;
+    let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    let pv = pvs
+        .get(&pv_name)
+        .await
+        .map_err(|e| format!("persistentvolume {pv_name:?}: {e}"))?;
+    let path = pv_node_path(&pv)
+        .ok_or_else(|| format!("persistentvolume {pv_name:?} is neither hostPath nor local"))?;
+    let host = node_path(ctx.node_root, &path)?;
+    std::fs::create_dir_all(&host).map_err(|e| format!("create {}: {e}", host.display()))?;
+    Ok(host)
+}
+
+/// A PV's path as seen on the node (hostPath or local).
+pub fn pv_node_path(pv: &PersistentVolume) -> Option<String> {
+    let spec = pv.spec.as_ref()?;
+    let host = spec.host_path.as_ref().map(|h| h.path.clone());
+    host.or_else(|| spec.local.as_ref().map(|l| l.path.clone()))
+}
+
+/// A file to materialize in a volume: relative path, content, mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeFile {
+    /// Path relative to the volume root.
+    pub path: String,
+    /// File content.
+    pub content: Vec<u8>,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+/// Selects keys of a data map per `items` (all keys when absent), as volume files.
+pub fn key_files(
+    data: &BTreeMap<String, Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    default_mode: Option<i32>,
+    what: &str,
+) -> Result<Vec<VolumeFile>, String> {
+    let mode = mode_bits(default_mode.unwrap_or(DEFAULT_MODE));
+    let Some(items) = items else {
+        return Ok(data
+            .iter()
+            .map(|(k, v)| VolumeFile {
+                path: k.clone(),
+                content: v.clone(),
+                mode,
+            })
+            .collect());
+    };
+    items
+        .iter()
+        .map(|item| {
+            let content = data
+                .get(&item.key)
+                .ok_or_else(|| format!("couldn't find key {} in {what}", item.key))?;
+            Ok(VolumeFile {
+                path: item.path.clone(),
+                content: content.clone(),
+                mode: item.mode.map(mode_bits).unwrap_or(mode),
+            })
+        })
+        .collect()
+}
+
+/// Permission bits from an API mode (an int32, possibly given in decimal).
+fn mode_bits(mode: i32) -> u32 {
+    u32::try_from(mode).unwrap_or(0o644) & 0o7777
+}
+
+/// A Secret's data as files (nothing if optional and missing).
+fn secret_files(
+    sources: &Sources,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: Option<bool>,
+    default_mode: Option<i32>,
+) -> Result<Vec<VolumeFile>, String> {
+    let Some(secret) = sources.secrets.get(name) else {
+        return missing(optional, format!("secret {name:?} not found"));
+    };
+    key_files(
+        &secret_data(secret),
+        items,
+        default_mode,
+        &format!("Secret {name}"),
+    )
+}
+
+/// A ConfigMap's data and binaryData as files (nothing if optional and missing).
+fn config_map_files(
+    sources: &Sources,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: Option<bool>,
+    default_mode: Option<i32>,
+) -> Result<Vec<VolumeFile>, String> {
+    let Some(cm) = sources.config_maps.get(name) else {
+        return missing(optional, format!("configmap {name:?} not found"));
+    };
+    key_files(
+        &config_map_data(cm),
+        items,
+        default_mode,
+        &format!("ConfigMap {name}"),
+    )
+}
+
+/// An empty file list for a missing optional source, otherwise the error.
+fn missing(optional: Option<bool>, message: String) -> Result<Vec<VolumeFile>, String> {
+    if optional == Some(true) {
+        Ok(Vec::new())
+    } else {
+        Err(message)
+    }
+}
+
+/// A Secret's data (and stringData) as bytes by key.
+fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (k, v) in secret.string_data.iter().flatten() {
+        data.insert(k.clone(), v.clone().into_bytes());
+    }
+    for (k, v) in secret.data.iter().flatten() {
+        data.insert(k.clone(), v.0.clone());
+    }
+    data
+}
+
+/// A ConfigMap's data and binaryData as bytes by key.
+fn config_map_data(cm: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (k, v) in cm.data.iter().flatten() {
+        data.insert(k.clone(), v.clone().into_bytes());
+    }
+    for (k, v) in cm.binary_data.iter().flatten() {
+        data.insert(k.clone(), v.0.clone());
+    }
+    data
+}
+
+/// downwardAPI items as files.
+fn downward_files(
+    pod: &Pod,
+    node_ip: Ipv4Addr,
+    items: Option<&[k8s_openapi::api::core::v1::DownwardAPIVolumeFile]>,
+    default_mode: Option<i32>,
+) -> Result<Vec<VolumeFile>, String> {
+    let mode = mode_bits(default_mode.unwrap_or(DEFAULT_MODE));
+    items
+        .into_iter()
+        .flatten()
+        .map(|item| {
+            let value = match (&item.field_ref, &item.resource_field_ref) {
+                (Some(f), _) => field_value(pod, node_ip, &f.field_path)?,
+                (None, Some(_)) => "0".to_string(),
+                (None, None) => {
+                    return Err(format!("downwardAPI item {} has no source", item.path));
+                }
+            };
+            Ok(VolumeFile {
+                path: item.path.clone(),
+                content: value.into_bytes(),
+                mode: item.mode.map(mode_bits).unwrap_or(mode),
+            })
+        })
+        .collect()
+}
+
+/// A projected volume: service-account tokens (TokenRequest bound to the pod), configMaps,
+/// secrets and downwardAPI items, all in one directory.
+async fn projected_files(
+    ctx: &VolumeContext<'_>,
+    pod: &Pod,
+    p: &k8s_openapi::api::core::v1::ProjectedVolumeSource,
+) -> Result<Vec<VolumeFile>, String> {
+    let mut files = Vec::new();
+    let default_mode = p.default_mode;
+    for source in p.sources.iter().flatten() {
+        if let Some(t) = &source.service_account_token {
+            let token =
+                request_token(ctx.client, pod, t.audience.as_deref(), t.expiration_seconds).await?;
+            let mode = mode_bits(default_mode.unwrap_or(DEFAULT_MODE));
+            files.push(VolumeFile {
+                path: t.path.clone(),
+                content: token.into_bytes(),
+                mode,
+            });
+        } else if let Some(c) = &source.config_map {
+            files.extend(config_map_files(
+                ctx.sources,
+                &c.name,
+                c.items.as_deref(),
+                c.optional,
+                default_mode,
+            )?);
+        } else if let Some(s) = &source.secret {
+            files.extend(secret_files(
+                ctx.sources,
+                &s.name,
+                s.items.as_deref(),
+                s.optional,
+                default_mode,
+            )?);
+        } else if let Some(d) = &source.downward_api {
+            files.extend(downward_files(
+                pod,
+                ctx.node_ip,
+                d.items.as_deref(),
+                default_mode,
+            )?);
+        } else {
+            return Err("unsupported projected volume source in the test bed".into());
+        }
+    }
+    Ok(files)
+}
+
+/// A service-account token bound to the pod, as the kubelet requests it.
+async fn request_token(
+    client: &kube::Client,
+    pod: &Pod,
+    audience: Option<&str>,
+    expiration: Option<i64>,
+) -> Result<String, String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let sa = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".into());
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: audience
+                .filter(|a| !a.is_empty())
+                .map(|a| vec![a.to_string()])
+                .unwrap_or_default(),
+            expiration_seconds: Some(expiration.unwrap_or(3607)),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: pod.metadata.name.clone(),
+                uid: pod.metadata.uid.clone(),
+            }),
+        },
+        ..Default::default()
+    };
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let response = api
+        .create_token_request(&sa, &PostParams::default(), &request)
+        .await
+        .map_err(|e| format!("token request for serviceaccount {ns}/{sa}: {e}"))?;
+    response
+        .status
+        .map(|s| s.token)
+        .ok_or_else(|| "token request returned no token".into())
+}
+
+/// An empty directory (recreated: secret and configMap contents are rewritten each start).
+fn fresh_dir(dir: &Path) -> Result<PathBuf, String> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| format!("clear {}: {e}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    Ok(dir.to_path_buf())
+}
+
+/// Writes volume files under `dir` with their modes (nested paths allowed, `..` refused).
+pub fn write_files(dir: &Path, files: &[VolumeFile]) -> Result<(), String> {
+    for f in files {
+        let path = inside(dir, &Path::new("/").join(&f.path)).map_err(|e| e.to_string())?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("create {}: {e}", parent.display()))?;
+        }
+        std::fs::write(&path, &f.content).map_err(|e| format!("write {}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A container's bind mounts: each volumeMount at its mountPath, with subPath or
+/// subPathExpr (expanded with the container env; created inside the volume if missing),
+/// read-only when the mount or the volume says so.
+pub fn container_mounts(
+    container: &Container,
+    volumes: &BTreeMap<String, Prepared>,
+    env: &[(String, String)],
+) -> Result<Vec<BindMount>, String> {
+    container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| {
+            let volume = volumes
+                .get(&m.name)
+                .ok_or_else(|| format!("volumeMount {:?} names no volume of the pod", m.name))?;
+            let sub = match (&m.sub_path, &m.sub_path_expr) {
+                (Some(s), _) if !s.is_empty() => Some(s.clone()),
+                (_, Some(e)) if !e.is_empty() => Some(expand(e, env)),
+                _ => None,
+            };
+            let source = match sub {
+                None => volume.path.clone(),
+                Some(sub) => sub_path(&volume.path, &sub)?,
+            };
+            Ok(BindMount {
+                source,
+                target: PathBuf::from(&m.mount_path),
+                read_only: m.read_only == Some(true) || volume.read_only,
+            })
+        })
+        .collect()
+}
+
+/// `volume/sub`, created as a directory when missing (the kubelet does the same).
+fn sub_path(volume: &Path, sub: &str) -> Result<PathBuf, String> {
+    let path = inside(volume, &Path::new("/").join(sub))
+        .map_err(|_| format!("subPath {sub:?} must be relative and must not contain '..'"))?;
+    if !path.exists() {
+        std::fs::create_dir_all(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn node_paths_map_under_the_node_root() {
+        let root = Path::new("/bed/nodes/n1");
+        assert_eq!(
+            node_path(root, "/var/lib/testbed-storage/pvc-1").unwrap(),
+            PathBuf::from("/bed/nodes/n1/var/lib/testbed-storage/pvc-1")
+        );
+        assert_eq!(
+            node_path(root, "/").unwrap(),
+            PathBuf::from("/bed/nodes/n1")
+        );
+        assert!(node_path(root, "/var/../../etc").is_err());
+        assert!(node_path(root, "relative").is_err());
+    }
+
+    #[test]
+    fn host_path_types_create_or_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let d = host_path(root, "/a/b", "DirectoryOrCreate").unwrap();
+        assert!(d.is_dir());
+        let f = host_path(root, "/c/file", "FileOrCreate").unwrap();
+        assert!(f.is_file());
+        assert!(host_path(root, "/missing", "Directory").is_err());
+        assert!(host_path(root, "/a/b", "File").is_err());
+        assert!(host_path(root, "/plain", "").unwrap().is_dir());
+    }
+
+    #[test]
+    fn key_files_select_items_with_modes() {
+        let data: BTreeMap<String, Vec<u8>> = [
+            ("a".to_string(), b"1".to_vec()),
+            ("b".to_string(), b"2".to_vec()),
+        ]
+        .into();
+        let all = key_files(&data, None, Some(0o400), "Secret s").unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|f| f.mode == 0o400));
+        let items: Vec<KeyToPath> = serde_json::from_value(json!([
+            {"key": "b", "path": "dir/bee", "mode": 0o600}
+        ]))
+        .unwrap();
+        let some = key_files(&data, Some(&items), None, "Secret s").unwrap();
+        assert_eq!(
+            some,
+            vec![VolumeFile {
+                path: "dir/bee".into(),
+                content: b"2".to_vec(),
+                mode: 0o600
+            }]
+        );
+        let bad: Vec<KeyToPath> =
+            serde_json::from_value(json!([{"key": "zz", "path": "z"}])).unwrap();
+        assert!(
+            key_files(&data, Some(&bad), None, "Secret s")
+                .unwrap_err()
+                .contains("zz")
+        );
+    }
+
+    #[test]
+    fn write_files_refuses_escapes_and_sets_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = vec![VolumeFile {
+            path: "x/y".into(),
+            content: b"hi".to_vec(),
+            mode: 0o600,
+        }];
+        write_files(dir.path(), &files).unwrap();
+        let meta = std::fs::metadata(dir.path().join("x/y")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let evil = vec![VolumeFile {
+            path: "../out".into(),
+            content: vec![],
+            mode: 0o644,
+        }];
+        assert!(write_files(dir.path(), &evil).is_err());
+    }
+
+    #[test]
+    fn container_mounts_apply_sub_paths_and_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let volumes: BTreeMap<String, Prepared> = [
+            (
+                "data".to_string(),
+                Prepared {
+                    path: dir.path().to_path_buf(),
+                    read_only: false,
+                },
+            ),
+            (
+                "cfg".to_string(),
+                Prepared {
+                    path: "/cfg".into(),
+                    read_only: true,
+                },
+            ),
+        ]
+        .into();
+        let container: Container = serde_json::from_value(json!({
+            "name": "c",
+            "volumeMounts": [
+                {"name": "data", "mountPath": "/data", "readOnly": true},
+                {"name": "data", "mountPath": "/per-pod", "subPathExpr": "$(POD)"},
+                {"name": "cfg", "mountPath": "/etc/cfg"},
+            ],
+        }))
+        .unwrap();
+        let env = vec![("POD".to_string(), "p1".to_string())];
+        let mounts = container_mounts(&container, &volumes, &env).unwrap();
+        assert!(mounts[0].read_only);
+        assert_eq!(mounts[1].source, dir.path().join("p1"));
+        assert!(dir.path().join("p1").is_dir());
+        assert!(!mounts[1].read_only);
+        assert!(
+            mounts[2].read_only,
+            "configMap-like volumes are always read-only"
+        );
+        let bad: Container = serde_json::from_value(json!({
+            "name": "c", "volumeMounts": [{"name": "nope", "mountPath": "/x"}],
+        }))
+        .unwrap();
+        assert!(container_mounts(&bad, &volumes, &env).is_err());
+    }
+}
