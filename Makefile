@@ -26,7 +26,9 @@ e2e: ## End-to-end scenarios on the local multi-cluster test bed
 	@echo "make e2e: not yet implemented (test bed issue)" >&2; exit 1
 
 bench: ## Data-plane and controller benchmarks against rsync -e ssh
-	@echo "make bench: not yet implemented (data plane issue)" >&2; exit 1
+	$(CARGO) build --release --locked -p dr-syncer-agent -p dr-syncer-rsync-worker
+	$(CARGO) bench --locked -p dr-syncer-rsync-worker --bench dataplane -- \
+	  --bin-dir $${CARGO_TARGET_DIR:-target}/release --out target/bench
 
 demo: ## Start three local clusters and replicate a sample namespace with a PVC
 	@echo "make demo: not yet implemented (install/demo issue)" >&2; exit 1

@@ -1,0 +1,707 @@
+//! `make bench`: the data plane (`dr-syncer-agent` + `dr-syncer-rsync-worker`, release
+//! builds) against `rsync -a --delete -e ssh` with a stock OpenSSH `sshd` on a loopback
+//! port, both pulling, ed25519 keys for both.
+//!
+//! Cases: initial copy, re-run with nothing changed, re-run after 1% of the bytes changed
+//! across 5% of the files (plus a few adds and deletes), and a 2 GiB file with 10 MiB of
+//! scattered edits. For each case and tool: wall seconds, bytes on the wire (ours: the
+//! worker's summary; rsync: `--stats` total bytes sent + received) and peak RSS of both
+//! ends (`getrusage(RUSAGE_CHILDREN)` in a wrapper process, `VmHWM` for the agent).
+//! Prints a table and writes `target/bench/dataplane.json`.
+//!
+//! Usage: `dataplane --bin-dir target/release --out target/bench [--streams N] [--cases a,b]`.
+//! Internal: `dataplane --measure FILE -- CMD ARGS...` runs CMD and writes its peak RSS.
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs
+)]
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const SEED: u64 = 0xd5_5eed;
+const MIB: u64 = 1 << 20;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--measure") {
+        return measure_mode(&args[1..]);
+    }
+    let opts = Opts::parse(&args)?;
+    run_bench(&opts)
+}
+
+// ---------------------------------------------------------------------------------------
+// Options
+
+struct Opts {
+    bin_dir: PathBuf,
+    out: PathBuf,
+    streams: usize,
+    cases: Vec<String>,
+}
+
+impl Opts {
+    fn parse(args: &[String]) -> Result<Self> {
+        let mut o = Opts {
+            bin_dir: PathBuf::from("target/release"),
+            out: PathBuf::from("target/bench"),
+            streams: 2,
+            cases: ["initial", "nochange", "change1pct", "bigfile"]
+                .map(String::from)
+                .to_vec(),
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--bin-dir" => {
+                    o.bin_dir = PathBuf::from(it.next().ok_or("--bin-dir needs a value")?)
+                }
+                "--out" => o.out = PathBuf::from(it.next().ok_or("--out needs a value")?),
+                "--streams" => o.streams = it.next().ok_or("--streams needs a value")?.parse()?,
+                "--cases" => {
+                    o.cases = it
+                        .next()
+                        .ok_or("--cases needs a value")?
+                        .split(',')
+                        .map(String::from)
+                        .collect()
+                }
+                "--bench" => {} // appended by `cargo bench`
+                other => return Err(format!("unknown argument {other}").into()),
+            }
+        }
+        o.bin_dir = fs::canonicalize(&o.bin_dir)?;
+        fs::create_dir_all(&o.out)?;
+        o.out = fs::canonicalize(&o.out)?;
+        Ok(o)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Peak RSS wrapper: runs one command, waits, reports the largest RSS among its descendants.
+
+fn measure_mode(args: &[String]) -> Result<()> {
+    let out = args.first().ok_or("--measure needs a file")?;
+    let cmd = args
+        .get(2..)
+        .filter(|c| !c.is_empty() && args[1] == "--")
+        .ok_or("--measure FILE -- CMD...")?;
+    let status = Command::new(&cmd[0]).args(&cmd[1..]).status()?;
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
+    fs::write(out, usage.max_rss().to_string())?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+fn read_kib(path: &Path) -> u64 {
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Deterministic data
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+fn write_random(path: &Path, size: u64, rng: &mut Rng) -> Result<()> {
+    let mut w = BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill(&mut buf[..n]);
+        w.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// 20,000 small files, 120 files of 1-8 MiB, one 384 MiB file, a symlink (about 1 GiB).
+fn generate_base(dir: &Path) -> Result<()> {
+    let mut rng = Rng(SEED);
+    for d in 0..100 {
+        let sub = dir.join(format!("small/d{d:03}"));
+        fs::create_dir_all(&sub)?;
+        for f in 0..200 {
+            write_random(
+                &sub.join(format!("f{f:03}.dat")),
+                rng.below(16 * 1024),
+                &mut rng,
+            )?;
+        }
+    }
+    fs::create_dir_all(dir.join("medium"))?;
+    for m in 0..120 {
+        write_random(
+            &dir.join(format!("medium/m{m:03}.bin")),
+            MIB + rng.below(7 * MIB),
+            &mut rng,
+        )?;
+    }
+    write_random(&dir.join("large.bin"), 384 * MIB, &mut rng)?;
+    symlink("medium/m000.bin", dir.join("link-to-m000"))?;
+    Ok(())
+}
+
+fn ensure_dataset(data: &Path) -> Result<(PathBuf, PathBuf)> {
+    let base = data.join("base");
+    let big = data.join("big");
+    if !data.join("base.complete").exists() {
+        println!("generating the data set under {} (once)...", base.display());
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base)?;
+        generate_base(&base)?;
+        fs::write(data.join("base.complete"), "")?;
+    }
+    if !data.join("big.complete").exists() {
+        println!(
+            "generating the 2 GiB file under {} (once)...",
+            big.display()
+        );
+        let _ = fs::remove_dir_all(&big);
+        fs::create_dir_all(&big)?;
+        write_random(&big.join("big.bin"), 2048 * MIB, &mut Rng(SEED ^ 0xb16))?;
+        fs::write(data.join("big.complete"), "")?;
+    }
+    Ok((base, big))
+}
+
+/// Every regular file under `root`, sorted, with its size.
+fn regular_files(root: &Path) -> Result<Vec<(PathBuf, u64)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d)? {
+            let e = e?;
+            let ft = e.file_type()?;
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                out.push((e.path(), e.metadata()?.len()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Overwrites `edit` bytes of `path` at scattered offsets, through a new file renamed
+/// into place (so that a hard-linked copy of the cached data set stays untouched).
+fn scatter_edit(path: &Path, edit: u64, piece: u64, rng: &mut Rng) -> Result<()> {
+    let mut data = fs::read(path)?;
+    let len = data.len() as u64;
+    if len == 0 {
+        return Ok(());
+    }
+    let mut left = edit.min(len);
+    while left > 0 {
+        let n = left.min(piece).min(len);
+        let at = rng.below(len - n + 1) as usize;
+        rng.fill(&mut data[at..at + n as usize]);
+        left -= n;
+    }
+    let tmp = path.with_extension("bench-tmp");
+    fs::write(&tmp, &data)?;
+    fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// 1% of the bytes changed across 5% of the files, plus a few adds and deletes.
+fn mutate_one_percent(src: &Path) -> Result<u64> {
+    let mut rng = Rng(SEED ^ 0x1);
+    let files = regular_files(src)?;
+    let total: u64 = files.iter().map(|f| f.1).sum();
+    let chosen: Vec<&(PathBuf, u64)> = files.iter().filter(|_| rng.below(20) == 0).collect();
+    let chosen_bytes: u64 = chosen.iter().map(|f| f.1).sum::<u64>().max(1);
+    let budget = total / 100;
+    let mut edited = 0;
+    for (path, size) in &chosen {
+        let share = (budget as u128 * *size as u128 / chosen_bytes as u128) as u64;
+        scatter_edit(path, share.max(1), 4096, &mut rng)?;
+        edited += share.max(1);
+    }
+    for i in 0..10 {
+        let victim = &files[rng.below(files.len() as u64) as usize].0;
+        let _ = fs::remove_file(victim);
+        write_random(
+            &src.join(format!("small/d{:03}/new{i}.dat", i * 7)),
+            4096 + rng.below(8192),
+            &mut rng,
+        )?;
+    }
+    write_random(&src.join("medium/new-2mib.bin"), 2 * MIB, &mut rng)?;
+    Ok(edited)
+}
+
+fn copy_tree_linked(from: &Path, to: &Path) -> Result<()> {
+    let _ = fs::remove_dir_all(to);
+    run_ok(Command::new("cp").arg("-al").arg(from).arg(to))
+}
+
+fn copy_file(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to.parent().ok_or("no parent")?)?;
+    run_ok(
+        Command::new("cp")
+            .arg("-p")
+            .arg("--reflink=auto")
+            .arg(from)
+            .arg(to),
+    )
+}
+
+fn run_ok(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status()?;
+    if !status.success() {
+        return Err(format!("{cmd:?} failed: {status}").into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Keys, sshd, agent
+
+struct Keys {
+    dir: PathBuf,
+}
+
+impl Keys {
+    fn create(dir: &Path) -> Result<Self> {
+        fs::create_dir_all(dir)?;
+        for name in ["client", "sshd_host", "agent_host"] {
+            let path = dir.join(name);
+            if !path.exists() {
+                run_ok(
+                    Command::new("ssh-keygen")
+                        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+                        .arg(&path),
+                )?;
+            }
+        }
+        fs::copy(dir.join("client.pub"), dir.join("authorized_keys"))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_listening(port: u16, child: &mut Child) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(format!("server exited early: {status}").into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("nothing listening on port {port}").into())
+}
+
+struct Sshd {
+    child: Child,
+    port: u16,
+}
+
+impl Sshd {
+    fn start(keys: &Keys, dir: &Path) -> Result<Self> {
+        fs::create_dir_all("/run/sshd")?;
+        let port = free_port()?;
+        let config = dir.join("sshd_config");
+        fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
+                 PermitRootLogin prohibit-password\nLogLevel ERROR\n",
+                keys.path("sshd_host").display(),
+                keys.path("authorized_keys").display(),
+                dir.join("sshd.pid").display()
+            ),
+        )?;
+        let mut child = Command::new("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .spawn()?;
+        wait_listening(port, &mut child)?;
+        Ok(Self { child, port })
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Agent {
+    child: Child,
+    port: u16,
+}
+
+impl Agent {
+    fn start(opts: &Opts, keys: &Keys, volumes: &[(&str, &Path)]) -> Result<Self> {
+        let port = free_port()?;
+        let mut cmd = Command::new(opts.bin_dir.join("dr-syncer-agent"));
+        cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));
+        cmd.arg("--host-key-file").arg(keys.path("agent_host"));
+        cmd.arg("--authorized-keys-file")
+            .arg(keys.path("authorized_keys"));
+        for (name, dir) in volumes {
+            cmd.arg("--volume").arg(format!("{name}={}", dir.display()));
+        }
+        cmd.env("RUST_LOG", "warn");
+        let mut child = cmd.spawn()?;
+        wait_listening(port, &mut child)?;
+        Ok(Self { child, port })
+    }
+
+    /// Peak RSS so far, then SIGTERM and wait.
+    fn stop(mut self) -> u64 {
+        let hwm = vm_hwm_kib(self.child.id());
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        hwm
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Runs
+
+#[derive(Debug, Default, Clone)]
+struct Measure {
+    wall: f64,
+    wire: u64,
+    client_rss_kib: u64,
+    server_rss_kib: u64,
+    summary: Value,
+}
+
+fn timed(cmd: &mut Command) -> Result<(f64, ExitStatus, Vec<u8>)> {
+    let started = Instant::now();
+    let out = cmd.stderr(Stdio::inherit()).output()?;
+    Ok((started.elapsed().as_secs_f64(), out.status, out.stdout))
+}
+
+fn run_ours(
+    opts: &Opts,
+    keys: &Keys,
+    volumes: &[(&str, &Path)],
+    volume: &str,
+    dest: &Path,
+    tmp: &Path,
+) -> Result<Measure> {
+    let agent = Agent::start(opts, keys, volumes)?;
+    let rss_file = tmp.join("worker.rss");
+    let self_exe = std::env::current_exe()?;
+    let mut cmd = Command::new(self_exe);
+    cmd.arg("--measure")
+        .arg(&rss_file)
+        .arg("--")
+        .arg(opts.bin_dir.join("dr-syncer-rsync-worker"));
+    cmd.arg("--agent").arg(format!("127.0.0.1:{}", agent.port));
+    cmd.arg("--host-key-file").arg(keys.path("agent_host.pub"));
+    cmd.arg("--key-file").arg(keys.path("client"));
+    cmd.args([
+        "--volume",
+        volume,
+        "--streams",
+        &opts.streams.to_string(),
+        "--retries",
+        "0",
+    ]);
+    cmd.arg("--dest").arg(dest);
+    cmd.env("RUST_LOG", "warn");
+    let (wall, status, stdout) = timed(&mut cmd)?;
+    let agent_rss = agent.stop();
+    if !status.success() {
+        return Err(format!("worker failed: {status}").into());
+    }
+    let summary: Value = serde_json::from_slice(&stdout)?;
+    Ok(Measure {
+        wall,
+        wire: summary["wire_bytes"].as_u64().unwrap_or(0),
+        client_rss_kib: read_kib(&rss_file),
+        server_rss_kib: agent_rss,
+        summary,
+    })
+}
+
+fn run_rsync(keys: &Keys, sshd: &Sshd, src: &Path, dest: &Path, tmp: &Path) -> Result<Measure> {
+    let client_rss = tmp.join("rsync-client.rss");
+    let server_rss = tmp.join("rsync-server.rss");
+    let self_exe = std::env::current_exe()?;
+    let known_hosts = tmp.join("known_hosts");
+    let host_pub = fs::read_to_string(keys.path("sshd_host.pub"))?;
+    fs::write(
+        &known_hosts,
+        format!("[127.0.0.1]:{} {host_pub}", sshd.port),
+    )?;
+    let ssh = format!(
+        "ssh -F /dev/null -p {} -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={}",
+        sshd.port,
+        keys.path("client").display(),
+        known_hosts.display()
+    );
+    let mut cmd = Command::new(&self_exe);
+    cmd.arg("--measure").arg(&client_rss).arg("--").arg("rsync");
+    cmd.args(["-a", "--delete", "--stats", "-e", &ssh]);
+    cmd.arg(format!(
+        "--rsync-path={} --measure {} -- rsync",
+        self_exe.display(),
+        server_rss.display()
+    ));
+    cmd.arg(format!("root@127.0.0.1:{}/", src.display()));
+    cmd.arg(format!("{}/", dest.display()));
+    let (wall, status, stdout) = timed(&mut cmd)?;
+    if !status.success() {
+        return Err(format!("rsync failed: {status}").into());
+    }
+    let text = String::from_utf8_lossy(&stdout);
+    let stat = |label: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|v| {
+                v.trim()
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("0")
+                    .replace(',', "")
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Measure {
+        wall,
+        wire: stat("Total bytes sent:") + stat("Total bytes received:"),
+        client_rss_kib: read_kib(&client_rss),
+        server_rss_kib: read_kib(&server_rss),
+        summary: json!({}),
+    })
+}
+
+/// Same regular files with the same sizes at the same relative paths.
+fn check_same_listing(src: &Path, dest: &Path, who: &str) -> Result<()> {
+    let rel = |root: &Path| -> Result<Vec<(PathBuf, u64)>> {
+        Ok(regular_files(root)?
+            .into_iter()
+            .map(|(p, s)| (p.strip_prefix(root).map(Path::to_path_buf).unwrap_or(p), s))
+            .collect())
+    };
+    if rel(src)? != rel(dest)? {
+        return Err(format!("{who}: destination {} differs from source", dest.display()).into());
+    }
+    Ok(())
+}
+
+fn hash_file(path: &Path) -> Result<String> {
+    let mut h = blake3::Hasher::new();
+    std::io::copy(&mut fs::File::open(path)?, &mut h)?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+struct CaseResult {
+    name: &'static str,
+    ours: Measure,
+    rsync: Measure,
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { f64::NAN }
+}
+
+fn run_bench(opts: &Opts) -> Result<()> {
+    let (base, big) = ensure_dataset(&opts.out.join("data"))?;
+    let work = opts.out.join("work");
+    let tmp = opts.out.join("tmp");
+    fs::create_dir_all(&work)?;
+    fs::create_dir_all(&tmp)?;
+    let keys = Keys::create(&opts.out.join("ssh"))?;
+    let sshd = Sshd::start(&keys, &tmp)?;
+
+    let src = work.join("src");
+    let bigsrc = work.join("bigsrc");
+    let (d_ours, d_rsync) = (work.join("dest-ours"), work.join("dest-rsync"));
+    let (b_ours, b_rsync) = (work.join("big-ours"), work.join("big-rsync"));
+    let volumes: Vec<(&str, &Path)> = vec![("bench", &src), ("big", &bigsrc)];
+
+    copy_tree_linked(&base, &src)?;
+    fs::create_dir_all(&bigsrc)?;
+    let mut results = Vec::new();
+    let wants = |c: &str| opts.cases.iter().any(|x| x == c);
+    let mut pair =
+        |name: &'static str, volume: &str, s: &Path, dours: &Path, drs: &Path| -> Result<()> {
+            println!("case {name}: ours...");
+            let ours = run_ours(opts, &keys, &volumes, volume, dours, &tmp)?;
+            println!("case {name}: rsync...");
+            let rsync = run_rsync(&keys, &sshd, s, drs, &tmp)?;
+            check_same_listing(s, dours, "ours")?;
+            check_same_listing(s, drs, "rsync")?;
+            results.push(CaseResult { name, ours, rsync });
+            Ok(())
+        };
+
+    if wants("initial") || wants("nochange") || wants("change1pct") {
+        for d in [&d_ours, &d_rsync] {
+            let _ = fs::remove_dir_all(d);
+            fs::create_dir_all(d)?;
+        }
+        pair("initial", "bench", &src, &d_ours, &d_rsync)?;
+        pair("nochange", "bench", &src, &d_ours, &d_rsync)?;
+        if wants("change1pct") {
+            let edited = mutate_one_percent(&src)?;
+            println!("mutated: {} MiB of edits", edited / MIB);
+            pair("change1pct", "bench", &src, &d_ours, &d_rsync)?;
+        }
+    }
+    if wants("bigfile") {
+        println!("preparing the 2 GiB case...");
+        let orig = big.join("big.bin");
+        copy_file(&orig, &b_ours.join("big.bin"))?;
+        copy_file(&orig, &b_rsync.join("big.bin"))?;
+        fs::copy(&orig, bigsrc.join("big.bin"))?;
+        scatter_edit(
+            &bigsrc.join("big.bin"),
+            10 * MIB,
+            16 * 1024,
+            &mut Rng(SEED ^ 0x2),
+        )?;
+        pair("bigfile", "big", &bigsrc, &b_ours, &b_rsync)?;
+        let want = hash_file(&bigsrc.join("big.bin"))?;
+        for d in [&b_ours, &b_rsync] {
+            if hash_file(&d.join("big.bin"))? != want {
+                return Err(format!("{}: big file differs from source", d.display()).into());
+            }
+        }
+    }
+    drop(pair);
+    report(opts, &results)
+}
+
+fn report(opts: &Opts, results: &[CaseResult]) -> Result<()> {
+    println!();
+    println!(
+        "{:<11} {:>9} {:>9} {:>6} | {:>13} {:>13} {:>6} | {:>9} {:>9} {:>9} {:>9}",
+        "case",
+        "ours s",
+        "rsync s",
+        "ratio",
+        "ours wire",
+        "rsync wire",
+        "ratio",
+        "worker",
+        "agent",
+        "rsync cl",
+        "rsync srv"
+    );
+    let mut cases = Vec::new();
+    for r in results {
+        let (wall_r, wire_r) = (
+            ratio(r.ours.wall, r.rsync.wall),
+            ratio(r.ours.wire as f64, r.rsync.wire as f64),
+        );
+        println!(
+            "{:<11} {:>9.2} {:>9.2} {:>6.2} | {:>13} {:>13} {:>6.2} | {:>8}M {:>8}M {:>8}M {:>8}M",
+            r.name,
+            r.ours.wall,
+            r.rsync.wall,
+            wall_r,
+            r.ours.wire,
+            r.rsync.wire,
+            wire_r,
+            r.ours.client_rss_kib / 1024,
+            r.ours.server_rss_kib / 1024,
+            r.rsync.client_rss_kib / 1024,
+            r.rsync.server_rss_kib / 1024
+        );
+        let wall_target = if r.name == "bigfile" { 0.7 } else { 0.5 };
+        cases.push(json!({
+            "case": r.name,
+            "ours": {
+                "wall_seconds": r.ours.wall, "wire_bytes": r.ours.wire,
+                "peak_rss_worker_kib": r.ours.client_rss_kib, "peak_rss_agent_kib": r.ours.server_rss_kib,
+                "summary": r.ours.summary,
+            },
+            "rsync": {
+                "wall_seconds": r.rsync.wall, "wire_bytes": r.rsync.wire,
+                "peak_rss_client_kib": r.rsync.client_rss_kib, "peak_rss_server_kib": r.rsync.server_rss_kib,
+            },
+            "ratios": {
+                "wall": wall_r, "wire": wire_r,
+                "rss_worker_vs_rsync_client": ratio(r.ours.client_rss_kib as f64, r.rsync.client_rss_kib as f64),
+                "rss_agent_vs_rsync_server": ratio(r.ours.server_rss_kib as f64, r.rsync.server_rss_kib as f64),
+            },
+            "targets": {
+                "wall_ratio_max": wall_target,
+                "wall_ok": wall_r <= wall_target,
+                "wire_ratio_max": if r.name == "initial" || r.name == "nochange" { Value::Null } else { json!(1.2) },
+                "wire_ok": r.name == "initial" || r.name == "nochange" || wire_r <= 1.2,
+                "rss_ok": r.name != "bigfile" || (r.ours.client_rss_kib <= 300 * 1024 && r.ours.server_rss_kib <= 300 * 1024),
+            },
+        }));
+    }
+    let doc = json!({
+        "streams": opts.streams,
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cases": cases,
+        "notes": "wire bytes are protocol payload bytes (ours: worker summary; rsync: --stats sent+received); RSS in KiB",
+    });
+    let path = opts.out.join("dataplane.json");
+    fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
+    println!("\nwrote {}", path.display());
+    Ok(())
+}
