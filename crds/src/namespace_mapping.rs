@@ -225,7 +225,10 @@ pub struct NamespaceMappingSpec {
 }
 
 /// How a NamespaceMapping is triggered.
+// maxLength bounds the cost of the CEL rule comparing it (the API server rejects rules whose
+// worst case, estimated from string sizes, is over budget).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[schemars(extend("maxLength" = 16))]
 pub enum ReplicationMode {
     /// On a cron schedule.
     #[default]
@@ -606,8 +609,10 @@ pub struct JsonPatchOperation {
 }
 
 /// An RFC 6902 operation name.
+// maxLength bounds the cost of the CEL rules testing it, which run once per list item.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(extend("maxLength" = 8))]
 pub enum JsonPatchOp {
     /// Insert a value.
     Add,

@@ -86,7 +86,44 @@ fn render_kind(out: &mut String, crd: &CustomResourceDefinition) {
     let _ = writeln!(out, "| Subresources | {subresources} |\n");
 
     render_printer_columns(out, crd);
+    render_cel_rules(out, &schema);
     render_fields(out, &schema);
+}
+
+/// The cross-field rules, with the message the API server answers when one fails.
+fn render_cel_rules(out: &mut String, schema: &Value) {
+    let mut nodes: Vec<(String, &Value)> = vec![(String::new(), schema)];
+    for field in fields(schema) {
+        if let Some(items) = field.schema.get("items") {
+            nodes.push((format!("{}[]", field.path), items));
+        }
+        nodes.push((field.path, field.schema));
+    }
+    let rules: Vec<(String, &Value)> = nodes
+        .into_iter()
+        .filter_map(|(path, node)| {
+            node.get("x-kubernetes-validations")
+                .and_then(Value::as_array)
+                .map(|rules| (path, rules))
+        })
+        .flat_map(|(path, rules)| rules.iter().map(move |rule| (path.clone(), rule)))
+        .collect();
+    if rules.is_empty() {
+        return;
+    }
+    out.push_str("### Validation rules (CEL, enforced by the API server)\n\n");
+    out.push_str("| On | Rule | Error message |\n|---|---|---|\n");
+    for (path, rule) in rules {
+        let expression = rule.get("rule").and_then(Value::as_str).unwrap_or("");
+        let message = rule.get("message").and_then(Value::as_str).unwrap_or("");
+        let _ = writeln!(
+            out,
+            "| `{path}` | `{}` | {} |",
+            cell(expression),
+            cell(message)
+        );
+    }
+    out.push('\n');
 }
 
 fn render_printer_columns(out: &mut String, crd: &CustomResourceDefinition) {
@@ -186,14 +223,15 @@ pub fn validation(field: &Field<'_>) -> Vec<String> {
                 .map(|rule| format!("items: {rule}")),
         );
     }
-    if let Some(cel) = schema
-        .get("x-kubernetes-validations")
-        .and_then(Value::as_array)
-    {
-        for rule in cel {
+    let own = schema.get("x-kubernetes-validations");
+    let on_items = schema
+        .get("items")
+        .and_then(|items| items.get("x-kubernetes-validations"));
+    for (prefix, cel) in [("", own), ("items: ", on_items)] {
+        for rule in cel.and_then(Value::as_array).into_iter().flatten() {
             let expression = rule.get("rule").and_then(Value::as_str).unwrap_or("");
             let message = rule.get("message").and_then(Value::as_str).unwrap_or("");
-            rules.push(format!("CEL `{expression}`: \"{message}\""));
+            rules.push(format!("{prefix}CEL `{expression}`: \"{message}\""));
         }
     }
     rules

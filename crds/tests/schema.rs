@@ -164,6 +164,17 @@ fn cel_nodes<'a>(
     }
 }
 
+/// Properties a rule reads the value of (`self.x`), as opposed to only testing presence
+/// (`has(self.x)`), which costs nothing per byte.
+fn strings_read_by(rule: &str) -> Vec<String> {
+    let reads = regex::Regex::new(r"(has\()?self\.([A-Za-z0-9_]+)").unwrap();
+    reads
+        .captures_iter(rule)
+        .filter(|c| c.get(1).is_none())
+        .map(|c| c[2].to_owned())
+        .collect()
+}
+
 #[test]
 fn cel_rules_compile_and_sit_under_bounded_lists() {
     let mut nodes_seen = 0;
@@ -194,6 +205,18 @@ fn cel_rules_compile_and_sit_under_bounded_lists() {
                     "{}: CEL message {message:?} does not name its field",
                     crd.spec.names.kind
                 );
+                let expression = rule["rule"].as_str().unwrap_or_default();
+                for name in strings_read_by(expression) {
+                    let property = &node["properties"][&name];
+                    let unbounded_string =
+                        property["type"] == "string" && property.get("maxLength").is_none();
+                    assert!(
+                        !unbounded_string,
+                        "{}: CEL rule {expression:?} at {path} reads string {name} without \
+                         maxLength; the API server's cost estimate would reject it",
+                        crd.spec.names.kind
+                    );
+                }
             }
         }
     }
