@@ -255,6 +255,10 @@ impl Worker {
                 std::fs::create_dir_all(&path)
                     .map_err(|e| format!("create {}: {e}", path.display()))?;
             }
+            let hosts = hosts_file(self.ctx.cfg.ip, &pod_hostname(&self.pod));
+            let hosts_path = self.dir.join("hosts");
+            std::fs::write(&hosts_path, hosts)
+                .map_err(|e| format!("write {}: {e}", hosts_path.display()))?;
             set_mode(&self.dir.join("tmp"), 0o1777)
         }
         .await;
@@ -402,9 +406,15 @@ impl Worker {
         if !slot.files.termination_log().exists() {
             slot.files.reset().map_err(|e| e.to_string())?;
         }
+        mounts.push(BindMount {
+            source: self.dir.join("hosts"),
+            target: PathBuf::from("/etc/hosts"),
+            read_only: true,
+        });
         let spec = SandboxSpec {
             root: self.dir.join("root"),
             tmp_dir: self.dir.join("tmp"),
+            scratch: slot.files.scratch(),
             hostname: pod_hostname(&self.pod),
             mounts,
             working_dir: PathBuf::from(slot.spec.working_dir.as_deref().unwrap_or("/")),
@@ -719,6 +729,11 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// The pod's /etc/hosts: localhost and its own name on the node IP.
+pub(crate) fn hosts_file(ip: Ipv4Addr, hostname: &str) -> String {
+    format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{hostname}\n")
 }
 
 /// Sets a directory's permission bits.

@@ -42,9 +42,19 @@ impl ContainerFiles {
         self.dir.join("termination-log")
     }
 
-    /// Creates the directory, rotates the log and empties the termination log for a new run.
+    /// Per-run scratch of the sandbox (the `/etc` overlay's upper and work dirs).
+    pub fn scratch(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+
+    /// Creates the directory, rotates the log, empties the termination log and the run
+    /// scratch for a new run (a restarted container starts from a clean root, as in
+    /// Kubernetes).
     pub fn reset(&self) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
+        if self.scratch().exists() {
+            std::fs::remove_dir_all(self.scratch())?;
+        }
         if self.log().exists() {
             std::fs::rename(self.log(), self.previous_log())?;
         }

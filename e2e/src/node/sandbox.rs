@@ -1,6 +1,8 @@
 //! The container sandbox: a private mount (and UTS) namespace whose root is a per-pod
 //! directory assembled from read-only bind mounts of the host's system directories, a
 //! private `/dev`, `/proc` and `/tmp`, and the pod's volumes, entered with `chroot`.
+//! `/etc` is an overlay (host `/etc` below, a per-run scratch dir above) so that volumes can
+//! be mounted at new paths under it (`/etc/app/config`) without touching the host.
 //!
 //! Every mount is made in the child after `unshare(CLONE_NEWNS)`, never in the host
 //! namespace: the mounts live exactly as long as the container's processes, so a stopped or
@@ -17,9 +19,7 @@ use nix::mount::MsFlags;
 
 /// Host directories shared read-only with every pod (symlinks, as in merged-/usr systems,
 /// are recreated as symlinks).
-const SYSTEM_DIRS: [&str; 8] = [
-    "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc", "/opt",
-];
+const SYSTEM_DIRS: [&str; 7] = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/opt"];
 
 /// Device nodes bind-mounted from the host into the pod's private `/dev`.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -42,6 +42,9 @@ pub struct SandboxSpec {
     pub root: PathBuf,
     /// Host directory mounted as the pod's `/tmp`.
     pub tmp_dir: PathBuf,
+    /// Per-run host scratch dir (same filesystem throughout) holding the `/etc` overlay's
+    /// upper and work dirs; the caller empties it before each run.
+    pub scratch: PathBuf,
     /// The pod's hostname (its own UTS namespace).
     pub hostname: String,
     /// Volumes, our binary and the termination-log file, in any order.
@@ -102,6 +105,7 @@ pub fn plan(spec: &SandboxSpec) -> Result<Vec<Op>, SandboxError> {
         system_dir(&mut ops, &spec.root, Path::new(dir))?;
     }
     let at = |p: &str| spec.root.join(p);
+    etc_overlay(&mut ops, &at("etc"), &spec.scratch)?;
     ops.push(Op::Mkdir(cstr(&at("proc"))?));
     ops.push(fresh(
         "proc",
@@ -138,6 +142,21 @@ fn system_dir(ops: &mut Vec<Op>, root: &Path, dir: &Path) -> Result<(), SandboxE
     }
     ops.push(Op::Mkdir(cstr(&target)?));
     bind(ops, dir, &target, true, true)
+}
+
+/// `/etc` as an overlay: host `/etc` read-only below, the run's scratch above.
+fn etc_overlay(ops: &mut Vec<Op>, target: &Path, scratch: &Path) -> Result<(), SandboxError> {
+    let (upper, work) = (scratch.join("etc-upper"), scratch.join("etc-work"));
+    for dir in [scratch, upper.as_path(), work.as_path(), target] {
+        ops.push(Op::Mkdir(cstr(dir)?));
+    }
+    let data = format!(
+        "lowerdir=/etc,upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
+    ops.push(fresh("overlay", target, MsFlags::empty(), Some(&data))?);
+    Ok(())
 }
 
 /// A private `/dev`: tmpfs with the usual devices, pts, shm and fd links.
@@ -398,6 +417,7 @@ mod tests {
         SandboxSpec {
             root: "/pods/p/root".into(),
             tmp_dir: "/pods/p/tmp".into(),
+            scratch: "/pods/p/run".into(),
             hostname: "p".into(),
             mounts: vec![
                 BindMount {
@@ -450,6 +470,15 @@ mod tests {
         );
         assert!(ops.contains(&Op::Touch(c("/pods/p/root/dev/termination-log"))));
         assert!(ops.contains(&Op::Mkdir(c("/pods/p/root/work"))));
+        assert!(ops.contains(&Op::Mount {
+            source: Some(c("overlay")),
+            target: c("/pods/p/root/etc"),
+            fstype: Some(c("overlay")),
+            flags: MsFlags::empty(),
+            data: Some(c(
+                "lowerdir=/etc,upperdir=/pods/p/run/etc-upper,workdir=/pods/p/run/etc-work"
+            )),
+        }));
         let usr = mount_of("/pods/p/root/usr");
         assert!(
             matches!(&ops[usr + 1], Op::Mount { flags, .. } if flags.contains(MsFlags::MS_RDONLY))

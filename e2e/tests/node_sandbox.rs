@@ -1,0 +1,235 @@
+//! The container sandbox for real (needs root, no API server): a process runs chrooted in a
+//! private mount namespace with its volumes bind-mounted, read-only mounts refuse writes,
+//! the termination message comes back through the bind-mounted termination log, nothing
+//! leaks into the host mount table, and stopping escalates from SIGTERM to SIGKILL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dr_syncer_e2e::node::process::{
+    ContainerFiles, ExecSpec, exit_info, spawn, termination_message,
+};
+use dr_syncer_e2e::node::sandbox::{BindMount, Prepared, SandboxSpec};
+use tokio::sync::mpsc;
+
+/// A pod directory with a writable and a read-only volume.
+struct Pod {
+    dir: tempfile::TempDir,
+}
+
+impl Pod {
+    fn new() -> Self {
+        let pod = Pod {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        for d in ["root", "tmp", "data", "config"] {
+            std::fs::create_dir_all(pod.path(d)).unwrap();
+        }
+        std::fs::write(pod.path("config/setting"), "on").unwrap();
+        pod
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn files(&self) -> ContainerFiles {
+        let files = ContainerFiles {
+            dir: self.path("containers/c"),
+        };
+        files.reset().unwrap();
+        files
+    }
+
+    fn sandbox(&self, files: &ContainerFiles) -> Prepared {
+        let spec = SandboxSpec {
+            root: self.path("root"),
+            tmp_dir: self.path("tmp"),
+            scratch: files.scratch(),
+            hostname: "pod-one".into(),
+            mounts: vec![
+                BindMount {
+                    source: self.path("data"),
+                    target: "/data".into(),
+                    read_only: false,
+                },
+                BindMount {
+                    source: self.path("config"),
+                    target: "/etc/app".into(),
+                    read_only: true,
+                },
+                BindMount {
+                    source: files.termination_log(),
+                    target: "/dev/termination-log".into(),
+                    read_only: false,
+                },
+            ],
+            working_dir: "/data".into(),
+        };
+        Prepared::new(&spec).unwrap()
+    }
+}
+
+/// `sh -c script` inside the sandbox.
+fn shell(script: &str) -> ExecSpec {
+    ExecSpec {
+        program: PathBuf::from("/bin/sh"),
+        arg0: "sh".into(),
+        args: vec!["-c".into(), script.into()],
+        env: vec![
+            ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            ("GREETING".into(), "hello from env".into()),
+        ],
+    }
+}
+
+fn host_mounts_under(dir: &Path) -> usize {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir = dir.to_string_lossy();
+    table.lines().filter(|l| l.contains(dir.as_ref())).count()
+}
+
+#[tokio::test]
+async fn process_runs_chrooted_with_volumes_env_hostname_and_termination_message() {
+    let pod = Pod::new();
+    let files = pod.files();
+    let script = r#"
+        echo "$GREETING" > /data/env
+        hostname > /data/hostname
+        cat /etc/app/setting > /data/setting
+        pwd > /data/pwd
+        if echo x > /etc/app/new 2>/dev/null; then echo wrote > /data/ro; else echo refused > /data/ro; fi
+        if [ -e /work ]; then echo visible > /data/host-work; else echo hidden > /data/host-work; fi
+        echo pod > /etc/testbed-sandbox-probe && echo ok > /data/etc-write
+        echo "copied 3 files" > /dev/termination-log
+        echo "to the log"
+        exit 3
+    "#;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut proc = spawn(&shell(script), pod.sandbox(&files), &files, tx, 7).unwrap();
+    assert_eq!(rx.recv().await, Some(7));
+    let (code, reason, _) = exit_info(proc.try_exit());
+    assert_eq!(
+        (code, reason),
+        (3, "Error"),
+        "log: {}",
+        std::fs::read_to_string(files.log()).unwrap()
+    );
+    let read = |f: &str| {
+        std::fs::read_to_string(pod.path(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("data/env"), "hello from env");
+    assert_eq!(read("data/hostname"), "pod-one");
+    assert_eq!(read("data/setting"), "on");
+    assert_eq!(read("data/pwd"), "/data");
+    assert_eq!(
+        read("data/ro"),
+        "refused",
+        "a read-only volume must refuse writes"
+    );
+    assert_eq!(
+        read("data/host-work"),
+        "hidden",
+        "the host's other dirs are not in the pod root"
+    );
+    assert!(!pod.path("config/new").exists());
+    assert_eq!(read("data/etc-write"), "ok", "the pod's /etc is writable (overlay)");
+    assert!(!Path::new("/etc/testbed-sandbox-probe").exists(), "the host /etc is untouched");
+    assert_eq!(
+        termination_message(&files, None, code).trim(),
+        "copied 3 files"
+    );
+    assert!(
+        std::fs::read_to_string(files.log())
+            .unwrap()
+            .contains("to the log")
+    );
+    assert_eq!(
+        host_mounts_under(pod.dir.path()),
+        0,
+        "no mount may leak into the host namespace"
+    );
+}
+
+#[tokio::test]
+async fn stop_escalates_to_sigkill_after_the_grace_period() {
+    let pod = Pod::new();
+    let files = pod.files();
+    let stubborn = "trap 'echo got TERM' TERM; echo up > /data/ready; while :; do sleep 0.1; done";
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let proc = spawn(&shell(stubborn), pod.sandbox(&files), &files, tx, 1).unwrap();
+    wait_for_file(&pod.path("data/ready")).await;
+    let started = std::time::Instant::now();
+    let status = proc.stop(Duration::from_secs(1)).await;
+    let (code, _, signal) = exit_info(status);
+    assert_eq!(
+        (code, signal),
+        (137, Some(9)),
+        "ignored SIGTERM must end in SIGKILL"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "SIGKILL only after the grace period"
+    );
+    assert!(
+        std::fs::read_to_string(files.log())
+            .unwrap()
+            .contains("got TERM")
+    );
+
+    let polite = "trap 'exit 0' TERM; echo up > /data/ready2; while :; do sleep 0.1; done";
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let proc = spawn(&shell(polite), pod.sandbox(&files), &files, tx, 2).unwrap();
+    wait_for_file(&pod.path("data/ready2")).await;
+    let (code, reason, signal) = exit_info(proc.stop(Duration::from_secs(30)).await);
+    assert_eq!(
+        (code, reason, signal),
+        (0, "Completed", None),
+        "SIGTERM first"
+    );
+}
+
+#[tokio::test]
+async fn spawn_fails_cleanly_when_a_mount_cannot_be_made() {
+    let pod = Pod::new();
+    let files = pod.files();
+    let spec = SandboxSpec {
+        root: pod.path("root"),
+        tmp_dir: pod.path("tmp"),
+        scratch: files.scratch(),
+        hostname: "p".into(),
+        // /usr is a read-only system dir: a new mountpoint cannot be created inside it.
+        mounts: vec![BindMount {
+            source: pod.path("data"),
+            target: "/usr/no-such-dir-for-testbed".into(),
+            read_only: false,
+        }],
+        working_dir: "/".into(),
+    };
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let err = spawn(&shell("true"), Prepared::new(&spec).unwrap(), &files, tx, 1).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(nix::libc::EROFS), "{err}");
+    let log = std::fs::read_to_string(files.log()).unwrap();
+    assert!(
+        log.contains("mkdir") && log.contains("no-such-dir-for-testbed"),
+        "{log}"
+    );
+}
+
+/// Polls for a file the child writes once it is up (bounded by a deadline).
+async fn wait_for_file(path: &Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
