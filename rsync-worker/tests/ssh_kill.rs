@@ -70,7 +70,7 @@ fn versions() -> (Tree, Tree) {
     let mut rng = Rng(SEED);
     let (mut old, mut new) = (Tree::new(), Tree::new());
     for i in 0..4 {
-        let mut data = vec![0u8; (6 + 2 * i) << 20];
+        let mut data = vec![0u8; (2 + i) << 20];
         rng.fill(&mut data);
         let mut changed = data.clone();
         for _ in 0..8 {

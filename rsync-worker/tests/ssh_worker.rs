@@ -1,0 +1,211 @@
+//! The `dr-syncer-rsync-worker` binary end to end: JSON summary on stdout and in the
+//! termination log, and clear, typed failures (pinned key, client key, retries).
+
+#[path = "ssh_common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{TestAgent, key, write_private_key, write_public_key};
+use dr_syncer_rsync::ssh::fingerprint;
+use russh::keys::PrivateKey;
+
+struct Files {
+    dir: tempfile::TempDir,
+    src: PathBuf,
+    dest: PathBuf,
+    log: PathBuf,
+}
+
+fn files() -> Files {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"alpha\n").unwrap();
+    std::fs::write(src.join("sub/b.bin"), vec![7u8; 300_000]).unwrap();
+    Files {
+        src,
+        dest: dir.path().join("dest"),
+        log: dir.path().join("termination-log"),
+        dir,
+    }
+}
+
+async fn worker(
+    f: &Files,
+    addr: &str,
+    pin: &PrivateKey,
+    client: &PrivateKey,
+    extra: &[&str],
+) -> Output {
+    let pin_file = write_public_key(f.dir.path(), "pin.pub", pin.public_key());
+    let key_file = write_private_key(f.dir.path(), "worker_key", client);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dr-syncer-rsync-worker"));
+    cmd.args(["--agent", addr, "--volume", "data"])
+        .arg("--host-key-file")
+        .arg(pin_file)
+        .arg("--key-file")
+        .arg(key_file)
+        .arg("--dest")
+        .arg(&f.dest)
+        .arg("--termination-log")
+        .arg(&f.log)
+        .args(extra)
+        .env("RUST_LOG", "warn");
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn termination_log(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_prints_summary_and_writes_termination_log() {
+    let f = files();
+    let (host, client) = (key(31), key(32));
+    let agent = TestAgent::protocol(
+        &[("data", &f.src)],
+        host.clone(),
+        vec![client.public_key().clone()],
+    )
+    .await;
+    let out = worker(
+        &f,
+        &agent.addr.to_string(),
+        &host,
+        &client,
+        &["--streams", "3"],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        printed,
+        termination_log(&f.log),
+        "stdout and termination log must agree"
+    );
+    for field in [
+        "files_scanned",
+        "files_transferred",
+        "files_deleted",
+        "literal_bytes",
+        "matched_bytes",
+        "wire_bytes",
+        "duration_seconds",
+    ] {
+        assert!(
+            printed.get(field).is_some(),
+            "summary lacks {field}: {printed}"
+        );
+    }
+    assert_eq!(printed["files_transferred"], 2);
+    assert_eq!(
+        std::fs::read(f.dest.join("sub/b.bin")).unwrap(),
+        vec![7u8; 300_000]
+    );
+    assert_eq!(std::fs::read(f.dest.join("a.txt")).unwrap(), b"alpha\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_refuses_an_agent_with_another_host_key() {
+    let f = files();
+    let (host, pinned, client) = (key(31), key(33), key(32));
+    let agent = TestAgent::protocol(
+        &[("data", &f.src)],
+        host.clone(),
+        vec![client.public_key().clone()],
+    )
+    .await;
+    let out = worker(
+        &f,
+        &agent.addr.to_string(),
+        &pinned,
+        &client,
+        &["--retries", "3"],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("host key does not match the pinned key"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&fingerprint(host.public_key())), "{stderr}");
+    assert!(
+        stderr.contains(&fingerprint(pinned.public_key())),
+        "{stderr}"
+    );
+    let log = termination_log(&f.log);
+    assert_eq!(log["kind"], "host_key_mismatch", "{log}");
+    assert_eq!(log["attempts"], 1, "a key mismatch is never retried: {log}");
+    assert!(!f.dest.join("a.txt").exists(), "nothing may be written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_with_unknown_client_key_is_refused() {
+    let f = files();
+    let (host, client, stranger) = (key(31), key(32), key(34));
+    let agent = TestAgent::protocol(
+        &[("data", &f.src)],
+        host.clone(),
+        vec![client.public_key().clone()],
+    )
+    .await;
+    let out = worker(&f, &agent.addr.to_string(), &host, &stranger, &[]).await;
+    assert!(!out.status.success());
+    let log = termination_log(&f.log);
+    assert_eq!(log["kind"], "auth_rejected", "{log}");
+    assert!(
+        log["error"]
+            .as_str()
+            .unwrap()
+            .contains(&fingerprint(stranger.public_key()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_retries_transient_connection_errors_then_fails_clearly() {
+    let f = files();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let out = worker(&f, &addr, &key(31), &key(32), &["--retries", "2"]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot connect to agent"), "{stderr}");
+    assert_eq!(
+        stderr.matches("transient failure, retrying").count(),
+        2,
+        "{stderr}"
+    );
+    let log = termination_log(&f.log);
+    assert_eq!(log["kind"], "connection");
+    assert_eq!(log["transient"], true);
+    assert_eq!(log["attempts"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_rejects_unknown_rsync_options() {
+    let f = files();
+    let out = worker(
+        &f,
+        "127.0.0.1:1",
+        &key(31),
+        &key(32),
+        &["--rsync-option=--frobnicate"],
+    )
+    .await;
+    assert!(!out.status.success());
+    let log = termination_log(&f.log);
+    assert_eq!(log["kind"], "option", "{log}");
+}
