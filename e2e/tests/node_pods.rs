@@ -1,0 +1,587 @@
+//! The simulated node against a real control plane (etcd, kube-apiserver, controller
+//! manager, scheduler from `scripts/build-controlplane.sh`): node registration and Lease,
+//! then the pod runner's details with a shell standing in for one of our images: env and
+//! downward API, secret/configMap/projected files, read-only mounts refusing writes,
+//! termination messages (file and FallbackToLogsOnError), restarts per restartPolicy,
+//! deletion with SIGTERM then SIGKILL after the grace period, configuration errors, and a
+//! placeholder pod holding a PVC provisioned by the hostPath provisioner (and reclaimed).
+//!
+//! Needs root (mount namespaces) and the control-plane binaries; one cluster is shared by
+//! the scenarios, which run in sequence inside one test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use dr_syncer_e2e::cluster::{Binaries, ControlPlane};
+use dr_syncer_e2e::node::{NodeConfig, OurImages, SimNode};
+use dr_syncer_e2e::storage;
+use futures::FutureExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret, ServiceAccount,
+};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use serde_json::json;
+
+const NODE: &str = "nodetest-node-1";
+const NODE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 250, 1);
+const NS: &str = "default";
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Bed {
+    client: kube::Client,
+    root: PathBuf,
+    version: String,
+    api_port: u16,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_node_runs_pods_against_a_real_control_plane() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dr_syncer_e2e::ctl::prepare_dir(dir.path()).unwrap();
+    let bins = Binaries::new(dr_syncer_e2e::testbed::default_controlplane_dir());
+    let cp = ControlPlane::start(&layout, "nodetest", &bins)
+        .await
+        .expect("control plane");
+    let client = dr_syncer_e2e::kubeconfig::client(&cp.kubeconfig)
+        .await
+        .unwrap();
+    let root = dir.path().join("nodes").join(NODE).join("root");
+    let mut images = OurImages::new();
+    images.insert("testbed-shell", "/bin/sh");
+    let cfg = NodeConfig {
+        name: NODE.into(),
+        ip: NODE_IP,
+        root: root.clone(),
+        state_dir: dir.path().join("nodes").join(NODE).join("state"),
+        api_host: "127.0.0.1".into(),
+        api_port: cp.ports.apiserver,
+        images,
+        labels: BTreeMap::from([("testbed.dr-syncer.io/cluster".into(), "nodetest".into())]),
+    };
+    let provisioner = storage::start_provisioner(client.clone(), vec![(NODE.into(), root.clone())])
+        .await
+        .unwrap();
+    let node = SimNode::start(client.clone(), cfg).await.unwrap();
+    let version = client.apiserver_version().await.unwrap().git_version;
+    let bed = Bed {
+        client,
+        root,
+        version,
+        api_port: cp.ports.apiserver,
+    };
+
+    let outcome = std::panic::AssertUnwindSafe(scenarios(&bed))
+        .catch_unwind()
+        .await;
+
+    let shutdown = node.shutdown().await;
+    provisioner.abort();
+    cp.stop().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    shutdown.unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&*dir.path().to_string_lossy()),
+        "no mount left behind"
+    );
+}
+
+async fn scenarios(bed: &Bed) {
+    node_is_registered_ready_with_a_lease(bed).await;
+    wait_default_service_account(bed).await;
+    env_volumes_and_termination_message(bed).await;
+    failure_falls_back_to_logs_and_on_failure_restarts(bed).await;
+    deletion_sends_sigterm_then_sigkill_after_grace(bed).await;
+    unsupported_volume_is_a_config_error(bed).await;
+    placeholder_holds_a_provisioned_claim_which_is_reclaimed(bed).await;
+}
+
+async fn node_is_registered_ready_with_a_lease(bed: &Bed) {
+    let nodes: Api<Node> = Api::all(bed.client.clone());
+    let node = nodes.get(NODE).await.unwrap();
+    let status = node.status.unwrap();
+    let ready = status
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "True");
+    let addresses = status.addresses.unwrap();
+    assert!(
+        addresses
+            .iter()
+            .any(|a| a.type_ == "InternalIP" && a.address == NODE_IP.to_string())
+    );
+    assert_eq!(status.node_info.unwrap().kubelet_version, bed.version);
+    let labels = node.metadata.labels.unwrap();
+    assert_eq!(labels["kubernetes.io/hostname"], NODE);
+    assert_eq!(labels["kubernetes.io/os"], "linux");
+    assert_eq!(labels["testbed.dr-syncer.io/cluster"], "nodetest");
+    let leases: Api<Lease> = Api::namespaced(bed.client.clone(), "kube-node-lease");
+    let lease = leases.get(NODE).await.unwrap();
+    assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some(NODE));
+}
+
+async fn wait_default_service_account(bed: &Bed) {
+    let sas: Api<ServiceAccount> = Api::namespaced(bed.client.clone(), NS);
+    let found = await_condition(sas, "default", conditions::is_created());
+    tokio::time::timeout(WAIT, found)
+        .await
+        .expect("default service account")
+        .unwrap();
+}
+
+fn pods(bed: &Bed) -> Api<Pod> {
+    Api::namespaced(bed.client.clone(), NS)
+}
+
+async fn create_pod(bed: &Bed, pod: serde_json::Value) -> Pod {
+    let pod: Pod = serde_json::from_value(pod).unwrap();
+    pods(bed)
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap()
+}
+
+/// Waits (by watch) until the pod is Succeeded or Failed.
+async fn finished(bed: &Bed, name: &str) -> Pod {
+    let cond = |p: Option<&Pod>| {
+        let phase = p
+            .and_then(|p| p.status.as_ref())
+            .and_then(|s| s.phase.as_deref());
+        matches!(phase, Some("Succeeded" | "Failed"))
+    };
+    wait_pod(bed, name, cond).await
+}
+
+/// Waits (by watch) for a pod condition; on timeout fails with the pod's last status.
+async fn wait_pod(bed: &Bed, name: &str, cond: impl Fn(Option<&Pod>) -> bool) -> Pod {
+    let waited = tokio::time::timeout(WAIT, await_condition(pods(bed), name, cond)).await;
+    match waited {
+        Ok(Ok(Some(pod))) => pod,
+        other => {
+            let last = pods(bed)
+                .get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|p| p.status);
+            panic!(
+                "pod {name}: condition not reached ({:?}); last status {last:#?}",
+                other.err()
+            );
+        }
+    }
+}
+
+fn read(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()))
+        .trim()
+        .to_string()
+}
+
+async fn env_volumes_and_termination_message(bed: &Bed) {
+    let secrets: Api<Secret> = Api::namespaced(bed.client.clone(), NS);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "creds"},
+        "stringData": {"password": "hunter2", "user": "admin"},
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(bed.client.clone(), NS);
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "settings"}, "data": {"mode": "fast", "level": "3"},
+    }))
+    .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+
+    let script = r#"
+        set -e
+        out=/out
+        echo "$POD_NAME $POD_NS $NODE_NAME $POD_IP $HOST_IP $SA" > $out/downward
+        echo "$PASSWORD $MODE $PLAIN $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT" > $out/refs
+        echo "$CFG_level" > $out/envfrom
+        cat /secret/pw > $out/secret-file
+        stat -c %a /secret/pw > $out/secret-mode
+        cat /config/mode > $out/config-file
+        cat /podinfo/labels > $out/labels
+        test -s /var/run/secrets/kubernetes.io/serviceaccount/token && echo token > $out/token
+        cat /var/run/secrets/kubernetes.io/serviceaccount/namespace > $out/sa-namespace
+        grep -q "BEGIN CERTIFICATE" /var/run/secrets/kubernetes.io/serviceaccount/ca.crt && echo ca > $out/ca
+        if touch /config/new 2>/dev/null; then echo wrote; else echo refused; fi > $out/config-ro
+        if touch /readonly-host/new 2>/dev/null; then echo wrote; else echo refused; fi > $out/host-ro
+        echo scratch > /scratch/f && cat /scratch/f > $out/emptydir
+        hostname > $out/hostname
+        pwd > $out/pwd
+        echo "all checks written" > /dev/termination-log
+    "#;
+    create_pod(bed, json!({
+        "metadata": {"name": "envcheck", "labels": {"app": "envcheck"}},
+        "spec": {
+            "nodeName": NODE,
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "main",
+                "image": "registry.example/team/testbed-shell:v1",
+                "command": ["/bin/sh", "-c", script],
+                "workingDir": "/scratch",
+                "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}],
+                "env": [
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "POD_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                    {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+                    {"name": "SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
+                    {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+                    {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
+                    {"name": "PLAIN", "value": "v-$(MODE)"},
+                ],
+                "volumeMounts": [
+                    {"name": "out", "mountPath": "/out"},
+                    {"name": "out", "mountPath": "/readonly-host", "readOnly": true},
+                    {"name": "secret", "mountPath": "/secret"},
+                    {"name": "config", "mountPath": "/config"},
+                    {"name": "podinfo", "mountPath": "/podinfo"},
+                    {"name": "scratch", "mountPath": "/scratch"},
+                ],
+            }],
+            "volumes": [
+                {"name": "out", "hostPath": {"path": "/var/lib/envcheck", "type": "DirectoryOrCreate"}},
+                {"name": "secret", "secret": {"secretName": "creds", "items": [{"key": "password", "path": "pw", "mode": 0o400}]}},
+                {"name": "config", "configMap": {"name": "settings"}},
+                {"name": "podinfo", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                {"name": "scratch", "emptyDir": {}},
+            ],
+        },
+    }))
+    .await;
+    let done = finished(bed, "envcheck").await;
+    let out = bed.root.join("var/lib/envcheck");
+    let status = done.status.unwrap();
+    let terminated = status.container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!(
+        status.phase.as_deref(),
+        Some("Succeeded"),
+        "terminated: {terminated:?}"
+    );
+    assert_eq!(terminated.exit_code, 0);
+    assert_eq!(
+        terminated.message.as_deref().map(str::trim),
+        Some("all checks written")
+    );
+    assert_eq!(status.pod_ip.as_deref(), Some("127.0.250.1"));
+    assert_eq!(status.host_ip.as_deref(), Some("127.0.250.1"));
+    assert!(status.start_time.is_some());
+    assert_eq!(
+        read(&out, "downward"),
+        format!("envcheck default {NODE} 127.0.250.1 127.0.250.1 default")
+    );
+    assert_eq!(
+        read(&out, "refs"),
+        format!("hunter2 fast v-fast 127.0.0.1:{}", bed.api_port)
+    );
+    assert_eq!(read(&out, "envfrom"), "3");
+    assert_eq!(read(&out, "secret-file"), "hunter2");
+    assert_eq!(read(&out, "secret-mode"), "400");
+    assert_eq!(read(&out, "config-file"), "fast");
+    assert_eq!(read(&out, "labels"), "app=\"envcheck\"");
+    assert_eq!(read(&out, "token"), "token");
+    assert_eq!(read(&out, "sa-namespace"), "default");
+    assert_eq!(read(&out, "ca"), "ca");
+    assert_eq!(
+        read(&out, "config-ro"),
+        "refused",
+        "configMap volumes are read-only"
+    );
+    assert_eq!(
+        read(&out, "host-ro"),
+        "refused",
+        "readOnly volumeMount refuses writes"
+    );
+    assert_eq!(read(&out, "emptydir"), "scratch");
+    assert_eq!(read(&out, "hostname"), "envcheck");
+    assert_eq!(read(&out, "pwd"), "/scratch");
+}
+
+/// The state of the first container.
+fn container(pod: &Pod) -> k8s_openapi::api::core::v1::ContainerStatus {
+    pod.status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0]
+        .clone()
+}
+
+async fn failure_falls_back_to_logs_and_on_failure_restarts(bed: &Bed) {
+    create_pod(
+        bed,
+        json!({
+            "metadata": {"name": "failing"},
+            "spec": {
+                "nodeName": NODE,
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "main", "image": "testbed-shell",
+                    "command": ["sh", "-c", "echo starting; echo 'boom: disk full' >&2; exit 2"],
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                }],
+            },
+        }),
+    )
+    .await;
+    let pod = finished(bed, "failing").await;
+    assert_eq!(
+        pod.status.as_ref().unwrap().phase.as_deref(),
+        Some("Failed")
+    );
+    let terminated = container(&pod).state.unwrap().terminated.unwrap();
+    assert_eq!(terminated.exit_code, 2);
+    assert_eq!(terminated.reason.as_deref(), Some("Error"));
+    assert!(
+        terminated.message.unwrap().contains("boom: disk full"),
+        "log tail as message"
+    );
+
+    // Fails on the first run (no marker in the emptyDir yet), succeeds on the second.
+    let script = "if [ -e /state/ran ]; then echo second > /dev/termination-log; exit 0; fi; touch /state/ran; exit 1";
+    create_pod(
+        bed,
+        json!({
+            "metadata": {"name": "flaky"},
+            "spec": {
+                "nodeName": NODE,
+                "restartPolicy": "OnFailure",
+                "containers": [{
+                    "name": "main", "image": "testbed-shell",
+                    "command": ["sh", "-c", script],
+                    "volumeMounts": [{"name": "state", "mountPath": "/state"}],
+                }],
+                "volumes": [{"name": "state", "emptyDir": {}}],
+            },
+        }),
+    )
+    .await;
+    let pod = finished(bed, "flaky").await;
+    assert_eq!(
+        pod.status.as_ref().unwrap().phase.as_deref(),
+        Some("Succeeded")
+    );
+    let status = container(&pod);
+    assert_eq!(status.restart_count, 1);
+    let last = status.last_state.unwrap().terminated.unwrap();
+    assert_eq!(
+        last.exit_code, 1,
+        "the first run's failure is the last state"
+    );
+    let terminated = status.state.unwrap().terminated.unwrap();
+    assert_eq!(terminated.message.as_deref().map(str::trim), Some("second"));
+}
+
+async fn deletion_sends_sigterm_then_sigkill_after_grace(bed: &Bed) {
+    // `$$$$` because the kubelet (and the runner) expand `$(VAR)` in commands, `$$` -> `$`.
+    let script = "trap 'echo TERM >> /out/signals' TERM; echo $$$$ > /out/pid; \
+                  while :; do sleep 0.1; done";
+    create_pod(bed, json!({
+        "metadata": {"name": "stubborn"},
+        "spec": {
+            "nodeName": NODE,
+            "terminationGracePeriodSeconds": 2,
+            "containers": [{
+                "name": "main", "image": "testbed-shell",
+                "command": ["sh", "-c", script],
+                "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+            }],
+            "volumes": [{"name": "out", "hostPath": {"path": "/var/lib/stubborn", "type": "DirectoryOrCreate"}}],
+        },
+    }))
+    .await;
+    let running = |p: Option<&Pod>| {
+        p.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|cs| cs.iter().all(|c| c.ready))
+    };
+    let pod = wait_pod(bed, "stubborn", running).await;
+    assert_eq!(
+        pod.status.as_ref().unwrap().phase.as_deref(),
+        Some("Running")
+    );
+    let out = bed.root.join("var/lib/stubborn");
+    let pid: i32 = wait_file(&out.join("pid")).await.parse().unwrap();
+    let started = Instant::now();
+    pods(bed)
+        .delete("stubborn", &DeleteParams::default())
+        .await
+        .unwrap();
+    let uid = pod.metadata.uid.clone().unwrap();
+    let gone = await_condition(pods(bed), "stubborn", conditions::is_deleted(&uid));
+    tokio::time::timeout(WAIT, gone)
+        .await
+        .expect("pod deleted")
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(read(&out, "signals").contains("TERM"), "SIGTERM first");
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "SIGKILL only after the 2 s grace ({elapsed:?})"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the process is gone"
+    );
+}
+
+async fn unsupported_volume_is_a_config_error(bed: &Bed) {
+    create_pod(
+        bed,
+        json!({
+            "metadata": {"name": "nfs-user"},
+            "spec": {
+                "nodeName": NODE,
+                "containers": [{
+                    "name": "main", "image": "testbed-shell", "command": ["sh", "-c", "true"],
+                    "volumeMounts": [{"name": "share", "mountPath": "/share"}],
+                }],
+                "volumes": [{"name": "share", "nfs": {"server": "nfs.example", "path": "/export"}}],
+            },
+        }),
+    )
+    .await;
+    let config_error = |p: Option<&Pod>| {
+        p.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|cs| cs.first())
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.waiting.as_ref())
+            .is_some_and(|w| w.reason.as_deref() == Some("CreateContainerConfigError"))
+    };
+    let pod = wait_pod(bed, "nfs-user", config_error).await;
+    let waiting = container(&pod).state.unwrap().waiting.unwrap();
+    assert!(waiting.message.unwrap().contains("unsupported volume type"));
+    assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Pending"));
+    pods(bed)
+        .delete("nfs-user", &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+async fn placeholder_holds_a_provisioned_claim_which_is_reclaimed(bed: &Bed) {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(bed.client.clone(), NS);
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "data"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "fast",
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }))
+    .unwrap();
+    claims.create(&PostParams::default(), &claim).await.unwrap();
+    // No nodeName: the scheduler places it, which triggers WaitForFirstConsumer provisioning.
+    create_pod(
+        bed,
+        json!({
+            "metadata": {"name": "web"},
+            "spec": {
+                "containers": [{
+                    "name": "nginx", "image": "docker.io/library/nginx:1.27",
+                    "volumeMounts": [{"name": "data", "mountPath": "/usr/share/nginx/html"}],
+                }],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+            },
+        }),
+    )
+    .await;
+    let ready = |p: Option<&Pod>| {
+        p.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    };
+    let pod = wait_pod(bed, "web", ready).await;
+    assert_eq!(
+        pod.status.as_ref().unwrap().phase.as_deref(),
+        Some("Running")
+    );
+    let claim = claims.get("data").await.unwrap();
+    assert_eq!(
+        claim.status.as_ref().unwrap().phase.as_deref(),
+        Some("Bound")
+    );
+    let pv_name = claim.spec.unwrap().volume_name.unwrap();
+    let pvs: Api<PersistentVolume> = Api::all(bed.client.clone());
+    let pv = pvs.get(&pv_name).await.unwrap();
+    let host_path = pv
+        .spec
+        .as_ref()
+        .unwrap()
+        .host_path
+        .as_ref()
+        .unwrap()
+        .path
+        .clone();
+    assert_eq!(host_path, format!("/var/lib/testbed-storage/{pv_name}"));
+    let dir = bed.root.join(host_path.trim_start_matches('/'));
+    assert!(
+        dir.is_dir(),
+        "the PV's directory exists under the node root"
+    );
+
+    let uid = pod.metadata.uid.clone().unwrap();
+    pods(bed)
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    let gone = await_condition(pods(bed), "web", conditions::is_deleted(&uid));
+    tokio::time::timeout(WAIT, gone)
+        .await
+        .expect("pod deleted")
+        .unwrap();
+    claims
+        .delete("data", &DeleteParams::default())
+        .await
+        .unwrap();
+    let pv_uid = pv.metadata.uid.clone().unwrap();
+    let reclaimed = await_condition(pvs, &pv_name, conditions::is_deleted(&pv_uid));
+    tokio::time::timeout(WAIT, reclaimed)
+        .await
+        .expect("PV reclaimed")
+        .unwrap();
+    assert!(!dir.exists(), "the reclaimed PV's directory is removed");
+}
+
+/// Polls for a file the pod writes (bounded by a deadline), returning its trimmed content.
+async fn wait_file(path: &Path) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let content = std::fs::read_to_string(path).unwrap_or_default();
+        if !content.trim().is_empty() {
+            return content.trim().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
