@@ -820,7 +820,55 @@ pub enum PvcSyncOutcome {
     Failed,
 }
 
+/// Which clusters a NamespaceMapping replicates between, as the spec names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterSelection<'a> {
+    /// Through a ClusterMapping (`clusterMappingRef`).
+    Mapping(&'a ClusterMappingReference),
+    /// Directly between two RemoteClusters (`sourceCluster` + `destinationCluster`).
+    Direct {
+        /// Source RemoteCluster name.
+        source: &'a str,
+        /// Destination RemoteCluster name.
+        destination: &'a str,
+    },
+}
+
+/// A NamespaceMapping spec that names its clusters inconsistently. The CRD's CEL rules
+/// reject these, so only objects stored before the rules existed can have them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterSelectionError {
+    /// Both ways of naming the clusters are used.
+    #[error(
+        "spec.clusterMappingRef and spec.sourceCluster/spec.destinationCluster are mutually exclusive"
+    )]
+    Both,
+    /// Neither way is (completely) used.
+    #[error(
+        "spec.clusterMappingRef, or both spec.sourceCluster and spec.destinationCluster, must be set"
+    )]
+    Neither,
+}
+
 impl NamespaceMappingSpec {
+    /// The clusters this mapping replicates between, checked the same way as the CRD's CEL
+    /// rules.
+    pub fn cluster_selection(&self) -> Result<ClusterSelection<'_>, ClusterSelectionError> {
+        let direct = (
+            self.source_cluster.as_deref(),
+            self.destination_cluster.as_deref(),
+        );
+        match (&self.cluster_mapping_ref, direct) {
+            (Some(_), (Some(_), _) | (_, Some(_))) => Err(ClusterSelectionError::Both),
+            (Some(reference), (None, None)) => Ok(ClusterSelection::Mapping(reference)),
+            (None, (Some(source), Some(destination))) => Ok(ClusterSelection::Direct {
+                source,
+                destination,
+            }),
+            (None, _) => Err(ClusterSelectionError::Neither),
+        }
+    }
+
     /// The replication mode in effect: an unset `replicationMode` means Scheduled.
     pub fn effective_mode(&self) -> ReplicationMode {
         self.replication_mode.unwrap_or_default()

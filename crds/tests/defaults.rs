@@ -169,3 +169,40 @@ fn schema_defaults_match_serde_defaults() {
         );
     }
 }
+
+#[test]
+fn cluster_selection_follows_the_cel_rules() {
+    use dr_syncer_crds::namespace_mapping::{ClusterSelection, ClusterSelectionError};
+    let spec = |extra: Value| {
+        let mut object = json!({"sourceNamespace": "app"});
+        object
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value::<dr_syncer_crds::NamespaceMappingSpec>(object).unwrap()
+    };
+    let direct = spec(json!({"sourceCluster": "prod", "destinationCluster": "dr"}));
+    assert_eq!(
+        direct.cluster_selection(),
+        Ok(ClusterSelection::Direct {
+            source: "prod",
+            destination: "dr"
+        })
+    );
+    let mapped = spec(json!({"clusterMappingRef": {"name": "prod-to-dr"}}));
+    assert!(matches!(
+        mapped.cluster_selection(),
+        Ok(ClusterSelection::Mapping(r)) if r.name == "prod-to-dr"
+    ));
+    let both = spec(json!({"clusterMappingRef": {"name": "m"}, "sourceCluster": "prod"}));
+    assert_eq!(both.cluster_selection(), Err(ClusterSelectionError::Both));
+    let half = spec(json!({"destinationCluster": "dr"}));
+    assert_eq!(
+        half.cluster_selection(),
+        Err(ClusterSelectionError::Neither)
+    );
+    assert_eq!(
+        spec(json!({})).cluster_selection(),
+        Err(ClusterSelectionError::Neither)
+    );
+}
