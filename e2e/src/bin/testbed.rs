@@ -8,7 +8,7 @@
 //! Hidden: `testbed run` (the supervisor `up` spawns) and `testbed probe` (in-cluster check
 //! run by pods of the `dr-syncer-e2e-probe` image).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -138,10 +138,14 @@ fn absolute(path: PathBuf) -> anyhow::Result<PathBuf> {
 }
 
 fn main() -> ExitCode {
+    // kube's client logs every failed request at ERROR; readiness polls expect failures.
+    let default_filter = "info,kube_client::client::builder=off";
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .init();
     let cli = Cli::parse();

@@ -1,0 +1,83 @@
+//! Shared helpers for the e2e tests: one test bed per test binary (startup cost), a fresh
+//! namespace per test (independence), and watch-based waits with deadlines.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use dr_syncer_e2e::{TestBed, TestBedOptions};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::runtime::wait::{Condition, await_condition};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+/// The cluster the shared test bed runs.
+pub const CLUSTER: &str = "source";
+/// Nodes in the shared test bed's cluster.
+pub const NODES: usize = 2;
+/// Generous deadline for anything a real cluster does (scheduling, binding, controllers) on
+/// a busy 2-core machine.
+pub const DEADLINE: Duration = Duration::from_secs(120);
+
+/// Control-plane binaries (kubectl, kube-apiserver --version).
+pub fn controlplane_dir() -> PathBuf {
+    dr_syncer_e2e::testbed::default_controlplane_dir()
+}
+
+/// One test bed for the whole test binary. A `static` is never dropped, so the supervisor is
+/// told to stop by itself when this process exits (`--owner-pid`).
+pub static BED: LazyLock<TestBed> = LazyLock::new(|| {
+    let mut opts = TestBedOptions::new(env!("CARGO_BIN_EXE_testbed"), &[CLUSTER], NODES);
+    opts.owner_pid = Some(std::process::id());
+    TestBed::start(&opts).expect("starting the shared test bed")
+});
+
+/// A client for the shared bed's cluster (starting the bed on first use).
+pub async fn client() -> Client {
+    let bed = tokio::task::spawn_blocking(|| &*BED).await.unwrap();
+    bed.client(CLUSTER).await.unwrap()
+}
+
+/// Creates a fresh namespace `<prefix>-<n>` and returns its name.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{prefix}-")),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let created = api.create(&PostParams::default(), &ns).await.unwrap();
+    let name = created.metadata.name.unwrap();
+    // Pods are refused until the namespace has its default service account.
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), &name);
+    wait_for(&sas, "default", |sa: Option<&_>| sa.is_some()).await;
+    name
+}
+
+/// Waits (watch, with [`DEADLINE`]) until `cond` holds for object `name`; returns it.
+pub async fn wait_for<K>(api: &Api<K>, name: &str, cond: impl Condition<K>) -> K
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
+{
+    match tokio::time::timeout(DEADLINE, await_condition(api.clone(), name, cond)).await {
+        Ok(Ok(Some(obj))) => obj,
+        Ok(Ok(None)) => panic!("{name} was deleted while waiting"),
+        Ok(Err(e)) => panic!("watching {name}: {e}"),
+        Err(_) => {
+            let last = api.get_opt(name).await;
+            panic!("{name}: condition not met within {DEADLINE:?}; last: {last:#?}")
+        }
+    }
+}
+
+/// Parses a YAML manifest into any typed object.
+pub fn yaml<K: DeserializeOwned>(text: &str) -> K {
+    serde_saphyr::from_str(text).unwrap()
+}

@@ -1,0 +1,93 @@
+//! Test bed lifecycle: `testbed up` for 3 clusters x 2 nodes within the issue's 60 s budget,
+//! and `testbed down` leaving no process and no mount behind (asserted from /proc), even with
+//! a sandboxed pod running.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use dr_syncer_e2e::cleanup;
+use dr_syncer_e2e::{TestBed, TestBedOptions};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::wait::await_condition;
+
+/// The issue's budget for `up` of 3 clusters x 2 nodes once the binaries are built.
+const UP_BUDGET: Duration = Duration::from_secs(60);
+
+#[test]
+fn up_three_clusters_of_two_nodes_within_budget_and_down_leaves_nothing() {
+    let clusters = ["controller", "source", "target"];
+    let opts = TestBedOptions::new(env!("CARGO_BIN_EXE_testbed"), &clusters, 2);
+    let started = Instant::now();
+    let bed = TestBed::start(&opts).unwrap();
+    let took = started.elapsed();
+    eprintln!("FIGURE testbed up 3x2: {:.1} s", took.as_secs_f64());
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for cluster in clusters {
+            let client = bed.client(cluster).await.unwrap();
+            let nodes: Api<Node> = Api::all(client.clone());
+            let list = nodes.list(&ListParams::default()).await.unwrap();
+            let ready = list
+                .items
+                .iter()
+                .filter(|n| dr_syncer_e2e::readiness::is_ready(n));
+            assert_eq!(ready.count(), 2, "{cluster}: {list:#?}");
+        }
+        // A sandboxed pod (our image running a system command, with a volume) so that
+        // `down` has pod processes and mounts to clean up, not just the control plane.
+        let client = bed.client("source").await.unwrap();
+        let pods: Api<Pod> = Api::namespaced(client, "default");
+        let pod: Pod = serde_saphyr::from_str(
+            "metadata: {name: sleeper}
+spec:
+  containers:
+  - name: sleeper
+    image: dr-syncer-e2e-probe:e2e
+    command: [sleep, '3600']
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+  volumes: [{name: scratch, emptyDir: {}}]",
+        )
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        let running = await_condition(pods.clone(), "sleeper", |p: Option<&Pod>| {
+            p.and_then(|p| p.status.as_ref()?.phase.as_deref()) == Some("Running")
+        });
+        tokio::time::timeout(Duration::from_secs(120), running)
+            .await
+            .expect("sleeper pod not Running in time")
+            .unwrap();
+    });
+    drop(rt);
+
+    let dir = bed.dir().to_path_buf();
+    let supervisor = bed.state().pid;
+    let before = cleanup::processes(&dir, Some(supervisor));
+    // Supervisor + 4 control-plane processes per cluster + the sleeper.
+    assert!(before.len() > 1 + 4 * clusters.len(), "{before:?}");
+
+    let started = Instant::now();
+    bed.down().unwrap();
+    eprintln!(
+        "FIGURE testbed down 3x2: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let left = cleanup::processes(&dir, Some(supervisor));
+    assert!(left.is_empty(), "processes left: {left:?}");
+    for pid in before {
+        assert!(!dr_syncer_e2e::process::alive(pid), "pid {pid} alive");
+    }
+    assert_eq!(
+        cleanup::mounts_under(&dir),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert!(!dir.join("clusters").exists(), "state not removed");
+    assert!(dir.join("logs/supervisor.log").exists(), "logs are kept");
+
+    assert!(
+        took <= UP_BUDGET,
+        "testbed up 3x2 took {took:?}, budget {UP_BUDGET:?}"
+    );
+}
