@@ -100,6 +100,7 @@ async fn scenarios(bed: &Bed) {
     env_volumes_and_termination_message(bed).await;
     failure_falls_back_to_logs_and_on_failure_restarts(bed).await;
     deletion_sends_sigterm_then_sigkill_after_grace(bed).await;
+    tcp_readiness_probe_gates_ready(bed).await;
     unsupported_volume_is_a_config_error(bed).await;
     placeholder_holds_a_provisioned_claim_which_is_reclaimed(bed).await;
 }
@@ -449,6 +450,51 @@ async fn deletion_sends_sigterm_then_sigkill_after_grace(bed: &Bed) {
         !Path::new(&format!("/proc/{pid}")).exists(),
         "the process is gone"
     );
+}
+
+async fn tcp_readiness_probe_gates_ready(bed: &Bed) {
+    let listen = r#"use IO::Socket::INET;
+        my $s = IO::Socket::INET->new(LocalAddr => "127.0.250.1", LocalPort => 18081,
+            Listen => 5, ReuseAddr => 1) or die "listen: $!";
+        while (accept(my $c, $s)) { close $c }"#;
+    let script = format!("while [ ! -e /out/go ]; do sleep 0.1; done; exec perl -e '{listen}'");
+    create_pod(bed, json!({
+        "metadata": {"name": "probed"},
+        "spec": {
+            "nodeName": NODE,
+            "containers": [{
+                "name": "server", "image": "testbed-shell",
+                "command": ["sh", "-c", script],
+                "ports": [{"name": "http", "containerPort": 18081}],
+                "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1},
+                "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+            }],
+            "volumes": [{"name": "out", "hostPath": {"path": "/var/lib/probed", "type": "DirectoryOrCreate"}}],
+        },
+    }))
+    .await;
+    let running = |p: Option<&Pod>| {
+        p.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|cs| cs.first())
+            .and_then(|c| c.state.as_ref())
+            .is_some_and(|s| s.running.is_some())
+    };
+    let pod = wait_pod(bed, "probed", running).await;
+    assert!(!container(&pod).ready, "nothing listens yet: not ready");
+    std::fs::write(bed.root.join("var/lib/probed/go"), "").unwrap();
+    let ready = |p: Option<&Pod>| p.is_some_and(|p| container(p).ready);
+    let pod = wait_pod(bed, "probed", ready).await;
+    let conditions = pod.status.unwrap().conditions.unwrap();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+    pods(bed)
+        .delete("probed", &DeleteParams::default())
+        .await
+        .unwrap();
 }
 
 async fn unsupported_volume_is_a_config_error(bed: &Bed) {

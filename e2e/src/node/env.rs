@@ -116,10 +116,16 @@ impl Env {
     }
 }
 
-/// The pod's hostname: `spec.hostname`, else the pod name (hostNetwork pods too: there is
-/// no real host to share a name with).
+/// The pod's hostname: the node name for hostNetwork pods (they share the node's), else
+/// `spec.hostname`, else the pod name.
 pub fn pod_hostname(pod: &Pod) -> String {
-    let spec_hostname = pod.spec.as_ref().and_then(|s| s.hostname.clone());
+    let spec = pod.spec.as_ref();
+    if spec.and_then(|s| s.host_network) == Some(true) {
+        if let Some(node) = spec.and_then(|s| s.node_name.clone()) {
+            return node;
+        }
+    }
+    let spec_hostname = spec.and_then(|s| s.hostname.clone());
     spec_hostname.unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default())
 }
 

@@ -450,7 +450,10 @@ impl Worker {
         } else {
             &mut self.main[i]
         };
-        let status = slot.proc.take().and_then(|mut p| p.try_exit());
+        let status = slot.proc.take().and_then(|mut p| {
+            p.kill_remnants();
+            p.try_exit()
+        });
         let (code, reason, signal) = exit_info(status);
         let policy = slot.spec.termination_message_policy.clone();
         let message = termination_message(&slot.files, policy.as_deref(), code);

@@ -137,6 +137,12 @@ impl Proc {
         self.pid.as_raw()
     }
 
+    /// Kills what is left of the container's process group after its main process ended,
+    /// as the end of a container's PID namespace would.
+    pub fn kill_remnants(&self) {
+        let _ = killpg(self.pid, Signal::SIGKILL);
+    }
+
     /// The exit status if the process has already ended.
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
         self.exited.try_recv().ok()
