@@ -120,10 +120,12 @@ impl Env {
 /// `spec.hostname`, else the pod name.
 pub fn pod_hostname(pod: &Pod) -> String {
     let spec = pod.spec.as_ref();
-    if spec.and_then(|s| s.host_network) == Some(true) {
-        if let Some(node) = spec.and_then(|s| s.node_name.clone()) {
-            return node;
-        }
+    let host_network = spec.and_then(|s| s.host_network) == Some(true);
+    if let Some(node) = spec
+        .and_then(|s| s.node_name.clone())
+        .filter(|_| host_network)
+    {
+        return node;
     }
     let spec_hostname = spec.and_then(|s| s.hostname.clone());
     spec_hostname.unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default())
