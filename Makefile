@@ -22,8 +22,10 @@ unit: ## Unit and integration tests (no clusters needed)
 crds: ## Regenerate deploy/crds/*.yaml from the API types
 	$(CARGO) run --locked -q -p dr-syncer-crds --features generator --bin crdgen -- deploy/crds docs/api.md
 
-e2e: ## End-to-end scenarios on the local multi-cluster test bed
-	@echo "make e2e: not yet implemented (test bed issue)" >&2; exit 1
+e2e: ## End-to-end scenarios on the local multi-cluster test bed (root; builds the control plane)
+	./scripts/build-controlplane.sh
+	$(CARGO) build --locked -p dr-syncer-controller -p dr-syncer-agent -p dr-syncer-rsync-worker -p dr-syncer-e2e
+	$(CARGO) test --locked -p dr-syncer-e2e -- --test-threads=2
 
 bench: ## Data-plane and controller benchmarks against rsync -e ssh
 	$(CARGO) build --release --locked -p dr-syncer-agent -p dr-syncer-rsync-worker
