@@ -1,6 +1,12 @@
 //! `dr-syncer-controller`: the central controller binary.
 
-use clap::Parser;
+use std::process::ExitCode;
+
+use clap::{ArgAction, Parser};
+use dr_syncer_controller::leader::LeaderConfig;
+use dr_syncer_controller::run::{RunConfig, run};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
 
 /// Replicates Kubernetes namespaces, and the data in their PersistentVolumeClaims, from a
 /// source cluster to a disaster-recovery target cluster, as described by NamespaceMapping,
@@ -11,19 +17,117 @@ struct Cli {
     /// Address for Prometheus metrics (/metrics) and health probes (/healthz, /readyz).
     #[arg(long, env = "DR_SYNCER_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: std::net::SocketAddr,
-    /// Take a Lease before reconciling, so only one replica writes at a time.
-    #[arg(long, env = "DR_SYNCER_LEADER_ELECT", default_value_t = true)]
+    /// Take a Lease before reconciling, so only one replica writes at a time
+    /// (`--leader-elect=false` to turn off).
+    #[arg(long, env = "DR_SYNCER_LEADER_ELECT", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     leader_elect: bool,
+    /// Namespace of the leader-election Lease (default: the pod's namespace, else `default`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "DR_SYNCER_LEASE_NAME",
+        default_value = "dr-syncer-controller"
+    )]
+    lease_name: String,
+    /// This replica's identity in the Lease and in Events (default: pod name or hostname).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
     /// Log format: `json` (structured, for log pipelines) or `text`.
-    #[arg(long, env = "DR_SYNCER_LOG_FORMAT", default_value = "json")]
+    #[arg(long, env = "DR_SYNCER_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
 }
 
-fn main() -> std::process::ExitCode {
+fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
+    } else {
+        builder.init();
+    }
+}
+
+fn identity(cli: &Cli) -> String {
+    let base = cli.identity.clone().unwrap_or_else(|| {
+        std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "dr-syncer-controller".to_owned())
+    });
+    // A random suffix keeps two processes with the same pod name (restarts) apart.
+    format!("{base}_{:08x}", rand_suffix())
+}
+
+fn rand_suffix() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+fn shutdown_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        }
+        token.cancel();
+    });
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    eprintln!(
-        "dr-syncer-controller: the reconcile loop is not implemented yet (controller issue); \
-         refusing to start with {cli:?}"
-    );
-    std::process::ExitCode::from(2)
+    init_logging(&cli.log_format);
+    let identity = identity(&cli);
+    let config = RunConfig {
+        metrics_addr: cli.metrics_addr,
+        leader: cli.leader_elect.then(|| {
+            LeaderConfig::new(
+                cli.lease_namespace.clone(),
+                cli.lease_name.clone(),
+                identity.clone(),
+            )
+        }),
+        identity,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        shutdown_on_signals(shutdown.clone());
+        match run(config, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(%error, "controller failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

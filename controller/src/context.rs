@@ -1,0 +1,109 @@
+//! The state every reconciler shares: the controller-cluster client, the registry of
+//! remote-cluster clients, metrics, the event recorder and the continuous-mode watchers.
+
+use std::sync::Arc;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::clusters::ClusterRegistry;
+use crate::discovery::DiscoveryCache;
+use crate::metrics::Metrics;
+use crate::watchers::Watchers;
+
+/// Field manager of every write (server-side apply) the controller makes.
+pub const FIELD_MANAGER: &str = "dr-syncer";
+
+/// Name the controller reports in Events.
+pub const CONTROLLER_NAME: &str = "dr-syncer-controller";
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    /// Client of the cluster the controller runs in (where the CRDs live).
+    pub client: Client,
+    /// One client per RemoteCluster.
+    pub clusters: ClusterRegistry,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Publishes Kubernetes Events on our objects.
+    pub recorder: Recorder,
+    /// Continuous-mode watchers, one set per NamespaceMapping.
+    pub watchers: Watchers,
+    /// Discovery results per source cluster.
+    pub discovery: DiscoveryCache,
+}
+
+impl Context {
+    /// Builds the context for the given controller-cluster client.
+    pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Arc<Self> {
+        let reporter = Reporter {
+            controller: CONTROLLER_NAME.to_owned(),
+            instance,
+        };
+        Arc::new(Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            clusters: ClusterRegistry::default(),
+            metrics,
+            watchers: Watchers::default(),
+            discovery: DiscoveryCache::default(),
+        })
+    }
+
+    /// Publishes an Event on `obj`; failures are logged, never fatal (events are advisory).
+    pub async fn event<K>(&self, obj: &K, warning: bool, reason: &str, action: &str, note: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(truncate(note, 1000)),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(%error, reason, "publishing an event failed");
+        }
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+pub fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+/// Writes `status` of the object with server-side apply (field manager `dr-syncer`), so the
+/// controller owns exactly the status fields it sets.
+pub async fn apply_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! Wiring: the HTTP endpoints, leader election, the three controllers, graceful shutdown.
+//!
+//! Order matters for safety: the metrics/health server starts first (liveness works while
+//! waiting for leadership), the controllers only start once this replica holds the Lease,
+//! and they stop (watchers included) as soon as leadership is lost or SIGTERM arrives.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use dr_syncer_crds::{ClusterMapping, NamespaceMapping, RemoteCluster};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::http::{self, Health};
+use crate::leader::{self, LeaderConfig};
+use crate::metrics::Metrics;
+use crate::{cluster_mapping, clusters, mapping};
+
+/// What the binary's flags decide.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Address of `/metrics`, `/healthz`, `/readyz`.
+    pub metrics_addr: SocketAddr,
+    /// Leader election on a Lease (`None`: off, this replica always runs).
+    pub leader: Option<LeaderConfig>,
+    /// Identity reported in Events.
+    pub identity: String,
+}
+
+/// Why the controller stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// No usable client configuration for the controller's own cluster.
+    #[error("cannot connect to the controller cluster: {0}")]
+    Client(#[from] kube::Error),
+    /// The metrics address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Leader election failed.
+    #[error("leader election: {0}")]
+    Leader(#[from] leader::LeaderError),
+    /// Leadership was lost: stop at once so the new leader is the only writer.
+    #[error("leadership lost; exiting so that only the new leader writes")]
+    LostLeadership,
+}
+
+/// Runs until `shutdown` is cancelled (SIGTERM) or leadership is lost.
+pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<(), RunError> {
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::new());
+    let health = Health::new(metrics.clone());
+    let listener = http::bind(config.metrics_addr)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: config.metrics_addr,
+            source,
+        })?;
+    tracing::info!(addr = %config.metrics_addr, "serving /metrics, /healthz, /readyz");
+    tokio::spawn(http::serve(listener, health.clone(), shutdown.clone()));
+
+    let leadership = match &config.leader {
+        None => None,
+        Some(leader_config) => {
+            tracing::info!(lease = %leader_config.name, namespace = %leader_config.namespace, "waiting for leadership");
+            match leader::acquire(client.clone(), leader_config.clone(), shutdown.clone()).await? {
+                None => return Ok(()),
+                Some(leadership) => Some(leadership),
+            }
+        }
+    };
+    let stop = CancellationToken::new();
+    let lost = leadership.as_ref().map(|l| l.lost.clone());
+    {
+        let stop = stop.clone();
+        let shutdown = shutdown.clone();
+        let lost = lost.clone().unwrap_or_default();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = lost.cancelled() => {}
+            }
+            stop.cancel();
+        });
+    }
+    health.set_ready(true);
+    let ctx = Context::new(client.clone(), metrics, Some(config.identity.clone()));
+    run_controllers(client.clone(), ctx.clone(), stop).await;
+    ctx.watchers.stop_all();
+    health.set_ready(false);
+    let was_lost = lost.as_ref().is_some_and(|l| l.is_cancelled());
+    if let Some(leadership) = leadership {
+        leadership.stop();
+        if let (Some(leader_config), false) = (&config.leader, was_lost) {
+            leader::release(client, leader_config).await;
+        }
+    }
+    if was_lost {
+        return Err(RunError::LostLeadership);
+    }
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+/// Runs the RemoteCluster, ClusterMapping and NamespaceMapping controllers until `stop`.
+pub async fn run_controllers(client: Client, ctx: Arc<Context>, stop: CancellationToken) {
+    let remote_clusters = remote_cluster_controller(client.clone(), ctx.clone(), stop.clone());
+    let cluster_mappings = cluster_mapping_controller(client.clone(), ctx.clone(), stop.clone());
+    let namespace_mappings = namespace_mapping_controller(client, ctx, stop);
+    tokio::join!(remote_clusters, cluster_mappings, namespace_mappings);
+}
+
+async fn remote_cluster_controller(client: Client, ctx: Arc<Context>, stop: CancellationToken) {
+    let controller = Controller::new(
+        Api::<RemoteCluster>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let store = controller.store();
+    controller
+        .watches(
+            Api::<Secret>::all(client),
+            watcher::Config::default(),
+            move |secret| {
+                let namespace = secret.namespace().unwrap_or_default();
+                let name = secret.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|rc| clusters::references_secret(rc, &namespace, &name))
+                    .map(|rc| ObjectRef::from_obj(rc.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(stop.cancelled_owned())
+        .run(clusters::reconcile, clusters::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "remote cluster controller event");
+            }
+        })
+        .await;
+}
+
+async fn cluster_mapping_controller(client: Client, ctx: Arc<Context>, stop: CancellationToken) {
+    let controller = Controller::new(
+        Api::<ClusterMapping>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let store = controller.store();
+    controller
+        .watches(
+            Api::<RemoteCluster>::all(client),
+            watcher::Config::default(),
+            move |rc| {
+                let namespace = rc.namespace().unwrap_or_default();
+                let name = rc.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|cm| cluster_mapping::references_cluster(cm, &namespace, &name))
+                    .map(|cm| ObjectRef::from_obj(cm.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(stop.cancelled_owned())
+        .run(
+            cluster_mapping::reconcile,
+            cluster_mapping::error_policy,
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "cluster mapping controller event");
+            }
+        })
+        .await;
+}
+
+async fn namespace_mapping_controller(client: Client, ctx: Arc<Context>, stop: CancellationToken) {
+    let controller = Controller::new(
+        Api::<NamespaceMapping>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let by_cluster = controller.store();
+    let by_mapping = controller.store();
+    controller
+        .watches(
+            Api::<RemoteCluster>::all(client.clone()),
+            watcher::Config::default(),
+            move |rc| {
+                let namespace = rc.namespace().unwrap_or_default();
+                let name = rc.name_any();
+                by_cluster
+                    .state()
+                    .into_iter()
+                    .filter(|nm| mapping::references_cluster(nm, &namespace, &name))
+                    .map(|nm| ObjectRef::from_obj(nm.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            Api::<ClusterMapping>::all(client),
+            watcher::Config::default(),
+            move |cm| {
+                let namespace = cm.namespace().unwrap_or_default();
+                let name = cm.name_any();
+                by_mapping
+                    .state()
+                    .into_iter()
+                    .filter(|nm| mapping::references_cluster_mapping(nm, &namespace, &name))
+                    .map(|nm| ObjectRef::from_obj(nm.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(stop.cancelled_owned())
+        .run(mapping::reconcile, mapping::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "namespace mapping controller event");
+            }
+        })
+        .await;
+}

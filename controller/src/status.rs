@@ -1,0 +1,252 @@
+//! Conditions, reasons and the small helpers every reconciler uses to write status.
+//!
+//! All condition types and reasons live here as constants so that users (and
+//! `docs/troubleshooting.md`) can rely on one list, and so the reconcilers cannot drift into
+//! slightly different spellings of the same situation.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+/// Condition types.
+pub mod types {
+    /// The object is fully usable: for a mapping, its last sync succeeded and nothing blocks
+    /// the next one; for a RemoteCluster, the cluster answers.
+    pub const READY: &str = "Ready";
+    /// The destination matches the source as of the last sync.
+    pub const SYNCED: &str = "Synced";
+    /// Progress is blocked by something only a user can fix (bad spec, missing object).
+    pub const STALLED: &str = "Stalled";
+    /// Some accepted spec fields are not acted on by this version of the controller.
+    pub const UNSUPPORTED_FIELDS: &str = "UnsupportedFields";
+    /// Pruning was refused for safety (see the reason).
+    pub const PRUNE_BLOCKED: &str = "PruneBlocked";
+    /// RemoteCluster: the kubeconfig Secret and key exist.
+    pub const KUBECONFIG_AVAILABLE: &str = "KubeconfigAvailable";
+    /// RemoteCluster: the kubeconfig parses and yields a client configuration.
+    pub const KUBECONFIG_VALID: &str = "KubeconfigValid";
+    /// RemoteCluster: the API server answers with these credentials.
+    pub const CLUSTER_AVAILABLE: &str = "ClusterAvailable";
+    /// ClusterMapping: both RemoteClusters exist and are healthy.
+    pub const CLUSTERS_READY: &str = "ClustersReady";
+    /// ClusterMapping: SSH connectivity between workers and agents was verified.
+    pub const AGENTS_CONNECTED: &str = "AgentsConnected";
+}
+
+/// Condition reasons (CamelCase, as Kubernetes requires).
+pub mod reasons {
+    /// Everything is as it should be.
+    pub const SUCCEEDED: &str = "Succeeded";
+    /// The last sync wrote every selected object.
+    pub const SYNC_SUCCEEDED: &str = "SyncSucceeded";
+    /// Some objects failed to sync; see `resourceStatus` and `lastError`.
+    pub const SYNC_PARTIALLY_FAILED: &str = "SyncPartiallyFailed";
+    /// The sync as a whole failed (source or destination unreachable, ...).
+    pub const SYNC_FAILED: &str = "SyncFailed";
+    /// A sync is running.
+    pub const SYNC_IN_PROGRESS: &str = "SyncInProgress";
+    /// No sync has run yet.
+    pub const AWAITING_FIRST_SYNC: &str = "AwaitingFirstSync";
+    /// Manual mode waiting for the `dr-syncer.io/sync-now` annotation.
+    pub const AWAITING_TRIGGER: &str = "AwaitingTrigger";
+    /// The mapping (or its ClusterMapping) is paused.
+    pub const PAUSED: &str = "Paused";
+    /// The schedule does not parse.
+    pub const INVALID_SCHEDULE: &str = "InvalidSchedule";
+    /// The spec is inconsistent or names something that does not exist (resource type, ...).
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// A referenced RemoteCluster does not exist.
+    pub const REMOTE_CLUSTER_NOT_FOUND: &str = "RemoteClusterNotFound";
+    /// A referenced RemoteCluster exists but has no working client yet.
+    pub const REMOTE_CLUSTER_NOT_READY: &str = "RemoteClusterNotReady";
+    /// A referenced ClusterMapping does not exist.
+    pub const CLUSTER_MAPPING_NOT_FOUND: &str = "ClusterMappingNotFound";
+    /// The source cluster could not be read; nothing was deleted at the destination.
+    pub const SOURCE_UNAVAILABLE: &str = "SourceUnavailable";
+    /// The destination cluster could not be written.
+    pub const DESTINATION_UNAVAILABLE: &str = "DestinationUnavailable";
+    /// The source namespace does not exist or is terminating; nothing was deleted.
+    pub const SOURCE_NAMESPACE_MISSING: &str = "SourceNamespaceMissing";
+    /// The destination namespace does not exist and `namespaceConfig.createNamespace` is off.
+    pub const DESTINATION_NAMESPACE_MISSING: &str = "DestinationNamespaceMissing";
+    /// Pruning refused: it would delete too much, or the source listing was unusable.
+    pub const PRUNE_REFUSED: &str = "PruneRefused";
+    /// Pruning allowed.
+    pub const PRUNE_ALLOWED: &str = "PruneAllowed";
+    /// Fields accepted by the API but not acted on.
+    pub const FIELDS_NOT_IMPLEMENTED: &str = "FieldsNotImplemented";
+    /// Every accepted field is acted on.
+    pub const ALL_FIELDS_SUPPORTED: &str = "AllFieldsSupported";
+    /// The kubeconfig Secret does not exist.
+    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    /// The kubeconfig Secret exists but lacks the key.
+    pub const SECRET_KEY_MISSING: &str = "SecretKeyMissing";
+    /// The kubeconfig Secret was found with its key.
+    pub const SECRET_FOUND: &str = "SecretFound";
+    /// The kubeconfig does not parse or does not yield a client.
+    pub const KUBECONFIG_INVALID: &str = "KubeconfigInvalid";
+    /// The kubeconfig yields a client.
+    pub const KUBECONFIG_PARSED: &str = "KubeconfigParsed";
+    /// The API server answered `/version`.
+    pub const API_SERVER_REACHABLE: &str = "ApiServerReachable";
+    /// The API server did not answer or refused the credentials.
+    pub const API_SERVER_UNREACHABLE: &str = "ApiServerUnreachable";
+    /// Not checked yet because an earlier step failed.
+    pub const NOT_CHECKED: &str = "NotChecked";
+    /// Both RemoteClusters are healthy.
+    pub const CLUSTERS_HEALTHY: &str = "ClustersHealthy";
+    /// One of the RemoteClusters is not healthy.
+    pub const CLUSTER_UNHEALTHY: &str = "ClusterUnhealthy";
+    /// Agent connectivity checks come with PVC data sync and are not performed yet.
+    pub const AGENT_CHECK_NOT_IMPLEMENTED: &str = "AgentCheckNotImplemented";
+    /// `verifyConnectivity` is false.
+    pub const VERIFICATION_DISABLED: &str = "VerificationDisabled";
+}
+
+/// The current time as a Kubernetes `Time`.
+pub fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// A condition with `lastTransitionTime` = now; [`set_condition`] keeps the old time when
+/// the status did not change, as the Kubernetes API conventions require.
+pub fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: impl Into<String>,
+    observed_generation: Option<i64>,
+) -> Condition {
+    Condition {
+        type_: type_.to_owned(),
+        status: if status { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message: message.into(),
+        observed_generation,
+        last_transition_time: now(),
+    }
+}
+
+/// Inserts or replaces the condition of the same type, keeping `lastTransitionTime` when the
+/// status did not flip (so users can see how long a state has lasted).
+pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition) {
+    if let Some(old) = conditions.iter_mut().find(|c| c.type_ == new.type_) {
+        if old.status == new.status {
+            new.last_transition_time = old.last_transition_time.clone();
+        }
+        *old = new;
+    } else {
+        conditions.push(new);
+    }
+}
+
+/// Removes the condition of the given type, if present.
+pub fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) {
+    conditions.retain(|c| c.type_ != type_);
+}
+
+/// Looks a condition up by type.
+pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Formats a duration the way Go does (`1m2.5s`, `350ms`), which is what DR-Syncer status
+/// fields such as `lastSyncDuration` contain.
+pub fn go_duration(d: std::time::Duration) -> String {
+    let total_ms = d.as_millis();
+    if total_ms == 0 {
+        return "0s".to_owned();
+    }
+    if total_ms < 1000 {
+        return format!("{total_ms}ms");
+    }
+    let hours = total_ms / 3_600_000;
+    let minutes = (total_ms / 60_000) % 60;
+    let seconds_ms = total_ms % 60_000;
+    let mut out = String::new();
+    if hours > 0 {
+        out.push_str(&format!("{hours}h"));
+    }
+    if hours > 0 || minutes > 0 {
+        out.push_str(&format!("{minutes}m"));
+    }
+    let secs = seconds_ms / 1000;
+    let frac = seconds_ms % 1000;
+    if frac == 0 {
+        out.push_str(&format!("{secs}s"));
+    } else {
+        let frac = format!("{frac:03}");
+        out.push_str(&format!("{secs}.{}s", frac.trim_end_matches('0')));
+    }
+    out
+}
+
+/// Converts a chrono time (what the schedule module speaks) to a Kubernetes `Time`.
+pub fn time_from_chrono(t: chrono::DateTime<chrono::Utc>) -> Option<Time> {
+    Timestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32)
+        .ok()
+        .map(Time)
+}
+
+/// Converts a Kubernetes `Time` to chrono.
+pub fn time_to_chrono(t: &Time) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond() as u32)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn go_durations_format_like_go() {
+        assert_eq!(go_duration(Duration::from_millis(0)), "0s");
+        assert_eq!(go_duration(Duration::from_millis(350)), "350ms");
+        assert_eq!(go_duration(Duration::from_millis(2_500)), "2.5s");
+        assert_eq!(go_duration(Duration::from_millis(62_500)), "1m2.5s");
+        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
+        assert_eq!(go_duration(Duration::from_millis(5_120)), "5.12s");
+    }
+
+    #[test]
+    fn set_condition_keeps_transition_time_when_status_is_unchanged() {
+        let mut conditions = Vec::new();
+        let mut first = condition(types::READY, true, reasons::SUCCEEDED, "ok", Some(1));
+        first.last_transition_time = Time(Timestamp::UNIX_EPOCH);
+        set_condition(&mut conditions, first);
+        set_condition(
+            &mut conditions,
+            condition(
+                types::READY,
+                true,
+                reasons::SYNC_SUCCEEDED,
+                "still ok",
+                Some(2),
+            ),
+        );
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(
+            conditions[0].last_transition_time,
+            Time(Timestamp::UNIX_EPOCH)
+        );
+        assert_eq!(conditions[0].reason, reasons::SYNC_SUCCEEDED);
+        assert_eq!(conditions[0].observed_generation, Some(2));
+
+        set_condition(
+            &mut conditions,
+            condition(types::READY, false, reasons::SYNC_FAILED, "broken", Some(2)),
+        );
+        assert_ne!(
+            conditions[0].last_transition_time,
+            Time(Timestamp::UNIX_EPOCH)
+        );
+        assert_eq!(conditions[0].status, "False");
+    }
+
+    #[test]
+    fn chrono_round_trip() {
+        let t = chrono::DateTime::from_timestamp(1_700_000_000, 5).unwrap();
+        let k = time_from_chrono(t).unwrap();
+        assert_eq!(time_to_chrono(&k), Some(t));
+    }
+}

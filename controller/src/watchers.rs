@@ -1,0 +1,353 @@
+//! Continuous mode: per-mapping watches on the selected kinds in the source namespace.
+//!
+//! Each change is applied on its own (no full resync per event). One task per kind handles
+//! its events in order, so an update and a following delete of the same object cannot be
+//! reordered. The first listing after a watch starts is not re-applied (the reconciler runs
+//! a full sync whenever it starts watchers); a later re-listing (after the watch broke off)
+//! applies only objects that changed since, and treats objects that vanished meanwhile as
+//! deletions. Watchers stop when the mapping's spec or clusters change (a new
+//! fingerprint), when it is paused, switched to another mode, or deleted.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dr_syncer_crds::NamespaceMapping;
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::DynamicObject;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, ResourceExt};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{MappingLabels, Metrics};
+use crate::replicate::ResourceKind;
+use crate::sync::SharedPlan;
+
+/// Field manager for the one status field the watchers own (`lastWatchEvent`).
+pub const WATCH_FIELD_MANAGER: &str = "dr-syncer-watch";
+
+/// How often `status.lastWatchEvent` is written at most.
+const STATUS_INTERVAL: Duration = Duration::from_secs(2);
+
+struct Running {
+    fingerprint: String,
+    cancel: CancellationToken,
+}
+
+/// The watchers of every Continuous mapping, keyed by `namespace/name`.
+#[derive(Default)]
+pub struct Watchers {
+    running: Mutex<HashMap<String, Running>>,
+}
+
+/// Where watcher tasks report to.
+#[derive(Clone)]
+pub struct WatchSink {
+    /// Controller-cluster client (status writes).
+    pub client: Client,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The mapping's namespace.
+    pub namespace: String,
+    /// The mapping's name.
+    pub name: String,
+}
+
+impl Watchers {
+    /// Whether watchers with this fingerprint run for the mapping.
+    pub fn is_running(&self, key: &str, fingerprint: &str) -> bool {
+        self.running
+            .lock()
+            .map(|m| m.get(key).is_some_and(|r| r.fingerprint == fingerprint))
+            .unwrap_or(false)
+    }
+
+    /// Starts (or restarts, replacing older ones) the watchers of a mapping. Returns a
+    /// handle that resolves once every kind's first listing is done: a full sync started
+    /// after that cannot miss a change (it is either in the sync's listing or a later
+    /// watch event).
+    pub fn start(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        plan: SharedPlan,
+        sink: WatchSink,
+    ) -> WatchesReady {
+        self.stop(key);
+        let cancel = CancellationToken::new();
+        let last_event = Arc::new(Mutex::new(None::<Timestamp>));
+        let ready = Arc::new(Semaphore::new(0));
+        for kind in plan.kinds.clone() {
+            tokio::spawn(watch_kind(
+                plan.clone(),
+                kind,
+                sink.clone(),
+                last_event.clone(),
+                ready.clone(),
+                cancel.clone(),
+            ));
+        }
+        tokio::spawn(status_writer(sink, last_event, cancel.clone()));
+        if let Ok(mut map) = self.running.lock() {
+            map.insert(
+                key.to_owned(),
+                Running {
+                    fingerprint: fingerprint.to_owned(),
+                    cancel,
+                },
+            );
+        }
+        tracing::info!(mapping = key, "continuous watchers started");
+        WatchesReady {
+            ready,
+            kinds: plan.kinds.len(),
+        }
+    }
+
+    /// Stops the watchers of a mapping, if any.
+    pub fn stop(&self, key: &str) {
+        if let Ok(mut map) = self.running.lock()
+            && let Some(running) = map.remove(key)
+        {
+            running.cancel.cancel();
+            tracing::info!(mapping = key, "continuous watchers stopped");
+        }
+    }
+
+    /// Stops every watcher (shutdown, lost leadership).
+    pub fn stop_all(&self) {
+        if let Ok(mut map) = self.running.lock() {
+            for (_, running) in map.drain() {
+                running.cancel.cancel();
+            }
+        }
+    }
+
+    /// How many mappings have watchers running.
+    pub fn len(&self) -> usize {
+        self.running.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether no watchers run.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Resolves when every kind's watch has listed the source once.
+pub struct WatchesReady {
+    ready: Arc<Semaphore>,
+    kinds: usize,
+}
+
+impl WatchesReady {
+    /// Waits up to `timeout`; returns whether every watch is listing-complete.
+    pub async fn wait(self, timeout: Duration) -> bool {
+        let Ok(n) = u32::try_from(self.kinds) else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(timeout, self.ready.acquire_many(n)).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+/// What the kind's watcher remembers of the source: name -> resourceVersion.
+#[derive(Default)]
+struct Seen {
+    versions: HashMap<String, String>,
+    /// Names seen during the current re-listing.
+    relisting: Option<HashSet<String>>,
+    /// Whether the first listing is done.
+    started: bool,
+}
+
+async fn watch_kind(
+    plan: SharedPlan,
+    kind: ResourceKind,
+    sink: WatchSink,
+    last_event: Arc<Mutex<Option<Timestamp>>>,
+    ready: Arc<Semaphore>,
+    cancel: CancellationToken,
+) {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        plan.source.clone(),
+        &plan.source_namespace,
+        &kind.api_resource(),
+    );
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut seen = Seen::default();
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => return,
+            event = stream.next() => event,
+        };
+        match event {
+            None => return,
+            Some(Err(error)) => {
+                tracing::warn!(%error, kind = %kind.kind, "source watch error; retrying");
+            }
+            Some(Ok(event)) => {
+                let first_done = !seen.started && matches!(event, Event::InitDone);
+                handle_event(&plan, &kind, &sink, &last_event, &mut seen, event).await;
+                if first_done {
+                    ready.add_permits(1);
+                }
+            }
+        }
+    }
+}
+
+async fn handle_event(
+    plan: &SharedPlan,
+    kind: &ResourceKind,
+    sink: &WatchSink,
+    last_event: &Mutex<Option<Timestamp>>,
+    seen: &mut Seen,
+    event: Event<DynamicObject>,
+) {
+    match event {
+        Event::Init => seen.relisting = Some(HashSet::new()),
+        Event::InitApply(obj) => {
+            let name = obj.name_any();
+            let version = obj.resource_version().unwrap_or_default();
+            if let Some(names) = seen.relisting.as_mut() {
+                names.insert(name.clone());
+            }
+            let changed = seen.versions.get(&name) != Some(&version);
+            seen.versions.insert(name, version);
+            if seen.started && changed {
+                apply(plan, kind, sink, last_event, &obj).await;
+            }
+        }
+        Event::InitDone => {
+            let listed = seen.relisting.take().unwrap_or_default();
+            if seen.started {
+                let gone: Vec<String> = seen
+                    .versions
+                    .keys()
+                    .filter(|n| !listed.contains(*n))
+                    .cloned()
+                    .collect();
+                for name in gone {
+                    seen.versions.remove(&name);
+                    let mut obj = DynamicObject::new(&name, &kind.api_resource());
+                    obj.metadata.namespace = Some(plan.source_namespace.clone());
+                    delete(plan, kind, sink, last_event, &obj).await;
+                }
+            } else {
+                seen.versions.retain(|n, _| listed.contains(n));
+            }
+            seen.started = true;
+        }
+        Event::Apply(obj) => {
+            seen.versions
+                .insert(obj.name_any(), obj.resource_version().unwrap_or_default());
+            apply(plan, kind, sink, last_event, &obj).await;
+        }
+        Event::Delete(obj) => {
+            seen.versions.remove(&obj.name_any());
+            delete(plan, kind, sink, last_event, &obj).await;
+        }
+    }
+}
+
+fn labels(sink: &WatchSink) -> MappingLabels {
+    MappingLabels {
+        namespace: sink.namespace.clone(),
+        mapping: sink.name.clone(),
+    }
+}
+
+fn touch(last_event: &Mutex<Option<Timestamp>>) {
+    if let Ok(mut t) = last_event.lock() {
+        *t = Some(Timestamp::now());
+    }
+}
+
+async fn apply(
+    plan: &SharedPlan,
+    kind: &ResourceKind,
+    sink: &WatchSink,
+    last_event: &Mutex<Option<Timestamp>>,
+    obj: &DynamicObject,
+) {
+    let labels = labels(sink);
+    match plan.apply_source_object(kind, obj).await {
+        Ok(Some(outcome)) => {
+            sink.metrics.watch_events.get_or_create(&labels).inc();
+            sink.metrics
+                .record_objects(&labels, &kind.kind, outcome.label(), 1);
+            touch(last_event);
+            tracing::debug!(kind = %kind.kind, name = %obj.name_any(), ?outcome, "applied change");
+        }
+        Ok(None) => {}
+        Err(error) => {
+            sink.metrics
+                .record_objects(&labels, &kind.kind, "failed", 1);
+            tracing::warn!(kind = %kind.kind, name = %obj.name_any(), %error, "applying a change failed");
+        }
+    }
+}
+
+async fn delete(
+    plan: &SharedPlan,
+    kind: &ResourceKind,
+    sink: &WatchSink,
+    last_event: &Mutex<Option<Timestamp>>,
+    obj: &DynamicObject,
+) {
+    let labels = labels(sink);
+    match plan.delete_for_source(kind, obj).await {
+        Ok(true) => {
+            sink.metrics.watch_events.get_or_create(&labels).inc();
+            sink.metrics
+                .record_objects(&labels, &kind.kind, "deleted", 1);
+            touch(last_event);
+            tracing::debug!(kind = %kind.kind, name = %obj.name_any(), "pruned deleted object");
+        }
+        Ok(false) => {}
+        Err(error) => {
+            tracing::warn!(kind = %kind.kind, name = %obj.name_any(), %error, "propagating a deletion failed");
+        }
+    }
+}
+
+/// Writes `status.lastWatchEvent` at most every [`STATUS_INTERVAL`], with a merge patch
+/// under its own field manager so it never fights the reconciler's server-side apply.
+async fn status_writer(
+    sink: WatchSink,
+    last_event: Arc<Mutex<Option<Timestamp>>>,
+    cancel: CancellationToken,
+) {
+    let api: Api<NamespaceMapping> = Api::namespaced(sink.client.clone(), &sink.namespace);
+    let mut written: Option<Timestamp> = None;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(STATUS_INTERVAL) => {}
+        }
+        let current = last_event.lock().ok().and_then(|t| *t);
+        if current.is_none() || current == written {
+            continue;
+        }
+        let patch = serde_json::json!({"status": {"lastWatchEvent": current}});
+        let params = PatchParams {
+            field_manager: Some(WATCH_FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        match api
+            .patch_status(&sink.name, &params, &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => written = current,
+            Err(error) => tracing::debug!(%error, "writing lastWatchEvent failed"),
+        }
+    }
+}
