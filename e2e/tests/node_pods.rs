@@ -94,18 +94,22 @@ async fn simulated_node_runs_pods_against_a_real_control_plane() {
     );
 }
 
-async fn scenarios(bed: &Bed) {
-    node_is_registered_ready_with_a_lease(bed).await;
+/// Runs the scenarios; returns the pid of a process left running for the shutdown check.
+async fn scenarios(bed: &Bed) -> i32 {
+    let lease = node_is_registered_ready_with_a_lease(bed).await;
     wait_default_service_account(bed).await;
+    init_containers_run_first_in_order(bed).await;
     env_volumes_and_termination_message(bed).await;
     failure_falls_back_to_logs_and_on_failure_restarts(bed).await;
     deletion_sends_sigterm_then_sigkill_after_grace(bed).await;
     tcp_readiness_probe_gates_ready(bed).await;
     unsupported_volume_is_a_config_error(bed).await;
     placeholder_holds_a_provisioned_claim_which_is_reclaimed(bed).await;
+    lease_is_renewed(bed, lease).await;
+    start_survivor(bed).await
 }
 
-async fn node_is_registered_ready_with_a_lease(bed: &Bed) {
+async fn node_is_registered_ready_with_a_lease(bed: &Bed) -> Lease {
     let nodes: Api<Node> = Api::all(bed.client.clone());
     let node = nodes.get(NODE).await.unwrap();
     let status = node.status.unwrap();
@@ -129,7 +133,126 @@ async fn node_is_registered_ready_with_a_lease(bed: &Bed) {
     assert_eq!(labels["testbed.dr-syncer.io/cluster"], "nodetest");
     let leases: Api<Lease> = Api::namespaced(bed.client.clone(), "kube-node-lease");
     let lease = leases.get(NODE).await.unwrap();
-    assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some(NODE));
+    assert_eq!(
+        lease.spec.as_ref().unwrap().holder_identity.as_deref(),
+        Some(NODE)
+    );
+    lease
+}
+
+/// The Lease's renewTime moves forward (renewed every 10 s).
+async fn lease_is_renewed(bed: &Bed, first: Lease) {
+    let leases: Api<Lease> = Api::namespaced(bed.client.clone(), "kube-node-lease");
+    let renew_time = |l: &Lease| l.spec.as_ref().and_then(|s| s.renew_time.clone());
+    let before = renew_time(&first).unwrap();
+    let renewed = await_condition(leases, NODE, move |l: Option<&Lease>| {
+        l.and_then(renew_time).is_some_and(|t| t.0 > before.0)
+    });
+    tokio::time::timeout(WAIT, renewed)
+        .await
+        .expect("lease renewed")
+        .unwrap();
+}
+
+async fn init_containers_run_first_in_order(bed: &Bed) {
+    create_pod(bed, json!({
+        "metadata": {"name": "with-init"},
+        "spec": {
+            "nodeName": NODE,
+            "restartPolicy": "Never",
+            "initContainers": [
+                {"name": "first", "image": "testbed-shell", "command": ["sh", "-c", "echo first >> /work/order"],
+                 "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+                {"name": "foreign", "image": "busybox:1.36"},
+                {"name": "second", "image": "testbed-shell", "command": ["sh", "-c", "echo second >> /work/order"],
+                 "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+            ],
+            "containers": [{
+                "name": "main", "image": "testbed-shell",
+                "command": ["sh", "-c", "echo main >> /work/order; cat /work/order | tr '\\n' ' ' > /dev/termination-log"],
+                "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+            }],
+            "volumes": [{"name": "work", "emptyDir": {}}],
+        },
+    }))
+    .await;
+    let pod = finished(bed, "with-init").await;
+    let status = pod.status.as_ref().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Succeeded"));
+    let message = container(&pod)
+        .state
+        .unwrap()
+        .terminated
+        .unwrap()
+        .message
+        .unwrap();
+    assert_eq!(message.trim(), "first second main");
+    let inits = status.init_container_statuses.as_ref().unwrap();
+    assert_eq!(inits.len(), 3);
+    assert!(inits.iter().all(|c| {
+        c.state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .exit_code
+            == 0
+    }));
+
+    create_pod(bed, json!({
+        "metadata": {"name": "init-fails"},
+        "spec": {
+            "nodeName": NODE,
+            "restartPolicy": "Never",
+            "initContainers": [{"name": "bad", "image": "testbed-shell", "command": ["sh", "-c", "exit 4"]}],
+            "containers": [{"name": "main", "image": "testbed-shell", "command": ["sh", "-c", "true"]}],
+        },
+    }))
+    .await;
+    let pod = finished(bed, "init-fails").await;
+    let status = pod.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    let init = &status.init_container_statuses.unwrap()[0];
+    assert_eq!(
+        init.state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .exit_code,
+        4
+    );
+    let main = &status.container_statuses.unwrap()[0];
+    assert!(
+        main.state.as_ref().unwrap().running.is_none(),
+        "app containers never started"
+    );
+}
+
+/// A pod left running when the node shuts down; returns its process id.
+async fn start_survivor(bed: &Bed) -> i32 {
+    create_pod(bed, json!({
+        "metadata": {"name": "survivor"},
+        "spec": {
+            "nodeName": NODE,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main", "image": "testbed-shell",
+                "command": ["sh", "-c", "echo $$$$ > /out/pid; while :; do sleep 0.1; done"],
+                "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+            }],
+            "volumes": [{"name": "out", "hostPath": {"path": "/var/lib/survivor", "type": "DirectoryOrCreate"}}],
+        },
+    }))
+    .await;
+    let pid = wait_file(&bed.root.join("var/lib/survivor/pid"))
+        .await
+        .parse()
+        .unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    pid
 }
 
 async fn wait_default_service_account(bed: &Bed) {
