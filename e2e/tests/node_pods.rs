@@ -54,6 +54,7 @@ async fn simulated_node_runs_pods_against_a_real_control_plane() {
     let root = dir.path().join("nodes").join(NODE).join("root");
     let mut images = OurImages::new();
     images.insert("testbed-shell", "/bin/sh");
+    images.insert("dr-syncer-e2e-probe", env!("CARGO_BIN_EXE_testbed"));
     let cfg = NodeConfig {
         name: NODE.into(),
         ip: NODE_IP,
@@ -99,6 +100,7 @@ async fn scenarios(bed: &Bed) -> i32 {
     let lease = node_is_registered_ready_with_a_lease(bed).await;
     wait_default_service_account(bed).await;
     init_containers_run_first_in_order(bed).await;
+    in_cluster_client_authenticates_with_the_projected_token(bed).await;
     env_volumes_and_termination_message(bed).await;
     failure_falls_back_to_logs_and_on_failure_restarts(bed).await;
     deletion_sends_sigterm_then_sigkill_after_grace(bed).await;
@@ -228,6 +230,57 @@ async fn init_containers_run_first_in_order(bed: &Bed) {
     assert!(
         main.state.as_ref().unwrap().running.is_none(),
         "app containers never started"
+    );
+}
+
+/// A real Rust kube client in a pod (the `testbed probe` binary) reaches the API server
+/// through KUBERNETES_SERVICE_HOST/PORT with the projected token and CA: forbidden without
+/// RBAC, allowed with a RoleBinding.
+async fn in_cluster_client_authenticates_with_the_projected_token(bed: &Bed) {
+    let probe = |name: &str| {
+        json!({
+            "metadata": {"name": name},
+            "spec": {
+                "nodeName": NODE,
+                "restartPolicy": "Never",
+                "containers": [{"name": "probe", "image": "example.io/dr-syncer-e2e-probe:dev", "args": ["probe"]}],
+            },
+        })
+    };
+    create_pod(bed, probe("probe-denied")).await;
+    let pod = finished(bed, "probe-denied").await;
+    let terminated = container(&pod).state.unwrap().terminated.unwrap();
+    let message = terminated.message.unwrap_or_default();
+    assert_eq!(terminated.exit_code, 1, "forbidden without RBAC: {message}");
+    assert!(message.contains("403"), "{message}");
+    assert!(
+        message.contains("system:serviceaccount:default:default"),
+        "{message}"
+    );
+
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+        Api::namespaced(bed.client.clone(), NS);
+    let binding = serde_json::from_value(json!({
+        "metadata": {"name": "default-view"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": NS}],
+    }))
+    .unwrap();
+    bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    create_pod(bed, probe("probe-allowed")).await;
+    let pod = finished(bed, "probe-allowed").await;
+    let terminated = container(&pod).state.unwrap().terminated.unwrap();
+    let message = terminated.message.unwrap_or_default();
+    assert_eq!(
+        terminated.exit_code, 0,
+        "allowed with the RoleBinding: {message}"
+    );
+    assert!(
+        message.contains("probe-allowed"),
+        "lists its own pod: {message}"
     );
 }
 
