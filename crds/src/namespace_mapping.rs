@@ -583,14 +583,12 @@ pub struct Transformation {
 /// One RFC 6902 JSON-Patch operation.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(
-    validation = Rule::new("!(self.op in ['add', 'replace', 'test']) || has(self.value)")
-        .message("transformations[].patch[].value is required for add, replace and test operations")
-        .field_path(".value"),
-    validation = Rule::new("!(self.op in ['move', 'copy']) || has(self.from)")
-        .message("transformations[].patch[].from is required for move and copy operations")
-        .field_path(".from")
-)]
+// No CEL rule for "add/replace/test need a value": `value` is free-form
+// (x-kubernetes-preserve-unknown-fields without a type), and such fields are invisible to
+// CEL, so the API server would refuse the CRD. `Transformation::json_patch` checks it.
+#[x_kube(validation = Rule::new("!(self.op in ['move', 'copy']) || has(self.from)")
+    .message("transformations[].patch[].from is required for move and copy operations")
+    .field_path(".from"))]
 pub struct JsonPatchOperation {
     /// Operation: add, remove, replace, move, copy or test.
     pub op: JsonPatchOp,
@@ -602,10 +600,38 @@ pub struct JsonPatchOperation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024), regex(pattern = JSON_POINTER_PATTERN))]
     pub from: Option<String>,
-    /// Value of add, replace and test: any JSON value.
+    /// Value of add, replace and test: any JSON value. Required for those operations; the
+    /// controller reports a patch without one in the mapping's conditions (the API server
+    /// cannot check inside free-form values).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
     pub value: Option<serde_json::Value>,
+}
+
+impl Transformation {
+    /// The operations as an RFC 6902 patch, ready to apply. Fails when an operation lacks
+    /// what its kind needs (`value` for add/replace/test, `from` for move/copy).
+    pub fn json_patch(&self) -> Result<json_patch::Patch, TransformationError> {
+        let operations =
+            serde_json::to_value(&self.patch).map_err(|source| TransformationError {
+                resource: self.resource.clone(),
+                source,
+            })?;
+        serde_json::from_value(operations).map_err(|source| TransformationError {
+            resource: self.resource.clone(),
+            source,
+        })
+    }
+}
+
+/// A transformation whose operations do not form a valid RFC 6902 patch.
+#[derive(Debug, thiserror::Error)]
+#[error("transformations for {resource}: invalid JSON-Patch: {source}")]
+pub struct TransformationError {
+    /// The transformation's `resource`.
+    pub resource: String,
+    /// What is wrong with the operations.
+    pub source: serde_json::Error,
 }
 
 /// An RFC 6902 operation name.

@@ -106,9 +106,9 @@ fn transformations_are_rfc6902_patches() {
         "metadata": {"labels": {"app": "shop"}, "annotations": {"example.com/owner": "me"}},
         "spec": {"paused": false, "template": {"spec": {"containers": [{"env": [{"name": "ROLE", "value": "primary"}]}]}}}
     });
-    let patch: json_patch::Patch =
-        serde_json::from_value(serde_json::to_value(&nm.spec.transformations[0].patch).unwrap())
-            .expect("our operations are RFC 6902 operations");
+    let patch = nm.spec.transformations[0]
+        .json_patch()
+        .expect("our operations are RFC 6902 operations");
     json_patch::patch(&mut object, &patch).expect("patch applies");
     assert_eq!(object["metadata"]["labels"]["dr-role"], "standby");
     assert_eq!(object["metadata"]["annotations"]["source-app"], "shop");
@@ -226,4 +226,20 @@ status:
 "#,
     );
     assert_eq!(round_trip::<ClusterMapping>(&cm), cm);
+}
+
+#[test]
+fn patch_operations_missing_their_operand_are_refused() {
+    use dr_syncer_crds::namespace_mapping::Transformation;
+    let transformation = |op: Value| -> Transformation {
+        serde_json::from_value(serde_json::json!({"resource": "deployments", "patch": [op]}))
+            .unwrap()
+    };
+    let add_without_value = transformation(serde_json::json!({"op": "add", "path": "/a"}));
+    let error = add_without_value.json_patch().unwrap_err();
+    assert!(error.to_string().contains("value"), "{error}");
+    let move_without_from = transformation(serde_json::json!({"op": "move", "path": "/a"}));
+    assert!(move_without_from.json_patch().is_err());
+    let remove = transformation(serde_json::json!({"op": "remove", "path": "/a"}));
+    assert!(remove.json_patch().is_ok());
 }

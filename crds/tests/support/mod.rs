@@ -65,7 +65,7 @@ pub fn api_server_errors(object: &Value) -> Vec<String> {
     if let Err(cel) = kube::core::cel::Validator::new().validate(&schema, object, None) {
         for error in cel.as_slice() {
             errors.push(format!(
-                "{}: Invalid value: \"object\": {}",
+                "{}: Invalid value: {}",
                 error.field_path, error.message
             ));
         }
