@@ -175,6 +175,12 @@ fn strings_read_by(rule: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every property a rule refers to (`self.x`, read or tested with `has`).
+fn fields_used_by(rule: &str) -> Vec<String> {
+    let uses = regex::Regex::new(r"self\.([A-Za-z0-9_]+)").unwrap();
+    uses.captures_iter(rule).map(|c| c[1].to_owned()).collect()
+}
+
 #[test]
 fn cel_rules_compile_and_sit_under_bounded_lists() {
     let mut nodes_seen = 0;
@@ -206,6 +212,16 @@ fn cel_rules_compile_and_sit_under_bounded_lists() {
                     crd.spec.names.kind
                 );
                 let expression = rule["rule"].as_str().unwrap_or_default();
+                for name in fields_used_by(expression) {
+                    let property = &node["properties"][&name];
+                    assert!(
+                        property.get("type").is_some(),
+                        "{}: CEL rule {expression:?} at {path} uses {name}, which is missing or \
+                         untyped; untyped (preserve-unknown-fields) properties are invisible to \
+                         CEL and the API server refuses the CRD",
+                        crd.spec.names.kind
+                    );
+                }
                 for name in strings_read_by(expression) {
                     let property = &node["properties"][&name];
                     let unbounded_string =
