@@ -11,6 +11,8 @@ use dr_syncer_e2e::{TestBed, TestBedOptions};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::wait::await_condition;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 /// The issue's budget for `up` of 3 clusters x 2 nodes once the binaries are built.
 const UP_BUDGET: Duration = Duration::from_secs(60);
@@ -62,6 +64,20 @@ spec:
     });
     drop(rt);
 
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["status", "--dir"])
+        .arg(bed.dir())
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let status = String::from_utf8(status.stdout).unwrap();
+    assert!(status.contains("running, phase Ready"), "{status}");
+    let ready_nodes = status
+        .lines()
+        .filter(|l| l.trim_start().starts_with("node ") && l.ends_with(" Ready"))
+        .count();
+    assert_eq!(ready_nodes, 6, "six Ready nodes: {status}");
+
     let dir = bed.dir().to_path_buf();
     let supervisor = bed.state().pid;
     let before = cleanup::processes(&dir, Some(supervisor));
@@ -90,4 +106,45 @@ spec:
         took <= UP_BUDGET,
         "testbed up 3x2 took {took:?}, budget {UP_BUDGET:?}"
     );
+}
+
+/// `down` must leave a clean machine even when the supervisor died without cleaning up
+/// (SIGKILL): control-plane children die with it (PDEATHSIG), orphaned pod processes are
+/// found from /proc and killed.
+#[test]
+fn down_cleans_up_after_a_killed_supervisor() {
+    let opts = TestBedOptions::new(env!("CARGO_BIN_EXE_testbed"), &["solo"], 1);
+    let bed = TestBed::start(&opts).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = bed.client("solo").await.unwrap();
+        let pods: Api<Pod> = Api::namespaced(client, "default");
+        let pod: Pod = serde_saphyr::from_str(
+            "metadata: {name: orphan}
+spec:
+  containers: [{name: c, image: dr-syncer-e2e-probe:e2e, command: [sleep, '3600']}]",
+        )
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        let running = await_condition(pods.clone(), "orphan", |p: Option<&Pod>| {
+            p.and_then(|p| p.status.as_ref()?.phase.as_deref()) == Some("Running")
+        });
+        tokio::time::timeout(Duration::from_secs(120), running)
+            .await
+            .expect("pod not Running in time")
+            .unwrap();
+    });
+    drop(rt);
+
+    let dir = bed.dir().to_path_buf();
+    let supervisor = bed.state().pid;
+    let before = cleanup::processes(&dir, Some(supervisor));
+    kill(Pid::from_raw(supervisor as i32), Signal::SIGKILL).unwrap();
+    bed.down().unwrap();
+    for pid in &before {
+        assert!(!dr_syncer_e2e::process::alive(*pid), "pid {pid} alive");
+    }
+    assert!(cleanup::processes(&dir, Some(supervisor)).is_empty());
+    assert!(cleanup::mounts_under(&dir).is_empty());
+    assert!(!dir.join("clusters").exists(), "state not removed");
 }

@@ -104,12 +104,14 @@ impl BedArgs {
             .controlplane_dir
             .take()
             .unwrap_or_else(default_controlplane_dir);
-        let cp = absolute(cp)?;
         anyhow::ensure!(
             cp.join("kube-apiserver").exists(),
             "no control-plane binaries in {} (run scripts/build-controlplane.sh)",
             cp.display()
         );
+        let cp = cp
+            .canonicalize()
+            .with_context(|| format!("resolving {}", cp.display()))?;
         self.controlplane_dir = Some(cp);
         Ok((layout, self))
     }
