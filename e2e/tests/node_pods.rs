@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use dr_syncer_e2e::cluster::{Binaries, ControlPlane};
-use dr_syncer_e2e::node::{NodeConfig, OurImages, SimNode};
+use dr_syncer_e2e::node::{NodeConfig, OurImages, SimNode, pod_log_dir};
 use dr_syncer_e2e::storage;
 use futures::FutureExt;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -35,6 +35,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 struct Bed {
     client: kube::Client,
+    state_dir: PathBuf,
     root: PathBuf,
     version: String,
     api_port: u16,
@@ -52,6 +53,7 @@ async fn simulated_node_runs_pods_against_a_real_control_plane() {
         .await
         .unwrap();
     let root = dir.path().join("nodes").join(NODE).join("root");
+    let state_dir = dir.path().join("nodes").join(NODE).join("state");
     let mut images = OurImages::new();
     images.insert("testbed-shell", "/bin/sh");
     images.insert("dr-syncer-e2e-probe", env!("CARGO_BIN_EXE_testbed"));
@@ -59,7 +61,7 @@ async fn simulated_node_runs_pods_against_a_real_control_plane() {
         name: NODE.into(),
         ip: NODE_IP,
         root: root.clone(),
-        state_dir: dir.path().join("nodes").join(NODE).join("state"),
+        state_dir: state_dir.clone(),
         api_host: "127.0.0.1".into(),
         api_port: cp.ports.apiserver,
         images,
@@ -72,6 +74,7 @@ async fn simulated_node_runs_pods_against_a_real_control_plane() {
     let version = client.apiserver_version().await.unwrap().git_version;
     let bed = Bed {
         client,
+        state_dir,
         root,
         version,
         api_port: cp.ports.apiserver,
@@ -538,6 +541,24 @@ async fn failure_falls_back_to_logs_and_on_failure_restarts(bed: &Bed) {
     assert!(
         terminated.message.unwrap().contains("boom: disk full"),
         "log tail as message"
+    );
+    pods(bed)
+        .delete("failing", &DeleteParams::default())
+        .await
+        .unwrap();
+    let gone = await_condition(
+        pods(bed),
+        "failing",
+        conditions::is_deleted(pod.metadata.uid.as_deref().unwrap()),
+    );
+    tokio::time::timeout(WAIT, gone)
+        .await
+        .expect("pod deleted")
+        .unwrap();
+    let log = pod_log_dir(&bed.state_dir, &pod).join("main/current.log");
+    assert!(
+        read(log.parent().unwrap(), "current.log").contains("boom: disk full"),
+        "logs outlive the pod"
     );
 
     // Fails on the first run (no marker in the emptyDir yet), succeeds on the second.

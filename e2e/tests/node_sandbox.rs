@@ -38,6 +38,7 @@ impl Pod {
     fn files(&self) -> ContainerFiles {
         let files = ContainerFiles {
             dir: self.path("containers/c"),
+            log_dir: self.path("logs/c"),
         };
         files.reset().unwrap();
         files
@@ -138,8 +139,15 @@ async fn process_runs_chrooted_with_volumes_env_hostname_and_termination_message
         "the host's other dirs are not in the pod root"
     );
     assert!(!pod.path("config/new").exists());
-    assert_eq!(read("data/etc-write"), "ok", "the pod's /etc is writable (overlay)");
-    assert!(!Path::new("/etc/testbed-sandbox-probe").exists(), "the host /etc is untouched");
+    assert_eq!(
+        read("data/etc-write"),
+        "ok",
+        "the pod's /etc is writable (overlay)"
+    );
+    assert!(
+        !Path::new("/etc/testbed-sandbox-probe").exists(),
+        "the host /etc is untouched"
+    );
     assert_eq!(
         termination_message(&files, None, code).trim(),
         "copied 3 files"

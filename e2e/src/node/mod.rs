@@ -27,6 +27,22 @@ pub mod sandbox;
 pub mod status;
 pub mod volumes;
 
+/// Where a pod's container logs are kept on its node, as
+/// `<state_dir>/logs/<namespace>_<name>_<uid>/<container>/{current,previous}.log` (the
+/// kubelet's `/var/log/pods` layout). There is no kubelet API, so `kubectl logs` does not
+/// work; read these files instead. They survive the pod's deletion for post-mortems.
+pub fn pod_log_dir(state_dir: &Path, pod: &k8s_openapi::api::core::v1::Pod) -> PathBuf {
+    let meta = &pod.metadata;
+    let part = |v: &Option<String>| v.clone().unwrap_or_default();
+    let dir = format!(
+        "{}_{}_{}",
+        part(&meta.namespace),
+        part(&meta.name),
+        part(&meta.uid)
+    );
+    state_dir.join("logs").join(dir)
+}
+
 /// Everything a simulated node needs to know about itself and its cluster.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {

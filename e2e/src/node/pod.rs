@@ -175,6 +175,7 @@ impl Worker {
                 .dir
                 .join("containers")
                 .join(format!("{kind}-{}", spec.name)),
+            log_dir: super::pod_log_dir(&self.ctx.cfg.state_dir, &self.pod).join(&spec.name),
         };
         Slot {
             record: Record::new(&spec.name, &image, image_id),
@@ -377,6 +378,14 @@ impl Worker {
         else {
             return Ok(None);
         };
+        if !host_binary.is_file() {
+            return Err(format!(
+                "binary {} for image {:?} not found: build it (cargo build -p <crate>) or pass \
+                 the right --bin-dir",
+                host_binary.display(),
+                slot.record.image
+            ));
+        }
         let env = container_env(
             &self.pod,
             &slot.spec,

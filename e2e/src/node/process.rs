@@ -19,22 +19,26 @@ const FALLBACK_LINES: usize = 80;
 /// ...and at most this many bytes.
 const FALLBACK_BYTES: usize = 2048;
 
-/// A container's files on the host, under `<pod state>/containers/<name>/`.
+/// A container's files on the host: its scratch under `<pod state>/containers/<name>/` and
+/// its logs in a separate directory that outlives the pod (like `/var/log/pods`), so a
+/// failed e2e run can still be diagnosed after the pod is deleted.
 #[derive(Clone, Debug)]
 pub struct ContainerFiles {
-    /// The container's directory.
+    /// The container's scratch directory (termination log, per-run sandbox scratch).
     pub dir: PathBuf,
+    /// The container's log directory.
+    pub log_dir: PathBuf,
 }
 
 impl ContainerFiles {
     /// The log of the current (or last) run.
     pub fn log(&self) -> PathBuf {
-        self.dir.join("current.log")
+        self.log_dir.join("current.log")
     }
 
     /// The log of the run before, kept across one restart (`kubectl logs --previous`).
     pub fn previous_log(&self) -> PathBuf {
-        self.dir.join("previous.log")
+        self.log_dir.join("previous.log")
     }
 
     /// The host file bind-mounted at the container's terminationMessagePath.
@@ -52,6 +56,7 @@ impl ContainerFiles {
     /// Kubernetes).
     pub fn reset(&self) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
+        std::fs::create_dir_all(&self.log_dir)?;
         if self.scratch().exists() {
             std::fs::remove_dir_all(self.scratch())?;
         }
@@ -219,6 +224,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = ContainerFiles {
             dir: dir.path().join("c"),
+            log_dir: dir.path().join("logs"),
         };
         files.reset().unwrap();
         std::fs::write(files.log(), "line1\nboom\n").unwrap();
