@@ -63,10 +63,6 @@ pub const NEVER_COPIED: &[(&str, &str)] = &[
         "csistoragecapacities.storage.k8s.io",
         "storage capacities describe the source cluster's nodes",
     ),
-    (
-        "podmetrics.metrics.k8s.io",
-        "metrics describe the source cluster's runtime",
-    ),
 ];
 
 /// API groups never copied, whole: metrics are runtime data, and DR-Syncer's own objects

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use dr_syncer_crds::NamespaceMappingSpec;
 use dr_syncer_crds::annotations::IGNORE;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{DynamicObject, Selector, SelectorExt};
 use regex::Regex;
 
@@ -38,11 +39,7 @@ impl ObjectFilter {
             return Ok(Self::default());
         };
         let label_selector = match &sel.label_selector {
-            Some(ls) => Some(Selector::try_from(ls.clone()).map_err(|e| {
-                RulesError::InvalidLabelSelector {
-                    reason: e.to_string(),
-                }
-            })?),
+            Some(ls) => Some(compile_label_selector(ls)?),
             None => None,
         };
         Ok(Self {
@@ -51,6 +48,27 @@ impl ObjectFilter {
             exclude_names: compile_all("excludeNames", &sel.exclude_names)?,
         })
     }
+}
+
+/// Checks a label selector as the API server would (kube's parser is lenient: it accepts
+/// `In` with no values, which would match nothing, and `Exists` with values), then
+/// compiles it.
+fn compile_label_selector(ls: &LabelSelector) -> Result<Selector, RulesError> {
+    for req in ls.match_expressions.iter().flatten() {
+        let has_values = req.values.as_ref().is_some_and(|v| !v.is_empty());
+        let problem = match req.operator.as_str() {
+            "In" | "NotIn" if !has_values => "needs at least one value",
+            "Exists" | "DoesNotExist" if has_values => "takes no values",
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => continue,
+            _ => "is not one of In, NotIn, Exists, DoesNotExist",
+        };
+        return Err(RulesError::InvalidLabelSelector {
+            reason: format!("operator {:?} on key {:?} {problem}", req.operator, req.key),
+        });
+    }
+    Selector::try_from(ls.clone()).map_err(|e| RulesError::InvalidLabelSelector {
+        reason: e.to_string(),
+    })
 }
 
 /// Compiles patterns anchored to the whole name (`^(?:p)$`), as the API documents.

@@ -1,1 +1,18 @@
-//! Table tests of the replication rules.
+//! Table tests of the replication rules, on realistic objects and discovery documents.
+
+mod fixtures;
+
+mod immutable;
+mod ingress;
+mod kinds;
+mod mark;
+mod namespace;
+mod patches;
+mod prune;
+mod pvcs;
+mod select;
+mod services;
+mod strip;
+mod transform;
+mod unsupported;
+mod workloads;

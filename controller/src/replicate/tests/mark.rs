@@ -1,0 +1,91 @@
+use serde_json::json;
+
+use super::fixtures::obj;
+use crate::replicate::mark::{MANAGED_BY_MAPPING_LABEL, MAPPING_ANNOTATION, Origin, mark, unmark};
+use crate::replicate::{MappingId, is_managed_by};
+
+#[test]
+fn label_values_are_readable_or_hashed_and_always_valid() {
+    let long_name = "a".repeat(200);
+    let table = [
+        (MappingId::new("dr", "shop"), "dr.shop".to_string()),
+        (
+            MappingId::new("dr-system", "shop.v2"),
+            "dr-system.shop.v2".to_string(),
+        ),
+    ];
+    for (id, want) in table {
+        assert_eq!(id.label_value(), want);
+    }
+    let long = MappingId::new("dr", long_name.clone());
+    let v = long.label_value();
+    assert_eq!(v.len(), 42);
+    assert!(
+        v.starts_with("h-") && v[2..].chars().all(|c| c.is_ascii_hexdigit()),
+        "{v}"
+    );
+    assert_eq!(v, MappingId::new("dr", long_name).label_value(), "stable");
+    assert_ne!(v, MappingId::new("dr", "b".repeat(200)).label_value());
+    let label_value = regex::Regex::new(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$").ok();
+    for id in [MappingId::new("dr", "shop"), long] {
+        let v = id.label_value();
+        assert!(
+            v.len() <= 63 && label_value.as_ref().is_some_and(|r| r.is_match(&v)),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        MappingId::new("dr", "shop").label_selector(),
+        "dr-syncer.io/managed-by-mapping=dr.shop"
+    );
+}
+
+#[test]
+fn marked_objects_are_managed_only_by_their_mapping() {
+    let mine = MappingId::new("dr", "shop");
+    let other = MappingId::new("dr", "blog");
+    let mut o = obj(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}}),
+    );
+    assert!(!is_managed_by(&o, &mine));
+    mark(
+        &mut o,
+        &Origin {
+            mapping: &mine,
+            source_cluster: "prod",
+            source_namespace: "shop",
+            source_uid: Some("u-1"),
+        },
+    );
+    assert!(is_managed_by(&o, &mine));
+    assert!(!is_managed_by(&o, &other));
+    let a = o.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        a.get("dr-syncer.io/source-cluster").map(String::as_str),
+        Some("prod")
+    );
+    assert_eq!(
+        a.get("dr-syncer.io/source-namespace").map(String::as_str),
+        Some("shop")
+    );
+    assert_eq!(
+        a.get("dr-syncer.io/source-uid").map(String::as_str),
+        Some("u-1")
+    );
+
+    // A look-alike label without the annotation (or with another mapping's) is not ours.
+    let mut label_only = o.clone();
+    if let Some(a) = label_only.metadata.annotations.as_mut() {
+        a.remove(MAPPING_ANNOTATION);
+    }
+    assert!(!is_managed_by(&label_only, &mine));
+    let mut annotation_only = o.clone();
+    if let Some(l) = annotation_only.metadata.labels.as_mut() {
+        l.remove(MANAGED_BY_MAPPING_LABEL);
+    }
+    assert!(!is_managed_by(&annotation_only, &mine));
+
+    unmark(&mut o);
+    assert!(!is_managed_by(&o, &mine));
+    assert!(o.metadata.annotations.unwrap_or_default().is_empty());
+}
