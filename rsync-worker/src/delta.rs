@@ -1,1 +1,576 @@
-//! Filled in by the data-plane core (work in progress).
+//! Signatures, deltas and their application, in bounded windows, on fast_rsync.
+//!
+//! fast_rsync works on whole slices, so large files are processed in windows of
+//! [`WINDOW`] bytes: window `i` of the new file is diffed against the signature of the
+//! basis range [`basis_range`]`(i)` (the same range widened by [`overlap`] on both sides,
+//! so data shifted by inserts or deletes still matches). Each window is a complete
+//! librsync-format delta (magic, commands, end), and windows follow each other on the wire.
+//! Memory is bounded by one mapped window on each side, whatever the file size.
+//!
+//! The applier ([`DeltaApplier`]) parses the delta stream incrementally, so the receiver
+//! never holds a delta in memory either; it accepts every librsync command (so `rdiff`
+//! deltas apply too) and bounds-checks every copy.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+
+use fast_rsync::{Signature, SignatureOptions};
+
+/// Bytes of the new file covered by one delta window.
+pub const WINDOW: u64 = 64 * 1024 * 1024;
+/// librsync delta magic.
+pub const DELTA_MAGIC: u32 = 0x7273_0236;
+/// Strong-hash bytes kept per block (MD4 prefix; whole files are verified with BLAKE3).
+pub const STRONG_LEN: u32 = 8;
+const SPARSE_BLOCK: usize = 4096;
+const WRITE_BUF: usize = 1 << 20;
+
+/// Why a delta could not be computed or applied.
+#[derive(Debug, thiserror::Error)]
+pub enum DeltaError {
+    /// The delta stream is not valid librsync format.
+    #[error("invalid delta: {0}")]
+    Invalid(String),
+    /// A copy command points outside the basis window.
+    #[error("delta copy out of bounds: offset {offset} len {len} basis {basis}")]
+    OutOfBounds {
+        /// Copy offset.
+        offset: u64,
+        /// Copy length.
+        len: u64,
+        /// Basis window length.
+        basis: u64,
+    },
+    /// The signature is not one we accept.
+    #[error("invalid signature: {0}")]
+    BadSignature(String),
+    /// Writing the output failed.
+    #[error("delta output: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Overlap added on both sides of a basis window.
+pub fn overlap(window: u64) -> u64 {
+    window / 16
+}
+
+/// Number of windows covering `len` bytes.
+pub fn window_count(len: u64, window: u64) -> u64 {
+    len.div_ceil(window.max(1))
+}
+
+/// Source range of window `i`.
+pub fn source_range(i: u64, window: u64, len: u64) -> Range<u64> {
+    let start = (i * window).min(len);
+    start..(start + window).min(len)
+}
+
+/// Basis range whose signature window `i` is diffed against.
+pub fn basis_range(i: u64, window: u64, basis_len: u64) -> Range<u64> {
+    let ov = overlap(window);
+    let start = (i * window).saturating_sub(ov).min(basis_len);
+    start..(i * window + window + ov).min(basis_len)
+}
+
+/// Block size for a basis of `len` bytes: rsync's square-root rule, 700 B .. 128 KiB,
+/// a multiple of 8.
+pub fn block_size(len: u64) -> u32 {
+    let root = (len as f64).sqrt() as u64;
+    (root.clamp(700, 128 * 1024) & !7) as u32
+}
+
+/// Signature of one basis window (the block size follows the whole basis length).
+pub fn signature(data: &[u8], basis_len: u64) -> Signature {
+    Signature::calculate(
+        data,
+        SignatureOptions {
+            block_size: block_size(basis_len),
+            crypto_hash_size: STRONG_LEN,
+        },
+    )
+}
+
+/// Parses a peer's signature, refusing parameters that could make diffing misbehave.
+pub fn parse_signature(bytes: Vec<u8>) -> Result<Signature, DeltaError> {
+    if bytes.len() < 12 {
+        return Err(DeltaError::BadSignature("too short".into()));
+    }
+    let block = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    let strong = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if !(1..=1 << 24).contains(&block) || !(1..=16).contains(&strong) {
+        return Err(DeltaError::BadSignature(format!(
+            "block size {block}, strong length {strong}"
+        )));
+    }
+    Signature::deserialize(bytes).map_err(|e| DeltaError::BadSignature(e.to_string()))
+}
+
+/// Computes the delta of `data` against `sig` (or an all-literal delta without one),
+/// writing it to `out`.
+pub fn diff_window(sig: Option<&Signature>, data: &[u8], out: &mut impl Write) -> io::Result<()> {
+    match sig {
+        Some(sig) => fast_rsync::diff(&sig.index(), data, out).map_err(|e| match e {
+            fast_rsync::DiffError::Io(e) => e,
+            other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+        }),
+        None => literal_delta(data, out),
+    }
+}
+
+/// An all-literal delta (no basis), without the cost of hashing.
+pub fn literal_delta(data: &[u8], out: &mut impl Write) -> io::Result<()> {
+    out.write_all(&DELTA_MAGIC.to_be_bytes())?;
+    for chunk in data.chunks(crate::protocol::DATA_CHUNK) {
+        out.write_all(&[0x43])?; // RS_OP_LITERAL_N4
+        out.write_all(&(chunk.len() as u32).to_be_bytes())?;
+        out.write_all(chunk)?;
+    }
+    out.write_all(&[0])
+}
+
+/// One parsed delta command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    Literal(u64),
+    Copy { offset: u64, len: u64 },
+    End,
+}
+
+fn decode_cmd(op: u8, args: &[u8]) -> Result<Cmd, DeltaError> {
+    let be = |b: &[u8]| b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
+    match op {
+        0 => Ok(Cmd::End),
+        1..=0x40 => Ok(Cmd::Literal(u64::from(op))),
+        0x41..=0x44 => Ok(Cmd::Literal(be(args))),
+        0x45..=0x54 => {
+            let (ol, _) = copy_arg_sizes(op);
+            Ok(Cmd::Copy {
+                offset: be(&args[..ol]),
+                len: be(&args[ol..]),
+            })
+        }
+        _ => Err(DeltaError::Invalid(format!("unknown command {op:#x}"))),
+    }
+}
+
+fn copy_arg_sizes(op: u8) -> (usize, usize) {
+    let i = op - 0x45;
+    (1 << (i / 4), 1 << (i % 4))
+}
+
+/// Bytes of arguments following a command byte.
+fn arg_len(op: u8) -> usize {
+    match op {
+        0x41..=0x44 => 1 << (op - 0x41),
+        0x45..=0x54 => {
+            let (a, b) = copy_arg_sizes(op);
+            a + b
+        }
+        _ => 0,
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    Magic,
+    Command,
+    Args { op: u8 },
+    Literal { left: u64 },
+    WindowDone,
+}
+
+/// Where applied bytes go.
+pub trait DeltaSink {
+    /// Appends bytes to the output.
+    fn append(&mut self, data: &[u8]) -> io::Result<()>;
+}
+
+impl DeltaSink for Vec<u8> {
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.extend_from_slice(data);
+        Ok(())
+    }
+}
+
+/// Incremental applier of one window's delta: feed it bytes as they arrive.
+#[derive(Debug)]
+pub struct DeltaApplier {
+    state: State,
+    pending: Vec<u8>,
+    /// Bytes output from literal commands.
+    pub literal_bytes: u64,
+    /// Bytes output from copy commands.
+    pub matched_bytes: u64,
+    /// Bytes output in this window.
+    pub output_bytes: u64,
+    limit: u64,
+    counting: bool,
+}
+
+/// Discards output (for counting).
+struct NullSink;
+
+impl DeltaSink for NullSink {
+    fn append(&mut self, _: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Counts literal and matched bytes of a delta stream without applying it (sender stats).
+#[derive(Debug)]
+pub struct DeltaCounter(DeltaApplier);
+
+impl Default for DeltaCounter {
+    fn default() -> Self {
+        let mut a = DeltaApplier::new(u64::MAX);
+        a.counting = true;
+        Self(a)
+    }
+}
+
+impl DeltaCounter {
+    /// Accounts for delta bytes (windows may follow each other).
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            match self.0.feed(data, &[], &mut NullSink) {
+                Ok(n) => data = &data[n..],
+                Err(_) => return,
+            }
+            if self.0.is_done() {
+                self.0.state = State::Magic;
+            }
+        }
+    }
+
+    /// (literal, matched) bytes seen so far.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.0.literal_bytes, self.0.matched_bytes)
+    }
+}
+
+impl DeltaApplier {
+    /// A new applier for one window that may output at most `limit` bytes.
+    pub fn new(limit: u64) -> Self {
+        Self {
+            state: State::Magic,
+            pending: Vec::with_capacity(16),
+            literal_bytes: 0,
+            matched_bytes: 0,
+            output_bytes: 0,
+            limit,
+            counting: false,
+        }
+    }
+
+    /// Whether the window's end command has been seen.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::WindowDone)
+    }
+
+    /// Consumes bytes of the delta, writing output to `out` and copying from `basis`.
+    /// Returns how many bytes were consumed: less than `input.len()` only once the window
+    /// is complete (the rest belongs to the next window).
+    pub fn feed(
+        &mut self,
+        mut input: &[u8],
+        basis: &[u8],
+        out: &mut impl DeltaSink,
+    ) -> Result<usize, DeltaError> {
+        let total = input.len();
+        while !input.is_empty() {
+            match self.state {
+                State::WindowDone => break,
+                State::Magic => {
+                    let need = 4 - self.pending.len();
+                    let take = need.min(input.len());
+                    self.pending.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                    if self.pending.len() == 4 {
+                        let magic = u32::from_be_bytes([
+                            self.pending[0],
+                            self.pending[1],
+                            self.pending[2],
+                            self.pending[3],
+                        ]);
+                        if magic != DELTA_MAGIC {
+                            return Err(DeltaError::Invalid(format!("bad magic {magic:#x}")));
+                        }
+                        self.pending.clear();
+                        self.state = State::Command;
+                    }
+                }
+                State::Command => {
+                    let op = input[0];
+                    input = &input[1..];
+                    if op > 0x54 {
+                        return Err(DeltaError::Invalid(format!("unknown command {op:#x}")));
+                    }
+                    if arg_len(op) == 0 {
+                        self.run(decode_cmd(op, &[])?, basis, out)?;
+                    } else {
+                        self.state = State::Args { op };
+                    }
+                }
+                State::Args { op } => {
+                    let need = arg_len(op) - self.pending.len();
+                    let take = need.min(input.len());
+                    self.pending.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                    if self.pending.len() == arg_len(op) {
+                        let cmd = decode_cmd(op, &self.pending)?;
+                        self.pending.clear();
+                        self.state = State::Command;
+                        self.run(cmd, basis, out)?;
+                    }
+                }
+                State::Literal { left } => {
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(input.len());
+                    out.append(&input[..take])?;
+                    self.literal_bytes += take as u64;
+                    input = &input[take..];
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        State::Command
+                    } else {
+                        State::Literal { left }
+                    };
+                }
+            }
+        }
+        Ok(total - input.len())
+    }
+
+    fn grow(&mut self, n: u64) -> Result<(), DeltaError> {
+        self.output_bytes = self
+            .output_bytes
+            .checked_add(n)
+            .filter(|&t| t <= self.limit)
+            .ok_or_else(|| DeltaError::Invalid("delta output exceeds the window size".into()))?;
+        Ok(())
+    }
+
+    fn run(&mut self, cmd: Cmd, basis: &[u8], out: &mut impl DeltaSink) -> Result<(), DeltaError> {
+        match cmd {
+            Cmd::End => self.state = State::WindowDone,
+            Cmd::Literal(0) => return Err(DeltaError::Invalid("empty literal".into())),
+            Cmd::Literal(n) => {
+                self.grow(n)?;
+                self.state = State::Literal { left: n };
+            }
+            Cmd::Copy { len, .. } if self.counting => self.matched_bytes += len,
+            Cmd::Copy { offset, len } => {
+                let end = offset.checked_add(len).filter(|&e| e <= basis.len() as u64);
+                let (Some(end), true) = (end, len > 0) else {
+                    return Err(DeltaError::OutOfBounds {
+                        offset,
+                        len,
+                        basis: basis.len() as u64,
+                    });
+                };
+                self.grow(len)?;
+                out.append(&basis[offset as usize..end as usize])?;
+                self.matched_bytes += len;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes a file sequentially, leaving holes where whole blocks are zeros, hashing every
+/// byte with BLAKE3 for the whole-file verification.
+pub struct SparseWriter {
+    file: File,
+    /// Bytes appended so far.
+    pos: u64,
+    /// Contiguous non-hole data not yet written, starting at `buf_start`.
+    buf: Vec<u8>,
+    buf_start: u64,
+    /// The incomplete block at the end (starts block-aligned at `pos - block.len()`).
+    block: Vec<u8>,
+    hasher: blake3::Hasher,
+}
+
+impl SparseWriter {
+    /// Writes into `file` from offset 0 (the file should be empty).
+    pub fn new(file: File) -> Self {
+        Self {
+            file,
+            pos: 0,
+            buf: Vec::with_capacity(WRITE_BUF),
+            buf_start: 0,
+            block: Vec::with_capacity(SPARSE_BLOCK),
+            hasher: blake3::Hasher::new(),
+        }
+    }
+
+    /// Bytes written so far (holes included).
+    pub fn len(&self) -> u64 {
+        self.pos
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.pos == 0
+    }
+
+    fn flush_buf(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all_at(&self.buf, self.buf_start)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Handles one block that starts at `start` (a hole if all zeros).
+    fn put_block(&mut self, start: u64, block: &[u8]) -> io::Result<()> {
+        if block.iter().all(|&b| b == 0) {
+            return self.flush_buf();
+        }
+        if self.buf.is_empty() {
+            self.buf_start = start;
+        }
+        self.buf.extend_from_slice(block);
+        if self.buf.len() >= WRITE_BUF {
+            self.flush_buf()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes, sets the final length (so a trailing hole exists) and returns the file and
+    /// the BLAKE3 of everything written.
+    pub fn finish(mut self) -> io::Result<(File, [u8; 32])> {
+        let tail = std::mem::take(&mut self.block);
+        self.put_block(self.pos - tail.len() as u64, &tail)?;
+        self.flush_buf()?;
+        self.file.set_len(self.pos)?;
+        Ok((self.file, *self.hasher.finalize().as_bytes()))
+    }
+}
+
+impl DeltaSink for SparseWriter {
+    fn append(&mut self, mut data: &[u8]) -> io::Result<()> {
+        self.hasher.update(data);
+        if !self.block.is_empty() {
+            let take = (SPARSE_BLOCK - self.block.len()).min(data.len());
+            self.block.extend_from_slice(&data[..take]);
+            self.pos += take as u64;
+            data = &data[take..];
+            if self.block.len() < SPARSE_BLOCK {
+                return Ok(());
+            }
+            let block = std::mem::take(&mut self.block);
+            self.put_block(self.pos - SPARSE_BLOCK as u64, &block)?;
+            self.block = block;
+            self.block.clear();
+        }
+        let whole = data.len() - data.len() % SPARSE_BLOCK;
+        for chunk in data[..whole].chunks(SPARSE_BLOCK) {
+            self.put_block(self.pos, chunk)?;
+            self.pos += SPARSE_BLOCK as u64;
+        }
+        self.block.extend_from_slice(&data[whole..]);
+        self.pos += (data.len() - whole) as u64;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply_all(
+        basis: &[u8],
+        delta: &[u8],
+        limit: u64,
+        step: usize,
+    ) -> Result<Vec<u8>, DeltaError> {
+        let mut a = DeltaApplier::new(limit);
+        let mut out = Vec::new();
+        for chunk in delta.chunks(step.max(1)) {
+            a.feed(chunk, basis, &mut out)?;
+        }
+        if !a.is_done() {
+            return Err(DeltaError::Invalid("truncated".into()));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn streaming_apply_matches_fast_rsync() {
+        let basis: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut new = basis.clone();
+        new[50_000..50_100].fill(9);
+        new.splice(120_000..120_000, vec![1u8; 3000]);
+        let sig = signature(&basis, basis.len() as u64);
+        let mut delta = Vec::new();
+        diff_window(Some(&sig), &new, &mut delta).unwrap();
+        let mut reference = Vec::new();
+        fast_rsync::apply(&basis, &delta, &mut reference).unwrap();
+        assert_eq!(reference, new);
+        for step in [1, 3, 4096, delta.len()] {
+            assert_eq!(
+                apply_all(&basis, &delta, new.len() as u64, step).unwrap(),
+                new
+            );
+        }
+        let mut a = DeltaApplier::new(u64::MAX);
+        a.feed(&delta, &basis, &mut Vec::new()).unwrap();
+        assert!(a.matched_bytes > 150_000, "delta path used");
+        assert_eq!(a.matched_bytes + a.literal_bytes, new.len() as u64);
+    }
+
+    #[test]
+    fn bad_deltas_are_errors() {
+        let basis = vec![1u8; 100];
+        let mut d = DELTA_MAGIC.to_be_bytes().to_vec();
+        d.extend_from_slice(&[0x45, 90, 20, 0]); // copy 90+20 > 100
+        assert!(matches!(
+            apply_all(&basis, &d, 1000, 1),
+            Err(DeltaError::OutOfBounds { .. })
+        ));
+        assert!(apply_all(&basis, &[0, 0, 0, 0], 1000, 1).is_err());
+        let mut d = DELTA_MAGIC.to_be_bytes().to_vec();
+        d.extend_from_slice(&[0x44, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        assert!(apply_all(&basis, &d, 1000, 7).is_err(), "output limit");
+        let mut d = DELTA_MAGIC.to_be_bytes().to_vec();
+        d.push(0x60);
+        assert!(apply_all(&basis, &d, 1000, 1).is_err());
+    }
+
+    #[test]
+    fn windows_cover_the_file() {
+        let w = 1000;
+        assert_eq!(window_count(0, w), 0);
+        assert_eq!(window_count(2500, w), 3);
+        assert_eq!(source_range(2, w, 2500), 2000..2500);
+        assert_eq!(basis_range(0, w, 2500), 0..1062);
+        assert_eq!(basis_range(1, w, 2500), 938..2062);
+        assert_eq!(basis_range(5, w, 2500), 2500..2500);
+        assert_eq!(block_size(0), 696);
+        assert_eq!(block_size(1 << 40), 128 * 1024);
+    }
+
+    #[test]
+    fn sparse_writer_leaves_holes() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let f = File::create(t.path().join("s")).unwrap();
+        let mut w = SparseWriter::new(f);
+        w.append(b"he").unwrap();
+        w.append(b"ad").unwrap();
+        w.append(&[0u8; 4090]).unwrap(); // completes the first block
+        w.append(&[0u8; 10]).unwrap();
+        w.append(&vec![0u8; 8 << 20]).unwrap();
+        w.append(b"tail").unwrap();
+        w.append(&vec![0u8; 1 << 20]).unwrap();
+        let (f, hash) = w.finish().unwrap();
+        let md = f.metadata().unwrap();
+        assert_eq!(md.len(), 4 + 4100 + (8 << 20) + 4 + (1 << 20));
+        assert!(md.blocks() * 512 < 64 * 1024, "blocks {}", md.blocks());
+        let content = std::fs::read(t.path().join("s")).unwrap();
+        assert_eq!(hash, *blake3::hash(&content).as_bytes());
+        assert_eq!(&content[..4], b"head");
+    }
+}

@@ -1,13 +1,19 @@
 //! The file list: what the sender has, entry by entry, in walk order (parents before
 //! children, names sorted bytewise), and the exclude matcher both sides apply.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use nix::sys::stat::{FileStat, SFlag};
 
+use crate::fsops;
 use crate::options::OptionError;
-use crate::paths::WirePath;
+use crate::paths::{WirePath, is_temp_name};
 
 /// The kinds of entries we replicate. Devices, FIFOs and sockets are skipped (PVC data
 /// does not need them and recreating devices is a privilege we do not want).
@@ -137,6 +143,143 @@ impl Excludes {
     pub fn is_empty(&self) -> bool {
         self.any.is_empty() && self.dirs_only.is_empty()
     }
+}
+
+/// What the sender's walk includes.
+#[derive(Debug, Clone)]
+pub struct WalkOptions {
+    /// Pruned while walking.
+    pub excludes: Excludes,
+    /// Hash every regular file (checksum mode).
+    pub checksum: bool,
+}
+
+/// One open directory of the walk: fd, its path, its sorted names, next name index.
+type WalkFrame = (OwnedFd, Option<WirePath>, Vec<Vec<u8>>, usize);
+
+/// Walks the tree under `root` depth-first (parents first, names sorted), calling `emit`
+/// for each entry. Never follows symlinks; skips receiver temp files, special files and
+/// entries that vanish during the walk. Returns the number of entries emitted.
+pub fn walk(
+    root: &OwnedFd,
+    opts: &WalkOptions,
+    mut emit: impl FnMut(Entry) -> io::Result<()>,
+) -> io::Result<u64> {
+    let mut links: HashMap<(u64, u64), u64> = HashMap::new();
+    let mut count = 0u64;
+    // stack of (directory fd, its path, its sorted names, next name index)
+    let mut stack: Vec<WalkFrame> = vec![(root.try_clone()?, None, fsops::list_dir(root)?, 0)];
+    while let Some(top) = stack.last_mut() {
+        let (dir, dir_path, names, next) = top;
+        let Some(name) = names.get(*next).cloned() else {
+            stack.pop();
+            continue;
+        };
+        *next += 1;
+        if is_temp_name(&name) {
+            continue;
+        }
+        let path = match dir_path {
+            Some(p) => p.join(&name),
+            None => WirePath::new(name.clone()),
+        };
+        let Ok(path) = path else { continue };
+        let Some(st) = fsops::lstat_at(&*dir, &name)? else {
+            continue;
+        };
+        let kind = if fsops::is_kind(&st, SFlag::S_IFREG) {
+            EntryKind::File
+        } else if fsops::is_kind(&st, SFlag::S_IFDIR) {
+            EntryKind::Dir
+        } else if fsops::is_kind(&st, SFlag::S_IFLNK) {
+            EntryKind::Symlink
+        } else {
+            continue;
+        };
+        if opts
+            .excludes
+            .matches(path.as_bytes(), kind == EntryKind::Dir)
+        {
+            continue;
+        }
+        let mut entry = entry_from_stat(path.clone(), kind, &st);
+        match kind {
+            EntryKind::Symlink => match nix::fcntl::readlinkat(&*dir, fsops::os(&name)) {
+                Ok(t) => entry.link_target = t.as_bytes().to_vec(),
+                Err(nix::errno::Errno::ENOENT) => continue,
+                Err(e) => return Err(e.into()),
+            },
+            EntryKind::File => {
+                if st.st_nlink > 1 {
+                    let key = (st.st_dev, st.st_ino);
+                    match links.get(&key) {
+                        Some(&first) => entry.hardlink_to = Some(first),
+                        None => {
+                            links.insert(key, count);
+                        }
+                    }
+                }
+                if opts.checksum && entry.hardlink_to.is_none() {
+                    match fsops::open_file_beneath(root, &path) {
+                        Ok(f) => entry.hash = Some(hash_file(&f)?),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            EntryKind::Dir => {}
+        }
+        emit(entry)?;
+        count += 1;
+        if kind == EntryKind::Dir {
+            match fsops::open_subdir(&*dir, &name) {
+                Ok(sub) => {
+                    let names = fsops::list_dir(&sub)?;
+                    stack.push((sub, Some(path), names, 0));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// Builds an entry's metadata from a stat.
+pub fn entry_from_stat(path: WirePath, kind: EntryKind, st: &FileStat) -> Entry {
+    Entry {
+        path,
+        kind,
+        mode: st.st_mode,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size: if kind == EntryKind::File {
+            st.st_size as u64
+        } else {
+            0
+        },
+        mtime_sec: st.st_mtime,
+        mtime_nsec: st.st_mtime_nsec as u32,
+        link_target: Vec::new(),
+        hardlink_to: None,
+        hash: None,
+        xattrs: Vec::new(),
+    }
+}
+
+/// BLAKE3 of a whole file, read through bounded mmap windows.
+pub fn hash_file(file: &File) -> io::Result<[u8; 32]> {
+    let len = file.metadata()?.len();
+    let mut hasher = blake3::Hasher::new();
+    let mut off = 0;
+    while off < len {
+        let n = (len - off).min(crate::delta::WINDOW);
+        if let Some(map) = fsops::map_range(file, off, n)? {
+            hasher.update(&map);
+        }
+        off += n;
+    }
+    Ok(*hasher.finalize().as_bytes())
 }
 
 #[cfg(test)]

@@ -1,1 +1,167 @@
-//! Filled in by the data-plane core (work in progress).
+//! Filesystem access relative to a root directory descriptor, never following symlinks.
+//!
+//! Every path is walked component by component with `openat(O_NOFOLLOW | O_DIRECTORY)`
+//! from the root fd, so neither a `..` (already refused by [`WirePath`]) nor a symlink —
+//! including one swapped in while we work — can take an operation outside the root.
+//! Used by the sender (reads) and the receiver (writes) alike.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use memmap2::{Mmap, MmapOptions};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
+use crate::paths::WirePath;
+
+/// A file name as something nix accepts.
+pub fn os(name: &[u8]) -> &OsStr {
+    OsStr::from_bytes(name)
+}
+
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
+
+/// Opens the root directory of a volume or destination (a trusted, locally chosen path).
+pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
+    Ok(nix::fcntl::open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Opens directory `name` inside `dir` without following a symlink.
+pub fn open_subdir(dir: impl AsFd, name: &[u8]) -> io::Result<OwnedFd> {
+    Ok(openat(dir, os(name), DIR_FLAGS, Mode::empty())?)
+}
+
+/// Opens the directory that contains `path` (walking from `root`, no symlinks).
+pub fn open_parent(root: &OwnedFd, path: &WirePath) -> io::Result<OwnedFd> {
+    let mut dir = root.try_clone()?;
+    let mut comps = path.components().peekable();
+    while let Some(c) = comps.next() {
+        if comps.peek().is_none() {
+            break;
+        }
+        dir = open_subdir(&dir, c)?;
+    }
+    Ok(dir)
+}
+
+/// Opens the regular file at `path` for reading; a symlink anywhere on the way (or at the
+/// end) or a non-regular file is refused with `ELOOP`/`ENOTDIR`/`EINVAL`.
+pub fn open_file_beneath(root: &OwnedFd, path: &WirePath) -> io::Result<File> {
+    let parent = open_parent(root, path)?;
+    let fd = openat(
+        &parent,
+        os(path.file_name()),
+        OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NOCTTY
+            | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )?;
+    let st = fstat(&fd)?;
+    if !is_kind(&st, SFlag::S_IFREG) {
+        return Err(io::Error::from(Errno::EINVAL));
+    }
+    Ok(File::from(fd))
+}
+
+/// `lstat` of `name` in `dir`; `None` if it does not exist.
+pub fn lstat_at(dir: impl AsFd, name: &[u8]) -> io::Result<Option<FileStat>> {
+    match fstatat(dir, os(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether a stat has the given file type.
+pub fn is_kind(st: &FileStat, kind: SFlag) -> bool {
+    (st.st_mode & SFlag::S_IFMT.bits()) == kind.bits()
+}
+
+/// Names in a directory (without `.`/`..`), sorted bytewise for a deterministic walk.
+pub fn list_dir(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+    let fd = dir.try_clone()?;
+    let mut d = nix::dir::Dir::from_fd(fd)?;
+    let mut names = Vec::new();
+    for ent in d.iter() {
+        let ent = ent?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(n.to_vec());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Removes `name` in `dir` whatever it is; directories recursively, never following links.
+/// Returns the number of entries removed.
+pub fn remove_at(dir: &OwnedFd, name: &[u8]) -> io::Result<u64> {
+    let Some(st) = lstat_at(dir, name)? else {
+        return Ok(0);
+    };
+    if !is_kind(&st, SFlag::S_IFDIR) {
+        unlinkat(dir, os(name), UnlinkatFlags::NoRemoveDir)?;
+        return Ok(1);
+    }
+    let sub = open_subdir(dir, name)?;
+    let mut n = 0;
+    for child in list_dir(&sub)? {
+        n += remove_at(&sub, &child)?;
+    }
+    unlinkat(dir, os(name), UnlinkatFlags::RemoveDir)?;
+    Ok(n + 1)
+}
+
+/// Maps `len` bytes of `file` from `offset` read-only. Empty ranges map nothing.
+///
+/// A file truncated by someone else while mapped raises SIGBUS on access; the sender
+/// maps bounded windows and re-checks the size first, which narrows but cannot close this
+/// window (documented in `docs/dataplane.md`).
+pub fn map_range(file: &File, offset: u64, len: u64) -> io::Result<Option<Mmap>> {
+    if len == 0 {
+        return Ok(None);
+    }
+    let len = usize::try_from(len).map_err(|_| io::Error::from(Errno::EFBIG))?;
+    #[allow(unsafe_code)]
+    // SAFETY: the mapping is read-only and private to this process; the only hazard is a
+    // concurrent truncation by another process (SIGBUS), see the function docs.
+    let map = unsafe { MmapOptions::new().offset(offset).len(len).map(file)? };
+    Ok(Some(map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_symlinks_on_the_way() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"x").unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::fs::write(t.path().join("d/f"), b"ok").unwrap();
+        std::os::unix::fs::symlink(outside.path(), t.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), t.path().join("d/ls")).unwrap();
+        let root = open_root(t.path()).unwrap();
+        let p = |s: &[u8]| WirePath::new(s.to_vec()).unwrap();
+        assert!(open_file_beneath(&root, &p(b"d/f")).is_ok());
+        assert!(open_file_beneath(&root, &p(b"link/secret")).is_err());
+        assert!(open_file_beneath(&root, &p(b"d/ls")).is_err());
+        assert!(open_file_beneath(&root, &p(b"d")).is_err());
+    }
+}

@@ -62,6 +62,9 @@ pub struct SyncOptions {
     pub owner: bool,
     /// Overall timeout, applied by the binary around the pull.
     pub timeout: Option<Duration>,
+    /// Delta window in bytes: bounds memory on both sides (see `delta`); tests use small
+    /// windows to exercise multi-window files.
+    pub window: u64,
 }
 
 impl Default for SyncOptions {
@@ -79,6 +82,7 @@ impl Default for SyncOptions {
             xattrs: false,
             owner: nix::unistd::geteuid().is_root(),
             timeout: None,
+            window: crate::delta::WINDOW,
         }
     }
 }

@@ -1,11 +1,33 @@
 //! The receiving side (worker): [`pull`] a volume into a directory over one or more streams.
 
-use std::path::Path;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::sys::stat::{FileStat, Mode, SFlag, UtimensatFlags, fchmod, futimens, mkdirat, utimensat};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, fchown, fchownat, linkat, symlinkat};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
 
+use crate::bwlimit::TokenBucket;
+use crate::delta::{self, DeltaApplier, SparseWriter};
+use crate::filelist::{Entry, EntryKind, Excludes, hash_file};
+use crate::fsops::{self, os};
 use crate::options::SyncOptions;
-use crate::protocol::ProtocolError;
+use crate::paths::{WirePath, is_temp_name};
+use crate::protocol::{
+    FetchRequest, FrameReader, FrameWriter, MAX_FRAME, Message, ProtocolError, VERSION,
+};
 
 /// Why a pull failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,8 +104,221 @@ pub struct SyncSummary {
     pub dry_run: bool,
 }
 
+/// Files smaller than this are made durable in batches (one `syncfs` before their
+/// renames) instead of one `fsync` each.
+const BATCH_FSYNC_BELOW: u64 = 1 << 20;
+/// Renames waiting for one batch `syncfs`.
+const RENAME_BATCH: usize = 256;
+/// Files requested ahead of the one being received, per stream.
+const PIPELINE: usize = 32;
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> SyncError {
+    let context = context.into();
+    move |source| SyncError::Io { context, source }
+}
+
+fn nix_err(context: impl Into<String>) -> impl FnOnce(Errno) -> SyncError {
+    let context = context.into();
+    move |e| SyncError::Io {
+        context,
+        source: e.into(),
+    }
+}
+
+fn unexpected(expected: &'static str, got: &Message) -> SyncError {
+    match got {
+        Message::Error(e) => ProtocolError::Remote(e.clone()).into(),
+        other => ProtocolError::Unexpected {
+            expected,
+            got: other.name(),
+        }
+        .into(),
+    }
+}
+
+/// One open stream, after the hello.
+struct Conn<S> {
+    reader: FrameReader<ReadHalf<S>>,
+    writer: FrameWriter<WriteHalf<S>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
+    async fn open(stream: S, volume: &str, opts: &SyncOptions) -> Result<Self, SyncError> {
+        let (rd, wr) = tokio::io::split(stream);
+        let mut c = Conn {
+            reader: FrameReader::new(rd, MAX_FRAME),
+            writer: FrameWriter::new(wr, 0),
+        };
+        let level = if opts.compress {
+            opts.compress_level.max(1)
+        } else {
+            0
+        };
+        c.writer
+            .send(&Message::Hello {
+                version: VERSION,
+                volume: volume.to_string(),
+                compress_level: level,
+            })
+            .await?;
+        c.writer.flush().await?;
+        match c.reader.read().await? {
+            Message::HelloOk { version } if version == VERSION => Ok(c),
+            Message::HelloOk { version } => Err(ProtocolError::Version {
+                ours: VERSION,
+                theirs: version,
+            }
+            .into()),
+            other => Err(unexpected("HelloOk", &other)),
+        }
+    }
+
+    async fn list(&mut self, opts: &SyncOptions) -> Result<Vec<Entry>, SyncError> {
+        self.writer
+            .send(&Message::ListRequest {
+                excludes: opts.excludes.clone(),
+                checksum: opts.checksum,
+                xattrs: opts.xattrs,
+            })
+            .await?;
+        self.writer.flush().await?;
+        let mut entries = Vec::new();
+        loop {
+            match self.reader.read().await? {
+                Message::Entries(batch) => entries.extend(batch),
+                Message::ListEnd { count } if count == entries.len() as u64 => return Ok(entries),
+                Message::ListEnd { .. } => {
+                    return Err(ProtocolError::malformed("list count mismatch").into());
+                }
+                other => return Err(unexpected("Entries", &other)),
+            }
+        }
+    }
+
+    async fn bye(mut self) -> u64 {
+        let _ = self.writer.send(&Message::Bye).await;
+        let _ = self.writer.flush().await;
+        self.reader.bytes + self.writer.bytes
+    }
+}
+
+/// Checks a sender's list: parents before children, no duplicates, sane hard links; drops
+/// excluded entries. A malicious sender cannot make us write through a path it did not
+/// first declare as a directory.
+fn validate(entries: Vec<Entry>, excludes: &Excludes) -> Result<Vec<Entry>, SyncError> {
+    let refuse = |e: &Entry, reason: &str| SyncError::Refused {
+        path: e.path.display(),
+        reason: reason.to_string(),
+    };
+    let mut kinds: HashMap<Vec<u8>, EntryKind> = HashMap::with_capacity(entries.len());
+    let mut new_index: Vec<Option<u64>> = Vec::with_capacity(entries.len());
+    let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
+    for (i, mut e) in entries.into_iter().enumerate() {
+        if let Some(parent) = e.path.parent()
+            && kinds.get(parent.as_bytes()) != Some(&EntryKind::Dir)
+        {
+            return Err(refuse(&e, "parent is not a listed directory"));
+        }
+        if is_temp_name(e.path.file_name()) {
+            return Err(refuse(&e, "reserved temporary name"));
+        }
+        if kinds.insert(e.path.as_bytes().to_vec(), e.kind).is_some() {
+            return Err(refuse(&e, "duplicate entry"));
+        }
+        if let Some(l) = e.hardlink_to {
+            let ok = e.kind == EntryKind::File && (l as usize) < i;
+            if !ok {
+                return Err(refuse(&e, "invalid hard link reference"));
+            }
+            e.hardlink_to = new_index[l as usize];
+            if let Some(n) = e.hardlink_to {
+                let leader = &out[n as usize];
+                if leader.kind != EntryKind::File || leader.hardlink_to.is_some() {
+                    return Err(refuse(&e, "hard link to a non-leader"));
+                }
+            }
+        }
+        if excludes.excludes(e.path.as_bytes(), e.kind == EntryKind::Dir) {
+            new_index.push(None);
+            continue;
+        }
+        new_index.push(Some(out.len() as u64));
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// Names of a file's temporary (partial) and basis files in its directory.
+fn temp_names(name: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let h = blake3::hash(name).to_hex();
+    let base = [crate::paths::TEMP_PREFIX, &h.as_bytes()[..24]].concat();
+    (
+        [&base[..], b".part"].concat(),
+        [&base[..], b".basis"].concat(),
+    )
+}
+
+fn mtime_of(e: &Entry) -> TimeSpec {
+    TimeSpec::new(e.mtime_sec, i64::from(e.mtime_nsec))
+}
+
+fn same_mtime(st: &FileStat, e: &Entry) -> bool {
+    st.st_mtime == e.mtime_sec && st.st_mtime_nsec == i64::from(e.mtime_nsec)
+}
+
+/// Shared state of one pull on the blocking side.
+struct Ctx {
+    root: OwnedFd,
+    opts: SyncOptions,
+    as_root: bool,
+}
+
+impl Ctx {
+    fn chown(&self) -> bool {
+        self.opts.owner && self.as_root
+    }
+
+    /// Sets owner, mode and mtime on an open file or directory.
+    fn set_meta(&self, fd: &OwnedFd, e: &Entry) -> Result<(), SyncError> {
+        let ctx = || format!("setting metadata of {}", e.path.display());
+        if self.chown() {
+            fchown(fd, Some(Uid::from_raw(e.uid)), Some(Gid::from_raw(e.gid)))
+                .map_err(nix_err(ctx()))?;
+        }
+        fchmod(fd, Mode::from_bits_truncate(e.mode & 0o7777)).map_err(nix_err(ctx()))?;
+        futimens(fd, &TimeSpec::UTIME_OMIT, &mtime_of(e)).map_err(nix_err(ctx()))?;
+        Ok(())
+    }
+}
+
+/// A file to fetch.
+struct Job {
+    id: u64,
+    entry: Entry,
+}
+
+/// A job ready for the applier: basis chosen, signatures being sent.
+struct Prepared {
+    job: Job,
+    basis: Option<File>,
+    basis_len: u64,
+    sig_count: u32,
+    used_basis_file: bool,
+}
+
+/// Counters of one stream.
+#[derive(Default)]
+struct Counters {
+    transferred: u64,
+    literal: u64,
+    matched: u64,
+    vanished: u64,
+}
+
 /// Pulls `volume` into `dest` over `streams` (each already running the subsystem).
-/// Files are spread over the streams; bandwidth limit is shared by all of them.
+/// Files are spread over the streams; the bandwidth limit is shared by all of them.
+/// Order: list, directories, files (verified, atomically renamed), symlinks, hard links,
+/// deletions, directory metadata.
 pub async fn pull<S>(
     streams: Vec<S>,
     volume: &str,
@@ -91,8 +326,767 @@ pub async fn pull<S>(
     opts: &SyncOptions,
 ) -> Result<SyncSummary, SyncError>
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let _ = (streams, volume, dest, opts);
-    Err(SyncError::NoStreams)
+    let t0 = Instant::now();
+    if !(4096..=1 << 30).contains(&opts.window) {
+        return Err(SyncError::Refused {
+            path: String::new(),
+            reason: "window must be between 4 KiB and 1 GiB".into(),
+        });
+    }
+    if streams.is_empty() {
+        return Err(SyncError::NoStreams);
+    }
+    let excludes = Excludes::new(&opts.excludes).map_err(|e| SyncError::Refused {
+        path: String::new(),
+        reason: e.to_string(),
+    })?;
+    let mut conns = Vec::with_capacity(streams.len());
+    for s in streams {
+        conns.push(Conn::open(s, volume, opts).await?);
+    }
+    let entries = conns[0].list(opts).await?;
+    let entries = Arc::new(validate(entries, &excludes)?);
+    let mut summary = SyncSummary {
+        dry_run: opts.dry_run,
+        files_scanned: entries.len() as u64,
+        total_size: entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File && e.hardlink_to.is_none())
+            .map(|e| e.size)
+            .sum(),
+        ..SyncSummary::default()
+    };
+    let ctx = {
+        let (dest, opts) = (dest.to_path_buf(), opts.clone());
+        blocking(move || open_ctx(&dest, opts)).await??
+    };
+    let ctx = Arc::new(ctx);
+    let jobs = {
+        let (ctx, entries) = (Arc::clone(&ctx), Arc::clone(&entries));
+        blocking(move || plan(&ctx, &entries)).await??
+    };
+    summary.other_entries_changed += jobs.dirs_changed;
+    summary.metadata_updated += jobs.metadata_updated;
+    if opts.dry_run {
+        summary.files_transferred = jobs.jobs.len() as u64;
+    } else {
+        let counters = transfer(&mut conns, jobs.jobs, &ctx, opts).await?;
+        for c in counters {
+            summary.files_transferred += c.transferred;
+            summary.literal_bytes += c.literal;
+            summary.matched_bytes += c.matched;
+            summary.files_vanished += c.vanished;
+        }
+    }
+    let wire = Arc::new(AtomicU64::new(0));
+    for c in conns {
+        wire.fetch_add(c.bye().await, Ordering::Relaxed);
+    }
+    let (changed, deleted) = {
+        let (ctx, entries) = (Arc::clone(&ctx), Arc::clone(&entries));
+        blocking(move || finish(&ctx, &entries, &excludes)).await??
+    };
+    summary.other_entries_changed += changed;
+    summary.files_deleted = deleted;
+    summary.wire_bytes = wire.load(Ordering::Relaxed);
+    summary.duration_seconds = t0.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, SyncError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SyncError::Io {
+            context: "worker thread".into(),
+            source: io::Error::other(e.to_string()),
+        })
+}
+
+fn open_ctx(dest: &PathBuf, opts: SyncOptions) -> Result<Ctx, SyncError> {
+    if !opts.dry_run {
+        std::fs::create_dir_all(dest).map_err(io_err(format!("creating {}", dest.display())))?;
+    }
+    let root = match fsops::open_root(dest) {
+        Ok(r) => r,
+        // dry run into a missing destination: plan against an empty directory
+        Err(e) if opts.dry_run && e.kind() == io::ErrorKind::NotFound => {
+            let empty = std::env::temp_dir();
+            fsops::open_root(&empty).map_err(io_err("opening temp dir"))?
+        }
+        Err(e) => return Err(io_err(format!("opening {}", dest.display()))(e)),
+    };
+    Ok(Ctx {
+        root,
+        opts,
+        as_root: nix::unistd::geteuid().is_root(),
+    })
+}
+
+/// Result of planning.
+struct Planned {
+    jobs: VecDeque<Job>,
+    dirs_changed: u64,
+    metadata_updated: u64,
+}
+
+/// Creates directories (write access for us; final modes come last) and decides which
+/// files need data, by quick check (size + mtime) or checksum.
+fn plan(ctx: &Ctx, entries: &[Entry]) -> Result<Planned, SyncError> {
+    let mut p = Planned {
+        jobs: VecDeque::new(),
+        dirs_changed: 0,
+        metadata_updated: 0,
+    };
+    let dry = ctx.opts.dry_run;
+    for (i, e) in entries.iter().enumerate() {
+        let ctxs = || format!("preparing {}", e.path.display());
+        let parent = match fsops::open_parent(&ctx.root, &e.path) {
+            Ok(p) => Some(p),
+            Err(err) if dry && err.kind() == io::ErrorKind::NotFound => None,
+            Err(err) => return Err(io_err(ctxs())(err)),
+        };
+        let st = match &parent {
+            Some(dir) => fsops::lstat_at(dir, e.path.file_name()).map_err(io_err(ctxs()))?,
+            None => None,
+        };
+        match e.kind {
+            EntryKind::Dir => {
+                let is_dir = st
+                    .as_ref()
+                    .is_some_and(|s| fsops::is_kind(s, SFlag::S_IFDIR));
+                if !is_dir {
+                    p.dirs_changed += 1;
+                    if let (Some(dir), false) = (&parent, dry) {
+                        if st.is_some() {
+                            fsops::remove_at(dir, e.path.file_name()).map_err(io_err(ctxs()))?;
+                        }
+                        mkdirat(dir, os(e.path.file_name()), Mode::from_bits_truncate(0o700))
+                            .map_err(nix_err(ctxs()))?;
+                    }
+                }
+            }
+            EntryKind::File if e.hardlink_to.is_none() => {
+                let current = match (&st, &parent) {
+                    (Some(s), Some(dir)) => file_is_current(ctx, dir, s, e)?,
+                    _ => false,
+                };
+                if !current {
+                    p.jobs.push_back(Job {
+                        id: i as u64,
+                        entry: e.clone(),
+                    });
+                } else if let (Some(s), Some(dir)) = (&st, &parent)
+                    && fix_file_meta(ctx, dir, s, e)?
+                {
+                    p.metadata_updated += 1;
+                }
+            }
+            EntryKind::File | EntryKind::Symlink => {}
+        }
+    }
+    Ok(p)
+}
+
+fn file_is_current(ctx: &Ctx, dir: &OwnedFd, st: &FileStat, e: &Entry) -> Result<bool, SyncError> {
+    if !fsops::is_kind(st, SFlag::S_IFREG) || st.st_size as u64 != e.size {
+        return Ok(false);
+    }
+    if !ctx.opts.checksum {
+        return Ok(same_mtime(st, e));
+    }
+    let Some(want) = e.hash else {
+        return Ok(same_mtime(st, e));
+    };
+    let f = open_at_nofollow(dir, e.path.file_name(), OFlag::O_RDONLY)
+        .map_err(io_err(format!("hashing {}", e.path.display())))?;
+    Ok(hash_file(&f).map_err(io_err(format!("hashing {}", e.path.display())))? == want)
+}
+
+/// Brings mode, owner and mtime of an up-to-date file in line. Returns whether it changed.
+fn fix_file_meta(ctx: &Ctx, dir: &OwnedFd, st: &FileStat, e: &Entry) -> Result<bool, SyncError> {
+    let owner_ok = !ctx.chown() || (st.st_uid == e.uid && st.st_gid == e.gid);
+    if owner_ok && (st.st_mode & 0o7777) == (e.mode & 0o7777) && same_mtime(st, e) {
+        return Ok(false);
+    }
+    if ctx.opts.dry_run {
+        return Ok(true);
+    }
+    let f = open_at_nofollow(dir, e.path.file_name(), OFlag::O_RDONLY)
+        .map_err(io_err(format!("opening {}", e.path.display())))?;
+    ctx.set_meta(&OwnedFd::from(f), e)?;
+    Ok(true)
+}
+
+fn open_at_nofollow(dir: &OwnedFd, name: &[u8], flags: OFlag) -> io::Result<File> {
+    let fd = openat(
+        dir,
+        os(name),
+        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+        Mode::from_bits_truncate(0o600),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// Runs the jobs over all streams; each stream takes the next job from a shared queue.
+async fn transfer<S>(
+    conns: &mut [Conn<S>],
+    jobs: VecDeque<Job>,
+    ctx: &Arc<Ctx>,
+    opts: &SyncOptions,
+) -> Result<Vec<Counters>, SyncError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let queue = Arc::new(Mutex::new(jobs));
+    let bucket = opts.bwlimit.map(|r| Arc::new(TokenBucket::new(r)));
+    let mut runs = Vec::new();
+    for conn in conns.iter_mut() {
+        runs.push(run_stream(
+            conn,
+            Arc::clone(&queue),
+            Arc::clone(ctx),
+            bucket.clone(),
+        ));
+    }
+    let results = futures_join_all(runs).await;
+    results.into_iter().collect()
+}
+
+/// Minimal join-all (the crate does not otherwise need `futures`).
+async fn futures_join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut set = Vec::with_capacity(futs.len());
+    let mut pinned: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if outputs[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(o) => outputs[i] = Some(o),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    for o in outputs.into_iter().flatten() {
+        set.push(o);
+    }
+    set
+}
+
+/// One stream: a planner thread (basis + signatures -> requests), the async writer and
+/// reader, and an applier thread (deltas -> temp file -> verify -> rename), pipelined.
+async fn run_stream<S>(
+    conn: &mut Conn<S>,
+    queue: Arc<Mutex<VecDeque<Job>>>,
+    ctx: Arc<Ctx>,
+    bucket: Option<Arc<TokenBucket>>,
+) -> Result<Counters, SyncError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (req_tx, mut req_rx) = mpsc::channel::<Message>(16);
+    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Prepared>(PIPELINE);
+    let (msg_tx, mut msg_rx) = mpsc::channel::<Result<Message, ProtocolError>>(8);
+    let planner = {
+        let ctx = Arc::clone(&ctx);
+        tokio::task::spawn_blocking(move || prepare_all(&ctx, &queue, &req_tx, &job_tx))
+    };
+    let applier = {
+        let ctx = Arc::clone(&ctx);
+        tokio::task::spawn_blocking(move || apply_all(&ctx, &job_rx, &mut msg_rx))
+    };
+    let write = async {
+        while let Some(m) = req_rx.recv().await {
+            conn.writer.send(&m).await?;
+            if req_rx.is_empty() {
+                conn.writer.flush().await?;
+            }
+        }
+        conn.writer.flush().await?;
+        Ok::<(), ProtocolError>(())
+    };
+    let reader = &mut conn.reader;
+    let read = async {
+        loop {
+            let before = reader.bytes;
+            let m = reader.read().await;
+            if let Some(b) = &bucket {
+                b.consume(reader.bytes - before).await;
+            }
+            let stop = m.is_err();
+            if msg_tx.send(m).await.is_err() || stop {
+                break;
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    let work = async {
+        let applied = applier.await;
+        let planned = planner.await;
+        (applied, planned)
+    };
+    tokio::pin!(write, read, work);
+    let mut write_done = false;
+    let (applied, planned) = loop {
+        tokio::select! {
+            r = &mut write, if !write_done => {
+                r?;
+                write_done = true;
+            }
+            () = &mut read => {}
+            out = &mut work => break out,
+        }
+    };
+    let panicked = |e: tokio::task::JoinError| SyncError::Io {
+        context: "worker thread".into(),
+        source: io::Error::other(e.to_string()),
+    };
+    let counters = applied.map_err(panicked)?;
+    planned.map_err(panicked)??;
+    counters
+}
+
+/// Planner: for each job, picks the basis (a leftover partial first, then the current
+/// file), hands the job to the applier and sends the request and window signatures.
+fn prepare_all(
+    ctx: &Ctx,
+    queue: &Mutex<VecDeque<Job>>,
+    req_tx: &mpsc::Sender<Message>,
+    job_tx: &std::sync::mpsc::SyncSender<Prepared>,
+) -> Result<(), SyncError> {
+    let gone = || SyncError::Protocol(ProtocolError::malformed("stream closed"));
+    loop {
+        let job = match queue.lock() {
+            Ok(mut q) => q.pop_front(),
+            Err(p) => p.into_inner().pop_front(),
+        };
+        let Some(job) = job else { return Ok(()) };
+        let p = prepare(ctx, job)?;
+        let request = Message::Fetch(FetchRequest {
+            id: p.job.id,
+            path: p.job.entry.path.clone(),
+            window: ctx.opts.window,
+            sig_count: p.sig_count,
+        });
+        let basis = match &p.basis {
+            Some(f) => Some(f.try_clone().map_err(io_err("duplicating basis fd"))?),
+            None => None,
+        };
+        let (basis_len, sig_count) = (p.basis_len, p.sig_count);
+        job_tx.send(p).map_err(|_| gone())?;
+        req_tx.blocking_send(request).map_err(|_| gone())?;
+        for i in 0..u64::from(sig_count) {
+            let r = delta::basis_range(i, ctx.opts.window, basis_len);
+            let sig = match &basis {
+                Some(f) => {
+                    let map = fsops::map_range(f, r.start, r.end - r.start)
+                        .map_err(io_err("mapping basis"))?;
+                    delta::signature(map.as_deref().unwrap_or(&[]), basis_len)
+                }
+                None => delta::signature(&[], basis_len),
+            };
+            req_tx
+                .blocking_send(Message::Signature(sig.into_serialized()))
+                .map_err(|_| gone())?;
+        }
+    }
+}
+
+fn prepare(ctx: &Ctx, job: Job) -> Result<Prepared, SyncError> {
+    let e = &job.entry;
+    let c = || format!("preparing {}", e.path.display());
+    let dir = fsops::open_parent(&ctx.root, &e.path).map_err(io_err(c()))?;
+    let (part, basis_name) = temp_names(e.path.file_name());
+    // a leftover partial from an interrupted run becomes the basis
+    if fsops::lstat_at(&dir, &part).map_err(io_err(c()))?.is_some() {
+        renameat(&dir, os(&part), &dir, os(&basis_name)).map_err(nix_err(c()))?;
+    }
+    let mut used_basis_file = false;
+    let mut basis = None;
+    if !ctx.opts.whole_file {
+        for (name, is_partial) in [(&basis_name[..], true), (e.path.file_name(), false)] {
+            let st = fsops::lstat_at(&dir, name).map_err(io_err(c()))?;
+            if st.is_some_and(|s| fsops::is_kind(&s, SFlag::S_IFREG) && s.st_size > 0) {
+                basis = Some(open_at_nofollow(&dir, name, OFlag::O_RDONLY).map_err(io_err(c()))?);
+                used_basis_file = is_partial;
+                break;
+            }
+        }
+    }
+    let basis_len = match &basis {
+        Some(f) => f.metadata().map_err(io_err(c()))?.len(),
+        None => 0,
+    };
+    let sig_count = u32::try_from(delta::window_count(basis_len, ctx.opts.window))
+        .map_err(|_| io_err(c())(io::Error::from(Errno::EFBIG)))?;
+    Ok(Prepared {
+        job,
+        basis,
+        basis_len,
+        sig_count,
+        used_basis_file,
+    })
+}
+
+type Inbox = mpsc::Receiver<Result<Message, ProtocolError>>;
+
+fn next_msg(inbox: &mut Inbox) -> Result<Message, SyncError> {
+    match inbox.blocking_recv() {
+        Some(m) => Ok(m?),
+        None => Err(ProtocolError::malformed("stream closed").into()),
+    }
+}
+
+/// Applier: receives each requested file in order.
+fn apply_all(
+    ctx: &Ctx,
+    jobs: &std::sync::mpsc::Receiver<Prepared>,
+    inbox: &mut Inbox,
+) -> Result<Counters, SyncError> {
+    let mut counters = Counters::default();
+    let mut renames: Vec<PendingRename> = Vec::new();
+    while let Ok(p) = jobs.recv() {
+        match next_msg(inbox)? {
+            Message::FileStart { id, size } if id == p.job.id => {
+                let done = receive_file(ctx, &p, size, inbox)?;
+                counters.transferred += 1;
+                counters.literal += done.literal;
+                counters.matched += done.matched;
+                if let Some(r) = done.rename {
+                    renames.push(r);
+                    if renames.len() >= RENAME_BATCH {
+                        commit_renames(ctx, &mut renames)?;
+                    }
+                }
+            }
+            Message::FileError { id, message: _ } if id == p.job.id => {
+                counters.vanished += 1;
+            }
+            other => return Err(unexpected("FileStart", &other)),
+        }
+    }
+    commit_renames(ctx, &mut renames)?;
+    Ok(counters)
+}
+
+/// A verified temp file waiting for the batch `syncfs` before its rename.
+struct PendingRename {
+    entry_path: WirePath,
+    part: Vec<u8>,
+    basis_name: Option<Vec<u8>>,
+}
+
+struct Received {
+    literal: u64,
+    matched: u64,
+    rename: Option<PendingRename>,
+}
+
+fn receive_file(
+    ctx: &Ctx,
+    p: &Prepared,
+    size: u64,
+    inbox: &mut Inbox,
+) -> Result<Received, SyncError> {
+    let e = &p.job.entry;
+    let c = || format!("writing {}", e.path.display());
+    let dir = fsops::open_parent(&ctx.root, &e.path).map_err(io_err(c()))?;
+    let (part, basis_name) = temp_names(e.path.file_name());
+    let tmp = open_at_nofollow(&dir, &part, OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_TRUNC)
+        .map_err(io_err(c()))?;
+    let mut out = SparseWriter::new(tmp);
+    let (mut literal, mut matched) = (0, 0);
+    let mut chunk: Vec<u8> = Vec::new();
+    let mut off = 0usize;
+    let window = ctx.opts.window;
+    for i in 0..delta::window_count(size, window) {
+        let src = delta::source_range(i, window, size);
+        let map = match (&p.basis, i < u64::from(p.sig_count)) {
+            (Some(f), true) => {
+                let r = delta::basis_range(i, window, p.basis_len);
+                fsops::map_range(f, r.start, r.end - r.start).map_err(io_err(c()))?
+            }
+            _ => None,
+        };
+        let basis: &[u8] = map.as_deref().unwrap_or(&[]);
+        let mut applier = DeltaApplier::new(src.end - src.start);
+        while !applier.is_done() {
+            if off == chunk.len() {
+                chunk = match next_msg(inbox)? {
+                    Message::Delta(d) => d,
+                    other => return Err(unexpected("Delta", &other)),
+                };
+                off = 0;
+            }
+            off += applier
+                .feed(&chunk[off..], basis, &mut out)
+                .map_err(|d| ProtocolError::malformed(d.to_string()))?;
+        }
+        if applier.output_bytes != src.end - src.start {
+            return Err(ProtocolError::malformed("delta window has the wrong length").into());
+        }
+        literal += applier.literal_bytes;
+        matched += applier.matched_bytes;
+    }
+    if off != chunk.len() {
+        return Err(ProtocolError::malformed("trailing delta data").into());
+    }
+    let want = match next_msg(inbox)? {
+        Message::FileEnd { id, hash } if id == p.job.id => hash,
+        other => return Err(unexpected("FileEnd", &other)),
+    };
+    let (file, got) = out.finish().map_err(io_err(c()))?;
+    if got != want {
+        return Err(SyncError::Verify {
+            path: e.path.display(),
+        });
+    }
+    let fd = OwnedFd::from(file);
+    ctx.set_meta(&fd, e)?;
+    let pending = PendingRename {
+        entry_path: e.path.clone(),
+        part,
+        basis_name: p.used_basis_file.then_some(basis_name),
+    };
+    if size < BATCH_FSYNC_BELOW {
+        return Ok(Received {
+            literal,
+            matched,
+            rename: Some(pending),
+        });
+    }
+    File::from(fd).sync_all().map_err(io_err(c()))?;
+    rename_into_place(ctx, &pending)?;
+    Ok(Received {
+        literal,
+        matched,
+        rename: None,
+    })
+}
+
+/// Makes a batch of small temp files durable with one `syncfs`, then renames them.
+fn commit_renames(ctx: &Ctx, renames: &mut Vec<PendingRename>) -> Result<(), SyncError> {
+    if renames.is_empty() {
+        return Ok(());
+    }
+    nix::unistd::syncfs(&ctx.root).map_err(nix_err("syncfs"))?;
+    for r in renames.drain(..) {
+        rename_into_place(ctx, &r)?;
+    }
+    Ok(())
+}
+
+fn rename_into_place(ctx: &Ctx, r: &PendingRename) -> Result<(), SyncError> {
+    let c = || format!("renaming into {}", r.entry_path.display());
+    let dir = fsops::open_parent(&ctx.root, &r.entry_path).map_err(io_err(c()))?;
+    let name = r.entry_path.file_name();
+    if let Some(st) = fsops::lstat_at(&dir, name).map_err(io_err(c()))?
+        && fsops::is_kind(&st, SFlag::S_IFDIR)
+    {
+        fsops::remove_at(&dir, name).map_err(io_err(c()))?;
+    }
+    renameat(&dir, os(&r.part), &dir, os(name)).map_err(nix_err(c()))?;
+    if let Some(b) = &r.basis_name {
+        let _ = fsops::remove_at(&dir, b);
+    }
+    Ok(())
+}
+
+/// After the data: symlinks, hard links, deletions, directory metadata, durability.
+/// Returns (entries changed, entries deleted).
+fn finish(ctx: &Ctx, entries: &[Entry], excludes: &Excludes) -> Result<(u64, u64), SyncError> {
+    let mut changed = 0;
+    let dry = ctx.opts.dry_run;
+    for e in entries {
+        match (e.kind, e.hardlink_to) {
+            (EntryKind::Symlink, _) => changed += u64::from(sync_symlink(ctx, e, dry)?),
+            (EntryKind::File, Some(l)) => {
+                changed += u64::from(sync_hardlink(ctx, e, &entries[l as usize], dry)?);
+            }
+            _ => {}
+        }
+    }
+    let deleted = if ctx.opts.delete {
+        let keep: HashSet<&[u8]> = entries.iter().map(|e| e.path.as_bytes()).collect();
+        delete_extraneous(ctx, &keep, excludes)?
+    } else {
+        0
+    };
+    if !dry {
+        for e in entries.iter().rev().filter(|e| e.kind == EntryKind::Dir) {
+            let c = || format!("directory metadata of {}", e.path.display());
+            let parent = fsops::open_parent(&ctx.root, &e.path).map_err(io_err(c()))?;
+            let fd = fsops::open_subdir(&parent, e.path.file_name()).map_err(io_err(c()))?;
+            ctx.set_meta(&fd, e)?;
+        }
+        nix::unistd::syncfs(&ctx.root).map_err(nix_err("syncfs"))?;
+    }
+    Ok((changed, deleted))
+}
+
+/// Places a symlink atomically (temp link + rename). Returns whether it changed.
+fn sync_symlink(ctx: &Ctx, e: &Entry, dry: bool) -> Result<bool, SyncError> {
+    let c = || format!("symlink {}", e.path.display());
+    let dir = match fsops::open_parent(&ctx.root, &e.path) {
+        Ok(d) => d,
+        Err(err) if dry && err.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(err) => return Err(io_err(c())(err)),
+    };
+    let name = e.path.file_name();
+    let st = fsops::lstat_at(&dir, name).map_err(io_err(c()))?;
+    let same = match &st {
+        Some(s) if fsops::is_kind(s, SFlag::S_IFLNK) => {
+            nix::fcntl::readlinkat(&dir, os(name))
+                .map_err(nix_err(c()))?
+                .as_bytes()
+                == e.link_target
+        }
+        _ => false,
+    };
+    if same && st.as_ref().is_some_and(|s| same_mtime(s, e)) {
+        return Ok(false);
+    }
+    if dry {
+        return Ok(true);
+    }
+    if !same {
+        let (tmp, _) = temp_names(name);
+        let _ = fsops::remove_at(&dir, &tmp);
+        symlinkat(os(&e.link_target), &dir, os(&tmp)).map_err(nix_err(c()))?;
+        if st
+            .as_ref()
+            .is_some_and(|s| fsops::is_kind(s, SFlag::S_IFDIR))
+        {
+            fsops::remove_at(&dir, name).map_err(io_err(c()))?;
+        }
+        renameat(&dir, os(&tmp), &dir, os(name)).map_err(nix_err(c()))?;
+    }
+    if ctx.chown() {
+        fchownat(
+            &dir,
+            os(name),
+            Some(Uid::from_raw(e.uid)),
+            Some(Gid::from_raw(e.gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(nix_err(c()))?;
+    }
+    utimensat(
+        &dir,
+        os(name),
+        &TimeSpec::UTIME_OMIT,
+        &mtime_of(e),
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(nix_err(c()))?;
+    Ok(true)
+}
+
+/// Makes `e` a hard link of `leader` (temp link + rename). Returns whether it changed.
+fn sync_hardlink(ctx: &Ctx, e: &Entry, leader: &Entry, dry: bool) -> Result<bool, SyncError> {
+    let c = || format!("hard link {}", e.path.display());
+    let open = |p: &WirePath| fsops::open_parent(&ctx.root, p);
+    let (dir, ldir) = match (open(&e.path), open(&leader.path)) {
+        (Ok(d), Ok(l)) => (d, l),
+        (Err(err), _) | (_, Err(err)) if dry && err.kind() == io::ErrorKind::NotFound => {
+            return Ok(true);
+        }
+        (Err(err), _) | (_, Err(err)) => return Err(io_err(c())(err)),
+    };
+    let name = e.path.file_name();
+    let st = fsops::lstat_at(&dir, name).map_err(io_err(c()))?;
+    let lst = fsops::lstat_at(&ldir, leader.path.file_name()).map_err(io_err(c()))?;
+    let same = match (&st, &lst) {
+        (Some(a), Some(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    };
+    if same {
+        return Ok(false);
+    }
+    if dry {
+        return Ok(true);
+    }
+    let (tmp, _) = temp_names(name);
+    let _ = fsops::remove_at(&dir, &tmp);
+    linkat(
+        &ldir,
+        os(leader.path.file_name()),
+        &dir,
+        os(&tmp),
+        AtFlags::empty(),
+    )
+    .map_err(nix_err(c()))?;
+    if st
+        .as_ref()
+        .is_some_and(|s| fsops::is_kind(s, SFlag::S_IFDIR))
+    {
+        fsops::remove_at(&dir, name).map_err(io_err(c()))?;
+    }
+    renameat(&dir, os(&tmp), &dir, os(name)).map_err(nix_err(c()))?;
+    Ok(true)
+}
+
+/// Deletes what is not in the source list (except excluded entries, unless asked), and
+/// leftover temp files. Never follows symlinks. Returns entries deleted.
+fn delete_extraneous(
+    ctx: &Ctx,
+    keep: &HashSet<&[u8]>,
+    excludes: &Excludes,
+) -> Result<u64, SyncError> {
+    let dry = ctx.opts.dry_run;
+    let mut deleted = 0;
+    let root = ctx.root.try_clone().map_err(io_err("dup root"))?;
+    let mut stack: Vec<(OwnedFd, Vec<u8>)> = vec![(root, Vec::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let names = fsops::list_dir(&dir).map_err(io_err("listing destination"))?;
+        for name in names {
+            let path = if prefix.is_empty() {
+                name.clone()
+            } else {
+                [&prefix[..], b"/", &name[..]].concat()
+            };
+            let st = match fsops::lstat_at(&dir, &name).map_err(io_err("listing destination"))? {
+                Some(s) => s,
+                None => continue,
+            };
+            let is_dir = fsops::is_kind(&st, SFlag::S_IFDIR);
+            if is_temp_name(&name) {
+                if !dry {
+                    fsops::remove_at(&dir, &name).map_err(io_err("removing temp file"))?;
+                }
+                continue;
+            }
+            if keep.contains(&path[..]) {
+                if is_dir {
+                    let sub =
+                        fsops::open_subdir(&dir, &name).map_err(io_err("listing destination"))?;
+                    stack.push((sub, path));
+                }
+                continue;
+            }
+            if !ctx.opts.delete_excluded && excludes.matches(&path, is_dir) {
+                continue;
+            }
+            deleted += if dry {
+                1
+            } else {
+                fsops::remove_at(&dir, &name).map_err(io_err(format!(
+                    "deleting {}",
+                    String::from_utf8_lossy(&path)
+                )))?
+            };
+        }
+    }
+    Ok(deleted)
 }
