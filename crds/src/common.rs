@@ -19,6 +19,15 @@ pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 pub const DNS_SUBDOMAIN_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
+/// Schedule syntax accepted by the API server: a `@hourly`-style macro, or 5 (CronJob) or 6
+/// (with seconds) whitespace-separated cron fields. The controller's schedule parser does the
+/// full check and reports a condition naming the bad field.
+pub const SCHEDULE_PATTERN: &str = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[0-9A-Za-z*?,/#-]+(\s+[0-9A-Za-z*?,/#-]+){4,5})$";
+
+/// A resource type as users name it: plural, singular, kind or short name, optionally with a
+/// group (`deployments`, `Deployment`, `deploy`, `deployments.apps`), or `*` for the defaults.
+pub const RESOURCE_TYPE_PATTERN: &str = r"^(\*|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?)$";
+
 /// A key inside a Secret's `data` map.
 pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
 

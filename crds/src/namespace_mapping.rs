@@ -11,11 +11,7 @@ use crate::common::{
     Condition, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, LabelSelector,
     SecretReference, Time, VerificationMode, default_true,
 };
-
-/// Schedule syntax accepted by the API server: a `@hourly`-style macro, or 5 (CronJob) or 6
-/// (with seconds) whitespace-separated cron fields. The controller's schedule parser does the
-/// full check and reports a condition naming the bad field.
-pub const SCHEDULE_PATTERN: &str = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[0-9A-Za-z*?,/#-]+(\s+[0-9A-Za-z*?,/#-]+){4,5})$";
+use crate::common::{RESOURCE_TYPE_PATTERN, SCHEDULE_PATTERN};
 
 /// An IANA time zone name such as `Europe/Berlin`, `UTC` or `America/Argentina/Buenos_Aires`.
 pub const TIME_ZONE_PATTERN: &str = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$";
@@ -162,7 +158,10 @@ pub struct NamespaceMappingSpec {
     /// configmaps, secrets, deployments, services, ingresses, persistentvolumeclaims (or the
     /// source RemoteCluster's `defaultResourceTypes` when set).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 128), inner(length(min = 1, max = 253)))]
+    #[schemars(
+        length(max = 128),
+        inner(length(min = 1, max = 253), regex(pattern = RESOURCE_TYPE_PATTERN))
+    )]
     pub resource_types: Vec<String>,
 
     /// Scale Deployments and StatefulSets to 0 replicas in the destination (the source count

@@ -9,8 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    Condition, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, SECRET_KEY_PATTERN,
-    SecretReference, Time, VerificationMode, default_true,
+    Condition, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, RESOURCE_TYPE_PATTERN,
+    SCHEDULE_PATTERN, SECRET_KEY_PATTERN, SecretReference, Time, VerificationMode, default_true,
 };
 
 /// Desired state of a RemoteCluster: how to reach the cluster and how to run the PVC-sync
@@ -61,14 +61,17 @@ pub struct RemoteClusterSpec {
     /// whose source is this cluster and that leave `replicationMode` and `schedule` unset.
     /// No default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 128))]
+    #[schemars(length(max = 128), regex(pattern = SCHEDULE_PATTERN))]
     pub default_schedule: Option<String>,
 
     /// Resource types replicated by NamespaceMappings whose source is this cluster and that
     /// leave `resourceTypes` empty. Same syntax as NamespaceMapping `resourceTypes`. Default:
     /// empty, meaning the built-in defaults.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 128), inner(length(min = 1, max = 253)))]
+    #[schemars(
+        length(max = 128),
+        inner(length(min = 1, max = 253), regex(pattern = RESOURCE_TYPE_PATTERN))
+    )]
     pub default_resource_types: Vec<String>,
 
     /// PVC data synchronization: the agent DaemonSet deployed into this cluster so that its
