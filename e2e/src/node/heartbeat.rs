@@ -40,11 +40,7 @@ pub(crate) async fn start(
         .map_err(api_err)?
         .git_version;
     let nodes: Api<Node> = Api::all(client.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let node = nodes
-        .patch(&cfg.name, &params, &Patch::Apply(node_object(cfg)))
-        .await
-        .map_err(api_err)?;
+    let node = register(&nodes, cfg).await.map_err(api_err)?;
     let since = Timestamp::now();
     post_status(&nodes, cfg, &version, since)
         .await
@@ -67,7 +63,7 @@ async fn beat_forever(
     leases: Api<Lease>,
     cfg: NodeConfig,
     version: String,
-    uid: String,
+    mut uid: String,
     since: Timestamp,
 ) {
     let mut lease_tick = tokio::time::interval(LEASE_RENEW);
@@ -82,12 +78,31 @@ async fn beat_forever(
                 }
             }
             _ = status_tick.tick() => {
-                if let Err(e) = post_status(&nodes, &cfg, &version, since).await {
-                    tracing::warn!(node = %cfg.name, error = %e, "node status update failed");
+                match post_status(&nodes, &cfg, &version, since).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {
+                        tracing::warn!(node = %cfg.name, "Node object deleted: registering again");
+                        match register(&nodes, &cfg).await {
+                            Ok(node) => {
+                                uid = node.metadata.uid.unwrap_or_default();
+                                let _ = post_status(&nodes, &cfg, &version, since).await;
+                            }
+                            Err(e) => tracing::warn!(node = %cfg.name, error = %e, "re-registration failed"),
+                        }
+                    }
+                    Err(e) => tracing::warn!(node = %cfg.name, error = %e, "node status update failed"),
                 }
             }
         }
     }
+}
+
+/// Creates or updates the Node object (metadata and spec; the status is posted separately).
+async fn register(nodes: &Api<Node>, cfg: &NodeConfig) -> kube::Result<Node> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    nodes
+        .patch(&cfg.name, &params, &Patch::Apply(node_object(cfg)))
+        .await
 }
 
 /// The Node's metadata and spec as we own them: labels, no taints.
@@ -220,4 +235,57 @@ async fn renew_lease(leases: &Api<Lease>, name: &str, node_uid: &str) -> kube::R
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
     leases.patch(name, &params, &Patch::Apply(lease)).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::node::OurImages;
+    use k8s_openapi::api::core::v1::Node;
+
+    fn cfg() -> NodeConfig {
+        NodeConfig {
+            name: "source-node-1".into(),
+            ip: std::net::Ipv4Addr::new(127, 1, 1, 1),
+            root: "/r".into(),
+            state_dir: "/s".into(),
+            api_host: "127.0.0.1".into(),
+            api_port: 6443,
+            images: OurImages::new(),
+            labels: [("zone".to_string(), "a".to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn status_reports_a_ready_node_with_its_ip_and_the_server_version() {
+        let since = Timestamp::UNIX_EPOCH;
+        let value = node_status(&cfg(), "v1.35.4", since, Timestamp::now());
+        let node: Node = serde_json::from_value(value).unwrap();
+        let status = node.status.unwrap();
+        let ready = status
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(ready.status, "True");
+        assert_eq!(ready.last_transition_time.unwrap().0, since);
+        let addresses = status.addresses.unwrap();
+        assert_eq!(addresses[0].type_, "InternalIP");
+        assert_eq!(addresses[0].address, "127.1.1.1");
+        assert_eq!(status.node_info.unwrap().kubelet_version, "v1.35.4");
+        assert_eq!(status.allocatable.unwrap()["pods"].0, "110");
+    }
+
+    #[test]
+    fn node_object_carries_hostname_os_and_extra_labels_and_no_taints() {
+        let node: Node = serde_json::from_value(node_object(&cfg())).unwrap();
+        let labels = node.metadata.labels.unwrap();
+        assert_eq!(labels["kubernetes.io/hostname"], "source-node-1");
+        assert_eq!(labels["kubernetes.io/os"], "linux");
+        assert_eq!(labels["zone"], "a");
+        assert!(node.spec.unwrap().taints.is_none());
+    }
 }
