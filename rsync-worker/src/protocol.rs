@@ -563,6 +563,11 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         }
     }
 
+    /// Gives the underlying writer back (tests use it to write raw frames).
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+
     /// Sets the zstd level used for data frames (0 = off).
     pub fn set_compression(&mut self, level: i32) {
         self.compress_level = level;

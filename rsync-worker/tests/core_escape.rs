@@ -1,0 +1,401 @@
+//! Escape attempts at the protocol level, each refused and asserted: `..` and absolute
+//! paths, symlinks pointing out of the root, a symlink swapped in during the transfer,
+//! a malicious sender trying to make the receiver write outside its destination, and
+//! the frame and request limits.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "core_common/mod.rs"]
+mod common;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::sync::Arc;
+
+use dr_syncer_rsync::filelist::{Entry, EntryKind};
+use dr_syncer_rsync::paths::WirePath;
+use dr_syncer_rsync::protocol::{
+    FetchRequest, FrameReader, FrameWriter, MAX_FRAME, Message, ProtocolError, VERSION,
+};
+use dr_syncer_rsync::{Limits, ServeStats, StaticVolumes, SyncError, SyncOptions};
+use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+use tokio::task::JoinHandle;
+
+type Client = (
+    FrameReader<ReadHalf<DuplexStream>>,
+    FrameWriter<WriteHalf<DuplexStream>>,
+);
+
+/// Starts a real `serve` on `root` and returns a raw protocol client after the hello.
+async fn connect(
+    root: &Path,
+    limits: Limits,
+) -> (Client, JoinHandle<Result<ServeStats, ProtocolError>>) {
+    let vols: StaticVolumes = format!("vol={}", root.display()).parse().unwrap();
+    let (c, s) = tokio::io::duplex(1 << 20);
+    let server = tokio::spawn(async move { dr_syncer_rsync::serve(s, &vols, &limits).await });
+    let (rd, wr) = tokio::io::split(c);
+    let mut r = FrameReader::new(rd, MAX_FRAME);
+    let mut w = FrameWriter::new(wr, 0);
+    w.send(&Message::Hello {
+        version: VERSION,
+        volume: "vol".into(),
+        compress_level: 0,
+    })
+    .await
+    .unwrap();
+    w.flush().await.unwrap();
+    assert_eq!(
+        r.read().await.unwrap(),
+        Message::HelloOk { version: VERSION }
+    );
+    ((r, w), server)
+}
+
+fn wp(s: &[u8]) -> WirePath {
+    WirePath::new(s.to_vec()).unwrap()
+}
+
+fn fetch(path: &[u8]) -> Message {
+    Message::Fetch(FetchRequest {
+        id: 1,
+        path: wp(path),
+        window: 1 << 20,
+        sig_count: 0,
+    })
+}
+
+/// Writes one raw frame (for payloads our encoder refuses to produce).
+async fn raw_frame(w: &mut WriteHalf<DuplexStream>, payload: &[u8]) {
+    w.write_all(&(payload.len() as u32).to_be_bytes())
+        .await
+        .unwrap();
+    w.write_all(&[0]).await.unwrap();
+    w.write_all(payload).await.unwrap();
+    w.flush().await.unwrap();
+}
+
+/// Encodes `msg` then overwrites the first occurrence of `from` with `to` (same length),
+/// producing a payload with a path no `WirePath` would allow.
+fn corrupt(msg: &Message, from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut p = msg.encode();
+    let i = p.windows(from.len()).position(|w| w == from).unwrap();
+    p[i..i + to.len()].copy_from_slice(to);
+    p
+}
+
+#[tokio::test]
+async fn dotdot_and_absolute_paths_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    fs::write(root.path().join("f"), b"x").unwrap();
+    for (from, to) in [
+        (&b"zz/etc/passwd"[..], &b"../etc/passwd"[..]),
+        (b"zetc/passwd", b"/etc/passwd"),
+        (b"a/zz/zz/x", b"a/../../x"),
+    ] {
+        let ((mut r, w), server) = connect(root.path(), Limits::default()).await;
+        let mut inner = w;
+        let payload = corrupt(&fetch(from), from, to);
+        // bypass FrameWriter: write the raw frame through the same half
+        let mut half = into_inner(&mut inner);
+        raw_frame(&mut half, &payload).await;
+        let reply = r.read().await.unwrap();
+        assert!(
+            matches!(&reply, Message::Error(e) if e.contains("refused")),
+            "{reply:?}"
+        );
+        let res = server.await.unwrap();
+        assert!(
+            matches!(res, Err(ProtocolError::PathRefused { .. })),
+            "{to:?}: {res:?}"
+        );
+    }
+}
+
+/// Takes the write half out of a FrameWriter-less client (tests write raw frames).
+fn into_inner(w: &mut FrameWriter<WriteHalf<DuplexStream>>) -> WriteHalf<DuplexStream> {
+    let placeholder = FrameWriter::new(tokio::io::split(tokio::io::duplex(1).0).1, 0);
+    let taken = std::mem::replace(w, placeholder);
+    taken.into_inner()
+}
+
+#[tokio::test]
+async fn symlinks_out_of_the_root_are_listed_not_followed_and_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("secret"), b"TOP-SECRET").unwrap();
+    symlink(outside.path(), root.path().join("dirlink")).unwrap();
+    symlink(outside.path().join("secret"), root.path().join("filelink")).unwrap();
+    let ((mut r, mut w), server) = connect(root.path(), Limits::default()).await;
+
+    w.send(&Message::ListRequest {
+        excludes: vec![],
+        checksum: true,
+        xattrs: false,
+    })
+    .await
+    .unwrap();
+    w.flush().await.unwrap();
+    let mut entries: Vec<Entry> = Vec::new();
+    loop {
+        match r.read().await.unwrap() {
+            Message::Entries(b) => entries.extend(b),
+            Message::ListEnd { .. } => break,
+            m => panic!("{m:?}"),
+        }
+    }
+    assert_eq!(
+        entries.len(),
+        2,
+        "nothing below the symlinked dir: {entries:?}"
+    );
+    assert!(entries.iter().all(|e| e.kind == EntryKind::Symlink));
+
+    for (i, p) in [&b"dirlink/secret"[..], b"filelink"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut m = fetch(p);
+        if let Message::Fetch(f) = &mut m {
+            f.id = i as u64;
+        }
+        w.send(&m).await.unwrap();
+        w.flush().await.unwrap();
+        let reply = r.read().await.unwrap();
+        assert!(
+            matches!(&reply, Message::FileError { id, .. } if *id == i as u64),
+            "{reply:?}"
+        );
+    }
+    w.send(&Message::Bye).await.unwrap();
+    w.flush().await.unwrap();
+    let stats = server.await.unwrap().unwrap();
+    assert_eq!(stats.refused, 2);
+    assert_eq!(stats.files_sent, 0);
+}
+
+#[tokio::test]
+async fn symlink_swapped_in_during_the_transfer_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("d")).unwrap();
+    fs::write(root.path().join("d/f"), b"innocent").unwrap();
+    fs::write(outside.path().join("f"), b"TOP-SECRET").unwrap();
+    let ((mut r, mut w), server) = connect(root.path(), Limits::default()).await;
+    // the list says d/f is a regular file in a directory...
+    w.send(&Message::ListRequest {
+        excludes: vec![],
+        checksum: false,
+        xattrs: false,
+    })
+    .await
+    .unwrap();
+    w.flush().await.unwrap();
+    while !matches!(r.read().await.unwrap(), Message::ListEnd { .. }) {}
+    // ...then d is swapped for a symlink pointing outside before the fetch
+    fs::rename(root.path().join("d"), root.path().join("d.orig")).unwrap();
+    symlink(outside.path(), root.path().join("d")).unwrap();
+    w.send(&fetch(b"d/f")).await.unwrap();
+    // and the file itself swapped for a symlink
+    fs::write(root.path().join("g"), b"x").unwrap();
+    w.flush().await.unwrap();
+    let reply = r.read().await.unwrap();
+    assert!(matches!(reply, Message::FileError { .. }), "{reply:?}");
+    fs::remove_file(root.path().join("g")).unwrap();
+    symlink(outside.path().join("f"), root.path().join("g")).unwrap();
+    w.send(&fetch(b"g")).await.unwrap();
+    w.flush().await.unwrap();
+    let reply = r.read().await.unwrap();
+    assert!(matches!(reply, Message::FileError { .. }), "{reply:?}");
+    w.send(&Message::Bye).await.unwrap();
+    w.flush().await.unwrap();
+    let stats = server.await.unwrap().unwrap();
+    assert_eq!((stats.refused, stats.files_sent), (2, 0));
+}
+
+/// A fake sender that answers the hello and the list request with `entries` (raw payload).
+async fn fake_sender(list_payload: Vec<u8>) -> DuplexStream {
+    let (c, s) = tokio::io::duplex(1 << 20);
+    tokio::spawn(async move {
+        let (rd, wr) = tokio::io::split(s);
+        let mut r = FrameReader::new(rd, MAX_FRAME);
+        let mut w = FrameWriter::new(wr, 0);
+        let _hello = r.read().await;
+        w.send(&Message::HelloOk { version: VERSION })
+            .await
+            .unwrap();
+        w.flush().await.unwrap();
+        let _list = r.read().await;
+        let mut half = w.into_inner();
+        raw_frame(&mut half, &list_payload).await;
+        let mut w = FrameWriter::new(half, 0);
+        w.send(&Message::ListEnd { count: 2 }).await.unwrap();
+        w.flush().await.unwrap();
+        // keep the stream open until the receiver gives up
+        while r.read().await.is_ok() {}
+    });
+    c
+}
+
+fn entry(path: &[u8], kind: EntryKind, target: &[u8]) -> Entry {
+    Entry {
+        path: wp(path),
+        kind,
+        mode: if kind == EntryKind::Dir {
+            0o40755
+        } else {
+            0o100644
+        },
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime_sec: 0,
+        mtime_nsec: 0,
+        link_target: target.to_vec(),
+        hardlink_to: None,
+        hash: None,
+        xattrs: vec![],
+    }
+}
+
+#[tokio::test]
+async fn malicious_sender_cannot_make_the_receiver_write_outside() {
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().as_os_str().as_encoded_bytes().to_vec();
+    // 1. a symlink "a" pointing outside, then a file "a/x" through it
+    let list = Message::Entries(vec![
+        entry(b"a", EntryKind::Symlink, &target),
+        entry(b"a/x", EntryKind::File, b""),
+    ])
+    .encode();
+    // 2. a path with ".." (encoded raw: our encoder cannot produce it)
+    let dotdot = corrupt(
+        &Message::Entries(vec![
+            entry(b"d", EntryKind::Dir, b""),
+            entry(b"zz/x", EntryKind::File, b""),
+        ]),
+        b"zz/x",
+        b"../x",
+    );
+    // 3. an absolute path
+    let absolute = corrupt(
+        &Message::Entries(vec![
+            entry(b"d", EntryKind::Dir, b""),
+            entry(b"zx", EntryKind::File, b""),
+        ]),
+        b"zx",
+        b"/x",
+    );
+    for (name, payload) in [
+        ("symlink parent", list),
+        ("dotdot", dotdot),
+        ("absolute", absolute),
+    ] {
+        let dest = tempfile::tempdir().unwrap();
+        let stream = fake_sender(payload).await;
+        let res =
+            dr_syncer_rsync::pull(vec![stream], "vol", dest.path(), &SyncOptions::default()).await;
+        match (name, &res) {
+            ("symlink parent", Err(SyncError::Refused { .. }))
+            | (_, Err(SyncError::Protocol(ProtocolError::PathRefused { .. }))) => {}
+            _ => panic!("{name}: {res:?}"),
+        }
+        assert!(!outside.path().join("x").exists(), "{name}");
+        assert_eq!(
+            fs::read_dir(dest.path()).unwrap().count(),
+            0,
+            "{name}: nothing written"
+        );
+    }
+}
+
+#[tokio::test]
+async fn symlink_in_the_destination_is_replaced_not_followed() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    fs::create_dir(src.path().join("d")).unwrap();
+    fs::write(src.path().join("d/f"), b"data").unwrap();
+    fs::write(src.path().join("plain"), b"data").unwrap();
+    symlink(outside.path(), dst.path().join("d")).unwrap();
+    symlink(outside.path().join("plain"), dst.path().join("plain")).unwrap();
+    common::pull_over(src.path(), dst.path(), &SyncOptions::default(), 1)
+        .await
+        .unwrap();
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    assert!(fs::symlink_metadata(dst.path().join("d")).unwrap().is_dir());
+    assert!(
+        fs::symlink_metadata(dst.path().join("plain"))
+            .unwrap()
+            .is_file()
+    );
+    common::assert_same_tree(src.path(), dst.path());
+}
+
+#[tokio::test]
+async fn limits_close_the_stream() {
+    let root = tempfile::tempdir().unwrap();
+    // a frame announcing more than the limit
+    let ((mut r, mut w), server) = connect(root.path(), Limits::default()).await;
+    let mut half = into_inner(&mut w);
+    half.write_all(&(64u32 << 20).to_be_bytes()).await.unwrap();
+    half.write_all(&[0]).await.unwrap();
+    half.flush().await.unwrap();
+    assert!(matches!(r.read().await.unwrap(), Message::Error(_)));
+    assert!(matches!(
+        server.await.unwrap(),
+        Err(ProtocolError::FrameTooLarge { .. })
+    ));
+    // more requests than allowed
+    let limits = Limits {
+        max_requests: 2,
+        ..Limits::default()
+    };
+    fs::write(root.path().join("f"), b"x").unwrap();
+    let ((mut r, mut w), server) = connect(root.path(), limits).await;
+    for _ in 0..3 {
+        w.send(&fetch(b"f")).await.unwrap();
+    }
+    w.flush().await.unwrap();
+    let mut saw_error = false;
+    while let Ok(m) = r.read().await {
+        saw_error |= matches!(m, Message::Error(_));
+    }
+    assert!(saw_error);
+    assert!(matches!(
+        server.await.unwrap(),
+        Err(ProtocolError::Limit(_))
+    ));
+    // garbage instead of a hello
+    let vols: StaticVolumes = format!("vol={}", root.path().display()).parse().unwrap();
+    let (mut c, s) = tokio::io::duplex(1024);
+    let server =
+        tokio::spawn(async move { dr_syncer_rsync::serve(s, &vols, &Limits::default()).await });
+    c.write_all(&[0, 0, 0, 3, 0, 0xee, 1, 2]).await.unwrap();
+    assert!(matches!(
+        server.await.unwrap(),
+        Err(ProtocolError::Malformed(_))
+    ));
+    // an unknown volume
+    let vols = Arc::new(StaticVolumes::default());
+    let (c, s) = tokio::io::duplex(1024);
+    let server =
+        tokio::spawn(
+            async move { dr_syncer_rsync::serve(s, vols.as_ref(), &Limits::default()).await },
+        );
+    let (rd, wr) = tokio::io::split(c);
+    let (mut r, mut w) = (FrameReader::new(rd, MAX_FRAME), FrameWriter::new(wr, 0));
+    w.send(&Message::Hello {
+        version: VERSION,
+        volume: "../../etc".into(),
+        compress_level: 0,
+    })
+    .await
+    .unwrap();
+    w.flush().await.unwrap();
+    assert!(matches!(r.read().await.unwrap(), Message::Error(_)));
+    assert!(matches!(
+        server.await.unwrap(),
+        Err(ProtocolError::Volume(_))
+    ));
+}
