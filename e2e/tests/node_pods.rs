@@ -16,6 +16,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use dr_syncer_e2e::alloc::IpSlot;
 use dr_syncer_e2e::cluster::{Binaries, ControlPlane};
 use dr_syncer_e2e::node::{NodeConfig, OurImages, SimNode, pod_log_dir};
 use dr_syncer_e2e::storage;
@@ -29,12 +30,12 @@ use kube::runtime::wait::{await_condition, conditions};
 use serde_json::json;
 
 const NODE: &str = "nodetest-node-1";
-const NODE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 250, 1);
 const NS: &str = "default";
 const WAIT: Duration = Duration::from_secs(60);
 
 struct Bed {
     client: kube::Client,
+    ip: Ipv4Addr,
     state_dir: PathBuf,
     root: PathBuf,
     version: String,
@@ -46,7 +47,9 @@ async fn simulated_node_runs_pods_against_a_real_control_plane() {
     let dir = tempfile::tempdir().unwrap();
     let layout = dr_syncer_e2e::ctl::prepare_dir(dir.path()).unwrap();
     let bins = Binaries::new(dr_syncer_e2e::testbed::default_controlplane_dir());
-    let cp = ControlPlane::start(&layout, "nodetest", &bins)
+    let slot = IpSlot::claim().unwrap();
+    let ip = slot.node_ip(0, 0);
+    let cp = ControlPlane::start(&layout, "nodetest", (&slot, 0), &bins)
         .await
         .expect("control plane");
     let client = dr_syncer_e2e::kubeconfig::client(&cp.kubeconfig)
@@ -59,7 +62,7 @@ async fn simulated_node_runs_pods_against_a_real_control_plane() {
     images.insert("dr-syncer-e2e-probe", env!("CARGO_BIN_EXE_testbed"));
     let cfg = NodeConfig {
         name: NODE.into(),
-        ip: NODE_IP,
+        ip,
         root: root.clone(),
         state_dir: state_dir.clone(),
         api_host: "127.0.0.1".into(),
@@ -74,6 +77,7 @@ async fn simulated_node_runs_pods_against_a_real_control_plane() {
     let version = client.apiserver_version().await.unwrap().git_version;
     let bed = Bed {
         client,
+        ip,
         state_dir,
         root,
         version,
@@ -109,6 +113,7 @@ async fn scenarios(bed: &Bed) -> i32 {
     deletion_sends_sigterm_then_sigkill_after_grace(bed).await;
     tcp_readiness_probe_gates_ready(bed).await;
     unsupported_volume_is_a_config_error(bed).await;
+    missing_secret_is_retried_until_created(bed).await;
     placeholder_holds_a_provisioned_claim_which_is_reclaimed(bed).await;
     lease_is_renewed(bed, lease).await;
     start_survivor(bed).await
@@ -129,7 +134,7 @@ async fn node_is_registered_ready_with_a_lease(bed: &Bed) -> Lease {
     assert!(
         addresses
             .iter()
-            .any(|a| a.type_ == "InternalIP" && a.address == NODE_IP.to_string())
+            .any(|a| a.type_ == "InternalIP" && a.address == bed.ip.to_string())
     );
     assert_eq!(status.node_info.unwrap().kubelet_version, bed.version);
     let labels = node.metadata.labels.unwrap();
@@ -468,12 +473,13 @@ async fn env_volumes_and_termination_message(bed: &Bed) {
         terminated.message.as_deref().map(str::trim),
         Some("all checks written")
     );
-    assert_eq!(status.pod_ip.as_deref(), Some("127.0.250.1"));
-    assert_eq!(status.host_ip.as_deref(), Some("127.0.250.1"));
+    let ip = bed.ip.to_string();
+    assert_eq!(status.pod_ip.as_deref(), Some(ip.as_str()));
+    assert_eq!(status.host_ip.as_deref(), Some(ip.as_str()));
     assert!(status.start_time.is_some());
     assert_eq!(
         read(&out, "downward"),
-        format!("envcheck default {NODE} 127.0.250.1 127.0.250.1 default")
+        format!("envcheck default {NODE} {ip} {ip} default")
     );
     assert_eq!(
         read(&out, "refs"),
@@ -651,7 +657,7 @@ async fn deletion_sends_sigterm_then_sigkill_after_grace(bed: &Bed) {
 
 async fn tcp_readiness_probe_gates_ready(bed: &Bed) {
     let listen = r#"use IO::Socket::INET;
-        my $s = IO::Socket::INET->new(LocalAddr => "127.0.250.1", LocalPort => 18081,
+        my $s = IO::Socket::INET->new(LocalAddr => $ENV{POD_IP}, LocalPort => 18081,
             Listen => 5, ReuseAddr => 1) or die "listen: $!";
         while (accept(my $c, $s)) { close $c }"#;
     let script = format!("while [ ! -e /out/go ]; do sleep 0.1; done; exec perl -e '{listen}'");
@@ -663,6 +669,7 @@ async fn tcp_readiness_probe_gates_ready(bed: &Bed) {
                 "name": "server", "image": "testbed-shell",
                 "command": ["sh", "-c", script],
                 "ports": [{"name": "http", "containerPort": 18081}],
+                "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
                 "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1},
                 "volumeMounts": [{"name": "out", "mountPath": "/out"}],
             }],
@@ -726,6 +733,64 @@ async fn unsupported_volume_is_a_config_error(bed: &Bed) {
         .delete("nfs-user", &DeleteParams::default())
         .await
         .unwrap();
+}
+
+fn waiting_reason(p: Option<&Pod>) -> Option<String> {
+    let status = p?
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .clone();
+    status.state?.waiting?.reason
+}
+
+async fn missing_secret_is_retried_until_created(bed: &Bed) {
+    create_pod(bed, json!({
+        "metadata": {"name": "late-secret"},
+        "spec": {
+            "nodeName": NODE,
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "main", "image": "testbed-shell",
+                "command": ["sh", "-c", "echo \"token=$TOKEN\" > /dev/termination-log"],
+                "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "late", "key": "t"}}}],
+            }],
+        },
+    }))
+    .await;
+    let config_error =
+        |p: Option<&Pod>| waiting_reason(p).as_deref() == Some("CreateContainerConfigError");
+    let pod = wait_pod(bed, "late-secret", config_error).await;
+    let message = container(&pod)
+        .state
+        .unwrap()
+        .waiting
+        .unwrap()
+        .message
+        .unwrap();
+    assert!(message.contains("secret \"late\" not found"), "{message}");
+    let secrets: Api<Secret> = Api::namespaced(bed.client.clone(), NS);
+    let secret = serde_json::from_value(
+        json!({"metadata": {"name": "late"}, "stringData": {"t": "s3cret"}}),
+    )
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let pod = finished(bed, "late-secret").await;
+    let terminated = container(&pod).state.unwrap().terminated.unwrap();
+    assert_eq!(
+        terminated.message.as_deref().map(str::trim),
+        Some("token=s3cret")
+    );
+    assert_eq!(
+        container(&pod).restart_count,
+        0,
+        "a configuration retry is not a restart"
+    );
 }
 
 async fn placeholder_holds_a_provisioned_claim_which_is_reclaimed(bed: &Bed) {

@@ -64,6 +64,8 @@ struct Slot {
     next_probe: Option<Instant>,
     /// Finished for good (no restart will follow).
     done: bool,
+    /// The next start is a restart (counted in restartCount once it happens).
+    pending_restart: bool,
 }
 
 /// Why the worker's main loop ended.
@@ -93,6 +95,10 @@ struct Worker {
     next_token: u64,
     dirty: bool,
     post_retry: Option<Instant>,
+    /// A container hit a missing Secret/ConfigMap: fetch them again before the retry.
+    refresh_sources: bool,
+    /// Already Succeeded/Failed when this node first saw it: its status is not ours to post.
+    adopted_terminal: bool,
 }
 
 /// Runs a pod until it is deleted, vanishes from the API, or the node shuts down.
@@ -126,6 +132,8 @@ pub(crate) async fn run(
         next_token: 0,
         dirty: true,
         post_retry: None,
+        refresh_sources: false,
+        adopted_terminal: false,
     };
     worker.build_slots();
     let exit = worker.main_loop().await;
@@ -155,6 +163,7 @@ impl Worker {
             // Finished before this node (re)started: never run it again.
             self.terminal = true;
             self.dirty = false;
+            self.adopted_terminal = true;
         }
     }
 
@@ -188,6 +197,7 @@ impl Worker {
             backoff: BACKOFF_START,
             next_probe: None,
             done: false,
+            pending_restart: false,
         }
     }
 
@@ -202,6 +212,7 @@ impl Worker {
                     self.prepare().await;
                 }
                 if self.sandbox_ready {
+                    self.refresh().await;
                     self.start_due();
                 }
             }
@@ -270,6 +281,21 @@ impl Worker {
         self.dirty = true;
     }
 
+    /// Re-fetches Secrets and ConfigMaps after a container found one missing (env only:
+    /// mounted volume contents are written once per pod start).
+    async fn refresh(&mut self) {
+        if !self.refresh_sources {
+            return;
+        }
+        match fetch_sources(&self.ctx.client, &self.pod).await {
+            Ok(sources) => {
+                self.sources = sources;
+                self.refresh_sources = false;
+            }
+            Err(e) => tracing::warn!(pod = %self.name(), error = %e, "fetching secrets/configmaps"),
+        }
+    }
+
     /// Marks every waiting container with a configuration error.
     fn config_error(&mut self, message: &str) {
         for slot in self.init.iter_mut().chain(self.main.iter_mut()) {
@@ -286,17 +312,21 @@ impl Worker {
     fn start_due(&mut self) {
         let now = Instant::now();
         let due = |s: &Slot| s.proc.is_none() && !s.done && s.restart_at.is_none_or(|t| t <= now);
-        if !self.initialized {
+        while !self.initialized {
             match self.init.iter().position(|s| !s.done) {
                 None => {
                     self.initialized = true;
                     self.dirty = true;
                 }
                 Some(i) => {
-                    if due(&self.init[i]) && !self.init[i].record.is_running() {
-                        self.start(true, i);
+                    if !due(&self.init[i]) || self.init[i].record.is_running() {
+                        return;
                     }
-                    return;
+                    self.start(true, i);
+                    if !self.init[i].done {
+                        // Running (or waiting to retry): the next one starts after it.
+                        return;
+                    }
                 }
             }
         }
@@ -320,13 +350,11 @@ impl Worker {
         } else {
             &mut self.main[i]
         };
-        if slot.record.last.is_some() || slot.record.terminated() {
-            slot.record.restarts += 1;
-        }
         slot.restart_at = None;
         let (exec, sandbox) = match prepared {
             Ok(Some(pair)) => pair,
             Ok(None) => {
+                count_restart(slot);
                 placeholder_started(slot, init, now);
                 return;
             }
@@ -336,9 +364,11 @@ impl Worker {
                     message: Some(message),
                 };
                 slot.restart_at = Some(Instant::now() + RETRY);
+                self.refresh_sources = true;
                 return;
             }
         };
+        count_restart(slot);
         let started = slot
             .files
             .reset()
@@ -500,6 +530,7 @@ impl Worker {
                 )),
             };
             slot.restart_at = Some(Instant::now() + slot.backoff);
+            slot.pending_restart = true;
             slot.backoff = (slot.backoff * 2).min(BACKOFF_MAX);
             return;
         }
@@ -596,7 +627,9 @@ impl Worker {
         self.stop_all(grace).await;
         if let Exit::Deleted = exit {
             self.terminal = true;
-            self.post().await;
+            if !self.adopted_terminal {
+                self.post().await;
+            }
             let uid = self.pod.metadata.uid.clone();
             let params = DeleteParams {
                 grace_period_seconds: Some(0),
@@ -665,6 +698,14 @@ impl Worker {
             slot.record.ready = false;
             slot.done = true;
         }
+    }
+}
+
+/// Counts a restart when a restart (not a first start or a configuration retry) happens.
+fn count_restart(slot: &mut Slot) {
+    if slot.pending_restart {
+        slot.record.restarts += 1;
+        slot.pending_restart = false;
     }
 }
 
