@@ -85,9 +85,10 @@ pub enum ImmutableAction {
     },
 }
 
-/// The handling for `kind`: its `resourceOverrides` entry (keyed by `resource.group`, or
-/// the plural alone for the core group; the Kind name is accepted too), else
-/// `defaultHandling`; `NoChange` when the config is absent.
+/// The handling for `kind`: its `resourceOverrides` entry (keyed by `resource.group` as
+/// documented; any spelling `resourceTypes` accepts works too, e.g. `StatefulSet` or
+/// `sts`; the exact `resource.group` key wins over looser ones), else `defaultHandling`;
+/// `NoChange` when the config is absent.
 pub fn handling_for(
     kind: &ResourceKind,
     cfg: Option<&ImmutableResourceConfig>,
@@ -96,9 +97,16 @@ pub fn handling_for(
         return ImmutableResourceHandling::default();
     };
     let key = kind.group_resource();
-    cfg.resource_overrides
+    let exact = cfg
+        .resource_overrides
         .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(&key) || k.eq_ignore_ascii_case(&kind.kind))
+        .find(|(k, _)| k.eq_ignore_ascii_case(&key));
+    exact
+        .or_else(|| {
+            cfg.resource_overrides
+                .iter()
+                .find(|(k, _)| kind.matches_name(k))
+        })
         .map(|(_, h)| *h)
         .unwrap_or(cfg.default_handling)
 }

@@ -184,6 +184,17 @@ impl ResourceKind {
             .map(|(_, reason)| *reason)
     }
 
+    /// Whether a user-written name (`deploy`, `Deployment`, `deployments.apps`) names this
+    /// kind, with the same spelling rules as [`resolve_name`] but without looking at other
+    /// kinds (for keyed settings such as `immutableResourceConfig.resourceOverrides`).
+    pub fn matches_name(&self, name: &str) -> bool {
+        let name = name.trim();
+        match name.split_once('.') {
+            Some((resource, group)) => self.answers_to(resource) && self.in_group(group),
+            None => self.answers_to(name),
+        }
+    }
+
     /// Whether `name` (without group) is one of this kind's names, case-insensitively, as
     /// kubectl accepts them: plural, singular, short name or Kind.
     fn answers_to(&self, name: &str) -> bool {

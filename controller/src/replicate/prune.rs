@@ -71,6 +71,12 @@ pub enum PruneRefusal {
     },
     /// The source namespace does not exist.
     SourceNamespaceMissing,
+    /// A listed object carries no apiVersion/kind (list items of built-in kinds come
+    /// without them; the caller must fill them in), so objects cannot be matched safely.
+    UntypedListing {
+        /// Name of the first such object.
+        name: String,
+    },
     /// The source namespace is being deleted.
     SourceNamespaceTerminating,
 }
@@ -88,6 +94,10 @@ impl std::fmt::Display for PruneRefusal {
             } => write!(
                 f,
                 "pruning would delete {would_delete} of {managed} replicated objects (more than half); nothing was deleted"
+            ),
+            Self::UntypedListing { name } => write!(
+                f,
+                "listed object {name:?} has no apiVersion/kind, so source and target cannot be matched; nothing was deleted"
             ),
             Self::SourceNamespaceMissing => {
                 write!(
@@ -143,6 +153,15 @@ pub fn plan_prune(
     target: &[DynamicObject],
     mapping: &MappingId,
 ) -> PrunePlan {
+    if let Some(untyped) = source.iter().chain(target).find(|o| !is_typed(o)) {
+        return PrunePlan {
+            managed: 0,
+            delete: Vec::new(),
+            refused: Some(PruneRefusal::UntypedListing {
+                name: untyped.metadata.name.clone().unwrap_or_default(),
+            }),
+        };
+    }
     let managed: Vec<&DynamicObject> = target
         .iter()
         .filter(|o| is_managed_by(o, mapping))
@@ -165,6 +184,12 @@ pub fn plan_prune(
         },
         refused,
     }
+}
+
+fn is_typed(obj: &DynamicObject) -> bool {
+    obj.types
+        .as_ref()
+        .is_some_and(|t| !t.api_version.is_empty() && !t.kind.is_empty())
 }
 
 /// The safety rules on the counts.

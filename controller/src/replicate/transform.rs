@@ -1,5 +1,6 @@
 //! The whole source-to-target transform, as one call for the sync engine: strip, remap the
-//! namespace, the per-kind rules, the user's patches, then the ownership marks (last, so
+//! namespace, the per-kind rules (workload scaling, CronJob/Job suspension, Service, PVC,
+//! Ingress and Job fields), the user's patches, then the ownership marks (last, so
 //! that no patch can remove them and make an object unprunable or prunable by accident).
 
 use dr_syncer_crds::NamespaceMappingSpec;
@@ -11,7 +12,7 @@ use super::patches::{CompiledPatch, apply_patches, compile_patches};
 use super::pvcs::{PvcRules, transform_pvc};
 use super::services::strip_service;
 use super::strip::strip;
-use super::workloads::{scale_override, scale_workload, strip_job};
+use super::workloads::{scale_override, scale_workload, strip_job, suspend_batch};
 use super::{MappingId, ResourceKind, RulesError};
 
 /// Everything the transform needs to know about a mapping, built once per sync.
@@ -96,6 +97,7 @@ pub fn transform(
     unmark(&mut out);
     strip(&mut out, &cfg.dest_namespace);
     let original_replicas = scale_workload(&mut out, kind, override_replicas, cfg.scale_to_zero)?;
+    suspend_batch(&mut out, kind, override_replicas, cfg.scale_to_zero);
     strip_service(&mut out, kind);
     transform_pvc(&mut out, kind, &cfg.pvc);
     transform_ingress(&mut out, kind, cfg.ingress);

@@ -26,7 +26,7 @@ impl std::fmt::Display for Unsupported {
 /// The fields of `spec` that are set to something this controller does not do (yet).
 /// Empty for a spec that only uses what is built.
 pub fn unsupported_fields(spec: &NamespaceMappingSpec) -> Vec<Unsupported> {
-    let checks: [fn(&NamespaceMappingSpec) -> Option<Unsupported>; 8] = [
+    let checks: [fn(&NamespaceMappingSpec) -> Option<Unsupported>; 7] = [
         temp_pod_key,
         failure_handling,
         sync_data,
@@ -34,7 +34,6 @@ pub fn unsupported_fields(spec: &NamespaceMappingSpec) -> Vec<Unsupported> {
         sync_persistent_volumes,
         preserve_volume_attributes,
         preserve_backends,
-        sync_crds,
     ];
     checks.iter().filter_map(|check| check(spec)).collect()
 }
@@ -128,15 +127,5 @@ fn preserve_backends(spec: &NamespaceMappingSpec) -> Option<Unsupported> {
     item(
         "spec.ingressConfig.preserveBackends",
         "backends are always kept as at the source (rewrite them with spec.transformations)",
-    )
-}
-
-fn sync_crds(spec: &NamespaceMappingSpec) -> Option<Unsupported> {
-    if !spec.sync_crds {
-        return None;
-    }
-    item(
-        "spec.syncCRDs",
-        "CustomResourceDefinitions are not copied yet: they must already exist at the target",
     )
 }

@@ -2,6 +2,11 @@
 //! to the `dr-syncer.io/scale-override` count), with the source count kept in
 //! `dr-syncer.io/original-replicas` so a failover can scale them back up.
 //!
+//! CronJobs and Jobs are the same risk in another shape (they would start work at the DR
+//! site on their own), so with `scaleToZero` they are written suspended, the source value
+//! kept in `dr-syncer.io/original-suspend`; a `dr-syncer.io/scale-override` of 1 or more
+//! keeps them active.
+//!
 //! Jobs lose the selector and labels their controller generated from the source uid, which
 //! the target API server would reject.
 
@@ -113,6 +118,39 @@ fn set_spec_field(obj: &mut DynamicObject, field: &str, value: Value) {
             spec.insert(field.to_owned(), value);
         }
     }
+}
+
+/// Written on destination CronJobs/Jobs: the source's `spec.suspend` (`"true"`/`"false"`).
+pub const ORIGINAL_SUSPEND: &str = "dr-syncer.io/original-suspend";
+
+/// Whether the kind is one DR-Syncer suspends at the target.
+pub fn is_suspended_batch(kind: &ResourceKind) -> bool {
+    kind.is("batch", "CronJob") || kind.is("batch", "Job")
+}
+
+/// Suspends a CronJob/Job at the target when `scaleToZero` is on and no scale override of
+/// 1 or more keeps it active; records the source value. Returns whether it was suspended
+/// by this rule (the source was not suspended already).
+pub fn suspend_batch(
+    obj: &mut DynamicObject,
+    kind: &ResourceKind,
+    override_replicas: Option<i64>,
+    scale_to_zero: bool,
+) -> bool {
+    if !is_suspended_batch(kind) {
+        return false;
+    }
+    let source = obj.data.pointer("/spec/suspend") == Some(&Value::Bool(true));
+    obj.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(ORIGINAL_SUSPEND.to_owned(), source.to_string());
+    let keep_active = override_replicas.is_some_and(|n| n > 0);
+    if !scale_to_zero || keep_active || source {
+        return false;
+    }
+    set_spec_field(obj, "suspend", Value::Bool(true));
+    true
 }
 
 /// Labels the Job controller derives from the Job's uid; copied, they would point the

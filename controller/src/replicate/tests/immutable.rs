@@ -54,12 +54,16 @@ fn handling_per_kind_with_overrides_and_durations() {
         json!({"sourceNamespace": "shop", "immutableResourceConfig": {
         "defaultHandling": "Recreate",
         "resourceOverrides": {"statefulsets.apps": "RecreateWithPodDrain", "persistentvolumeclaims": "NoChange",
-            "Service": "PartialUpdate", "jobs.batch": "ForceUpdate"},
+            "Service": "PartialUpdate", "jobs.batch": "ForceUpdate", "cj": "PartialUpdate", "deploy": "NoChange",
+            "deployments.apps": "Recreate"},
         "drainTimeout": "90s", "forceDeleteTimeout": "1m"}}),
     );
     let cfg = cfg_spec.immutable_resource_config.as_ref();
     let table = [
+        // The exact resource.group key wins over the short name "deploy".
         ("deployments.apps", ImmutableAction::Recreate),
+        ("cronjobs.batch", ImmutableAction::PartialUpdate),
+        ("configmaps", ImmutableAction::Recreate),
         (
             "statefulsets.apps",
             ImmutableAction::RecreateWithPodDrain {

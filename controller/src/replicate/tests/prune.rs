@@ -238,3 +238,26 @@ fn watch_deletes_touch_only_the_copy_of_that_source_object() {
         Some("src-a")
     ));
 }
+
+#[test]
+fn untyped_listings_are_refused() {
+    let mut untyped = managed("ConfigMap", "a");
+    untyped.types = None;
+    let plan = plan_prune(
+        &[source("ConfigMap", "b")],
+        &[untyped, managed("ConfigMap", "b")],
+        &mapping(),
+    );
+    assert_eq!(
+        plan.refused,
+        Some(PruneRefusal::UntypedListing { name: "a".into() })
+    );
+    assert!(plan.delete.is_empty());
+    let mut untyped_source = source("ConfigMap", "b");
+    untyped_source.types = None;
+    let plan = plan_prune(&[untyped_source], &[managed("ConfigMap", "b")], &mapping());
+    assert_eq!(
+        plan.refused,
+        Some(PruneRefusal::UntypedListing { name: "b".into() })
+    );
+}

@@ -12,7 +12,8 @@ fn a_plain_dr_syncer_mapping_has_nothing_unsupported() {
         "scaleToZero": true, "pvcConfig": {"storageClassMappings": [{"from": "gp2", "to": "standard"}],
             "accessModeMappings": [{"from": "ReadWriteOnce", "to": "ReadWriteMany"}]},
         "ingressConfig": {"preserveAnnotations": false}, "namespaceConfig": {"createNamespace": true},
-        "failureHandling": {}}),
+        "failureHandling": {}, "syncCRDs": true, "prune": true,
+        "immutableResourceConfig": {"defaultHandling": "Recreate"}}),
     );
     assert_eq!(unsupported_fields(&s), vec![]);
     assert_eq!(condition_message(&[]), None);
@@ -49,7 +50,6 @@ fn each_unbuilt_field_is_listed_by_path() {
             json!({"ingressConfig": {"preserveBackends": false}}),
             "spec.ingressConfig.preserveBackends",
         ),
-        (json!({"syncCRDs": true}), "spec.syncCRDs"),
     ];
     for (extra, field) in table {
         let mut s = json!({"sourceNamespace": "shop"});

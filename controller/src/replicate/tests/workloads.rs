@@ -176,3 +176,70 @@ fn jobs_lose_their_generated_selector_and_labels() {
     strip_job(&mut o, &kind("jobs.batch"));
     assert_eq!(o, obj(manual), "a manual selector is the user's");
 }
+
+#[test]
+fn cronjobs_and_jobs_are_suspended_at_the_dr_site() {
+    use crate::replicate::workloads::suspend_batch;
+    let cron = |suspend: Option<bool>| {
+        let mut spec = json!({"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "r", "image": "report:2"}]}}}}});
+        if let Some(s) = suspend {
+            spec["suspend"] = json!(s);
+        }
+        obj(
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "report", "namespace": "shop"}, "spec": spec}),
+        )
+    };
+    // (source suspend, override, scaleToZero) -> (target suspend, suspended by us, recorded)
+    type Case = (
+        Option<bool>,
+        Option<i64>,
+        bool,
+        Option<bool>,
+        bool,
+        &'static str,
+    );
+    let table: [Case; 6] = [
+        (None, None, true, Some(true), true, "false"),
+        (Some(false), None, true, Some(true), true, "false"),
+        (Some(true), None, true, Some(true), false, "true"),
+        (None, None, false, None, false, "false"),
+        (None, Some(1), true, None, false, "false"),
+        (None, Some(0), true, Some(true), true, "false"),
+    ];
+    for (source, ov, stz, want, ours, recorded) in table {
+        let mut o = cron(source);
+        let got = suspend_batch(&mut o, &kind("cronjobs.batch"), ov, stz);
+        let case = format!("{source:?} {ov:?} {stz}");
+        assert_eq!(got, ours, "{case}");
+        assert_eq!(
+            o.data.pointer("/spec/suspend").and_then(Value::as_bool),
+            want,
+            "{case}"
+        );
+        assert_eq!(
+            o.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("dr-syncer.io/original-suspend"))
+                .map(String::as_str),
+            Some(recorded),
+            "{case}"
+        );
+        assert!(o.data.pointer("/spec/jobTemplate").is_some());
+    }
+    let mut job = obj(
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"}, "spec": {"template": {}}}),
+    );
+    assert!(suspend_batch(&mut job, &kind("jobs.batch"), None, true));
+    assert_eq!(job.data.pointer("/spec/suspend"), Some(&json!(true)));
+    let mut deploy = obj(
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {}}),
+    );
+    assert!(!suspend_batch(
+        &mut deploy,
+        &kind("deployments.apps"),
+        None,
+        true
+    ));
+    assert_eq!(deploy.metadata.annotations, None);
+}
