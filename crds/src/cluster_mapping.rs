@@ -133,6 +133,7 @@ pub struct ClusterMappingStatus {
     pub observed_generation: Option<i64>,
     /// Standard conditions (Ready, ...), one per type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Last time the controller tried to reconcile this mapping.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -687,6 +687,7 @@ pub struct NamespaceMappingStatus {
     /// Standard conditions (Ready, Synced, ...), one per type. Fields accepted but not
     /// acted on show up here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -378,6 +378,7 @@ pub struct RemoteClusterStatus {
     pub observed_generation: Option<i64>,
     /// Standard conditions (Ready, ...), one per type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// State of the PVC-sync agent in this cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]

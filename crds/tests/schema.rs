@@ -486,3 +486,29 @@ fn enums_and_defaults_match_drsyncer() {
         ["Pending", "Connecting", "Connected", "Failed"]
     );
 }
+
+/// Conditions merge per type under server-side apply, so the controller can own its
+/// condition types without clobbering others'.
+#[test]
+fn conditions_are_a_map_list_keyed_by_type() {
+    for crd in all_crds() {
+        let schema = openapi_schema(&crd);
+        let conditions = &schema["properties"]["status"]["properties"]["conditions"];
+        assert_eq!(
+            conditions["x-kubernetes-list-type"], "map",
+            "{}",
+            crd.spec.names.kind
+        );
+        assert_eq!(
+            conditions["x-kubernetes-list-map-keys"],
+            serde_json::json!(["type"]),
+            "{}",
+            crd.spec.names.kind
+        );
+        let required = conditions["items"]["required"].as_array().unwrap();
+        assert!(
+            required.iter().any(|k| k == "type"),
+            "map key must be required"
+        );
+    }
+}
