@@ -142,13 +142,44 @@ fn duration(field: &'static str, text: &str) -> Result<Duration, RulesError> {
     })
 }
 
+/// The fields of a whole `spec` the API server lets change after creation, for kinds
+/// whose validation names all of `spec` as immutable instead of the field that differs:
+/// `(apiVersion group, kind, mutable spec fields)`.
+pub const MUTABLE_SPEC_FIELDS: &[(&str, &str, &[&str])] = &[
+    (
+        "apps",
+        "StatefulSet",
+        &[
+            "replicas",
+            "ordinals",
+            "template",
+            "updateStrategy",
+            "persistentVolumeClaimRetentionPolicy",
+            "minReadySeconds",
+        ],
+    ),
+    (
+        "",
+        "PersistentVolumeClaim",
+        &["resources", "volumeAttributesClassName"],
+    ),
+];
+
 /// For `PartialUpdate`: removes the named fields (`spec.selector`,
 /// `spec.volumeClaimTemplates[0].spec`, ...) from the object to apply, so the apply leaves
 /// them as they are at the target. A path into a list removes the whole list (server-side
-/// apply would otherwise claim the other items). Returns whether anything was removed.
+/// apply would otherwise claim the other items). When the whole `spec` is named and the
+/// kind is in [`MUTABLE_SPEC_FIELDS`], only its immutable fields are removed. Returns
+/// whether anything was removed.
 pub fn drop_fields(obj: &mut DynamicObject, fields: &[String]) -> bool {
     let mut removed = false;
     for field in fields {
+        if field == "spec"
+            && let Some(mutable) = mutable_spec_fields(obj)
+        {
+            removed |= keep_only(&mut obj.data, "spec", mutable);
+            continue;
+        }
         let segments: Vec<&str> = field
             .split('.')
             .map(|s| s.split('[').next().unwrap_or(s))
@@ -161,6 +192,27 @@ pub fn drop_fields(obj: &mut DynamicObject, fields: &[String]) -> bool {
         removed |= remove_path(&mut obj.data, &segments[..cut.min(segments.len())]);
     }
     removed
+}
+
+fn mutable_spec_fields(obj: &DynamicObject) -> Option<&'static [&'static str]> {
+    let types = obj.types.as_ref()?;
+    let group = types
+        .api_version
+        .rsplit_once('/')
+        .map_or("", |(group, _)| group);
+    MUTABLE_SPEC_FIELDS
+        .iter()
+        .find(|(g, k, _)| *g == group && *k == types.kind)
+        .map(|(_, _, fields)| *fields)
+}
+
+fn keep_only(root: &mut Value, key: &str, keep: &[&str]) -> bool {
+    let Some(map) = root.get_mut(key).and_then(Value::as_object_mut) else {
+        return false;
+    };
+    let before = map.len();
+    map.retain(|k, _| keep.contains(&k.as_str()));
+    map.len() != before
 }
 
 fn remove_path(root: &mut Value, segments: &[&str]) -> bool {

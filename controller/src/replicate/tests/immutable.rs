@@ -126,3 +126,35 @@ fn partial_update_drops_the_conflicting_fields() {
         "nothing left to drop"
     );
 }
+
+#[test]
+fn partial_update_of_a_whole_spec_keeps_the_mutable_fields() {
+    let mut sts = obj(
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+        "spec": {"replicas": 0, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "podManagementPolicy": "Parallel",
+            "template": {"metadata": {"labels": {"app": "db"}}}, "updateStrategy": {"type": "RollingUpdate"},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}}),
+    );
+    assert!(drop_fields(&mut sts, &["spec".into()]));
+    assert_eq!(
+        sts.data.get("spec"),
+        Some(
+            &json!({"replicas": 0, "template": {"metadata": {"labels": {"app": "db"}}}, "updateStrategy": {"type": "RollingUpdate"}})
+        )
+    );
+    let mut pvc = obj(
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard", "resources": {"requests": {"storage": "2Gi"}}}}),
+    );
+    assert!(drop_fields(&mut pvc, &["spec".into()]));
+    assert_eq!(
+        pvc.data.get("spec"),
+        Some(&json!({"resources": {"requests": {"storage": "2Gi"}}}))
+    );
+    // Kinds without a known list lose the whole named field.
+    let mut svc = obj(
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": []}}),
+    );
+    assert!(drop_fields(&mut svc, &["spec".into()]));
+    assert_eq!(svc.data.get("spec"), None);
+}
