@@ -152,6 +152,8 @@ pub struct WalkOptions {
     pub excludes: Excludes,
     /// Hash every regular file (checksum mode).
     pub checksum: bool,
+    /// Read `user.*` extended attributes of files and directories.
+    pub xattrs: bool,
 }
 
 /// One open directory of the walk: fd, its path, its sorted names, next name index.
@@ -228,6 +230,13 @@ pub fn walk(
                 }
             }
             EntryKind::Dir => {}
+        }
+        if opts.xattrs && kind != EntryKind::Symlink {
+            match fsops::read_xattrs(&*dir, &name) {
+                Ok(x) => entry.xattrs = x,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
         }
         emit(entry)?;
         count += 1;

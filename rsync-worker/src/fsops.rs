@@ -144,6 +144,68 @@ pub fn map_range(file: &File, offset: u64, len: u64) -> io::Result<Option<Mmap>>
     Ok(Some(map))
 }
 
+/// Largest total size of the extended attributes copied for one entry.
+pub const MAX_XATTR_BYTES: usize = 64 * 1024;
+
+/// Whether an extended attribute is one we copy: the `user.` namespace only, the one an
+/// unprivileged process can read and write and that carries no security meaning.
+pub fn copied_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"user.")
+}
+
+/// Reads the copied extended attributes of `name` in `dir` without following a symlink
+/// (through `/proc/self/fd/<dir>/<name>`, so no path outside the root is involved).
+pub fn read_xattrs(dir: &OwnedFd, name: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    use std::os::fd::AsRawFd;
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name);
+    let path = Path::new(os(&path));
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(Errno::EOPNOTSUPP as i32) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    let mut total = 0;
+    for n in names {
+        let nb = n.as_bytes();
+        if !copied_xattr(nb) {
+            continue;
+        }
+        let Some(v) = xattr::get(path, &n)? else {
+            continue;
+        };
+        total += nb.len() + v.len();
+        if total > MAX_XATTR_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "extended attributes larger than 64 KiB",
+            ));
+        }
+        out.push((nb.to_vec(), v));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Makes the copied extended attributes of an open file or directory exactly `want`.
+pub fn write_xattrs(fd: &OwnedFd, want: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
+    use xattr::FileExt;
+    let f = File::from(fd.try_clone()?);
+    for n in f.list_xattr()? {
+        let nb = n.as_bytes();
+        if copied_xattr(nb) && !want.iter().any(|(k, _)| k == nb) {
+            f.remove_xattr(&n)?;
+        }
+    }
+    for (k, v) in want {
+        if copied_xattr(k) {
+            f.set_xattr(os(k), v)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

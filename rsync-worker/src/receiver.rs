@@ -286,6 +286,9 @@ impl Ctx {
                 .map_err(nix_err(ctx()))?;
         }
         fchmod(fd, Mode::from_bits_truncate(e.mode & 0o7777)).map_err(nix_err(ctx()))?;
+        if self.opts.xattrs {
+            fsops::write_xattrs(fd, &e.xattrs).map_err(io_err(ctx()))?;
+        }
         futimens(fd, &TimeSpec::UTIME_OMIT, &mtime_of(e)).map_err(nix_err(ctx()))?;
         Ok(())
     }
@@ -509,7 +512,11 @@ fn file_is_current(ctx: &Ctx, dir: &OwnedFd, st: &FileStat, e: &Entry) -> Result
 /// Brings mode, owner and mtime of an up-to-date file in line. Returns whether it changed.
 fn fix_file_meta(ctx: &Ctx, dir: &OwnedFd, st: &FileStat, e: &Entry) -> Result<bool, SyncError> {
     let owner_ok = !ctx.chown() || (st.st_uid == e.uid && st.st_gid == e.gid);
-    if owner_ok && (st.st_mode & 0o7777) == (e.mode & 0o7777) && same_mtime(st, e) {
+    let xattrs_ok = !ctx.opts.xattrs
+        || fsops::read_xattrs(dir, e.path.file_name())
+            .map_err(io_err(format!("reading xattrs of {}", e.path.display())))?
+            == e.xattrs;
+    if owner_ok && xattrs_ok && (st.st_mode & 0o7777) == (e.mode & 0o7777) && same_mtime(st, e) {
         return Ok(false);
     }
     if ctx.opts.dry_run {

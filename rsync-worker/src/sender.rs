@@ -214,8 +214,15 @@ async fn process<W: tokio::io::AsyncWrite + Unpin>(
             Message::ListRequest {
                 excludes,
                 checksum,
-                xattrs: _,
-            } => send_list(&root, excludes, checksum, limits, writer, stats).await?,
+                xattrs,
+            } => {
+                let opts = ListOptions {
+                    excludes,
+                    checksum,
+                    xattrs,
+                };
+                send_list(&root, opts, limits, writer, stats).await?;
+            }
             Message::Fetch(f) => send_file(&root, f, &mut inbox, writer, stats).await?,
             Message::Bye => return Ok(()),
             Message::Error(e) => return Err(ProtocolError::Remote(e)),
@@ -267,30 +274,60 @@ async fn hello<W: tokio::io::AsyncWrite + Unpin>(
     Ok(Arc::new(root))
 }
 
+/// Most entries in one `Entries` frame.
 const LIST_BATCH: usize = 512;
+/// Approximate bytes in one `Entries` frame (well under the frame limit).
+const LIST_BATCH_BYTES: usize = 1 << 20;
+
+/// What a list request asked for.
+struct ListOptions {
+    excludes: Vec<String>,
+    checksum: bool,
+    xattrs: bool,
+}
+
+fn entry_weight(e: &Entry) -> usize {
+    96 + e.path.as_bytes().len()
+        + e.link_target.len()
+        + e.xattrs
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 8)
+            .sum::<usize>()
+}
 
 async fn send_list<W: tokio::io::AsyncWrite + Unpin>(
     root: &Arc<OwnedFd>,
-    excludes: Vec<String>,
-    checksum: bool,
+    list: ListOptions,
     limits: &Limits,
     writer: &mut FrameWriter<W>,
     stats: &mut ServeStats,
 ) -> Result<(), ProtocolError> {
+    let ListOptions {
+        excludes,
+        checksum,
+        xattrs,
+    } = list;
     if excludes.len() > limits.max_excludes || excludes.iter().any(|e| e.len() > limits.max_path) {
         return Err(ProtocolError::Limit(
             "too many or too long exclude patterns".into(),
         ));
     }
     let excludes = Excludes::new(&excludes).map_err(|e| ProtocolError::malformed(e.to_string()))?;
-    let opts = WalkOptions { excludes, checksum };
+    let opts = WalkOptions {
+        excludes,
+        checksum,
+        xattrs,
+    };
     let (tx, mut rx) = mpsc::channel::<Vec<Entry>>(4);
     let root = Arc::clone(root);
     let walker = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(LIST_BATCH);
+        let mut bytes = 0;
         let n = walk(&root, &opts, |e| {
+            bytes += entry_weight(&e);
             batch.push(e);
-            if batch.len() >= LIST_BATCH {
+            if batch.len() >= LIST_BATCH || bytes >= LIST_BATCH_BYTES {
+                bytes = 0;
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(LIST_BATCH));
                 tx.blocking_send(full)
                     .map_err(|_| io::Error::other("list receiver gone"))?;

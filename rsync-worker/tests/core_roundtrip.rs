@@ -212,3 +212,36 @@ async fn checksum_and_compression() {
     assert_eq!(s.files_transferred, 1);
     assert_same_tree(src.path(), dst.path());
 }
+
+#[tokio::test]
+async fn user_xattrs_are_copied_with_x() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    fs::create_dir(src.path().join("d")).unwrap();
+    fs::write(src.path().join("d/f"), b"x").unwrap();
+    xattr::set(src.path().join("d/f"), "user.color", b"blue").unwrap();
+    xattr::set(src.path().join("d"), "user.dir", b"yes").unwrap();
+    let mut opts = SyncOptions::default();
+    opts.apply_rsync_options(&["-aX".into()]).unwrap();
+    pull_over(src.path(), dst.path(), &opts, 1).await.unwrap();
+    assert_eq!(
+        xattr::get(dst.path().join("d/f"), "user.color").unwrap(),
+        Some(b"blue".to_vec())
+    );
+    assert_eq!(
+        xattr::get(dst.path().join("d"), "user.dir").unwrap(),
+        Some(b"yes".to_vec())
+    );
+    // changed and removed attributes follow, even when the content is current
+    xattr::set(src.path().join("d/f"), "user.color", b"red").unwrap();
+    xattr::remove(src.path().join("d"), "user.dir").unwrap();
+    let s = pull_over(src.path(), dst.path(), &opts, 1).await.unwrap();
+    assert_eq!(s.files_transferred, 0, "{s:?}");
+    assert_eq!(s.metadata_updated, 1, "{s:?}");
+    assert_eq!(
+        xattr::get(dst.path().join("d/f"), "user.color").unwrap(),
+        Some(b"red".to_vec())
+    );
+    assert_eq!(xattr::get(dst.path().join("d"), "user.dir").unwrap(), None);
+    assert_same_tree(src.path(), dst.path());
+}
