@@ -900,6 +900,18 @@ impl NamespaceMappingSpec {
         self.replication_mode.unwrap_or_default()
     }
 
+    /// The cron schedule in effect, given the source RemoteCluster's `defaultSchedule`:
+    /// `schedule` in Scheduled mode; when `replicationMode` is unset and `schedule` too, the
+    /// RemoteCluster default. `None` outside Scheduled mode, or when nothing supplies one
+    /// (the controller reports that as a condition).
+    pub fn effective_schedule<'a>(&'a self, remote_default: Option<&'a str>) -> Option<&'a str> {
+        match (self.replication_mode, self.schedule.as_deref()) {
+            (Some(ReplicationMode::Scheduled) | None, Some(schedule)) => Some(schedule),
+            (None, None) => remote_default,
+            _ => None,
+        }
+    }
+
     /// The destination namespace in effect: `destinationNamespace`, else `sourceNamespace`.
     pub fn effective_destination_namespace(&self) -> &str {
         self.destination_namespace

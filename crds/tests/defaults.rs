@@ -206,3 +206,27 @@ fn cluster_selection_follows_the_cel_rules() {
         Err(ClusterSelectionError::Neither)
     );
 }
+
+#[test]
+fn effective_schedule_falls_back_to_the_remote_default_only_when_mode_is_unset() {
+    let spec = |extra: Value| {
+        let mut object =
+            json!({"sourceNamespace": "app", "sourceCluster": "a", "destinationCluster": "b"});
+        object
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value::<dr_syncer_crds::NamespaceMappingSpec>(object).unwrap()
+    };
+    let remote = Some("*/15 * * * *");
+    assert_eq!(spec(json!({})).effective_schedule(remote), remote);
+    assert_eq!(spec(json!({})).effective_schedule(None), None);
+    let own = spec(json!({"schedule": "0 3 * * 0"}));
+    assert_eq!(own.effective_schedule(remote), Some("0 3 * * 0"));
+    let explicit = spec(json!({"replicationMode": "Scheduled", "schedule": "@daily"}));
+    assert_eq!(explicit.effective_schedule(remote), Some("@daily"));
+    let explicit_without = spec(json!({"replicationMode": "Scheduled"}));
+    assert_eq!(explicit_without.effective_schedule(remote), None);
+    let manual = spec(json!({"replicationMode": "Manual", "schedule": "@daily"}));
+    assert_eq!(manual.effective_schedule(remote), None);
+}
