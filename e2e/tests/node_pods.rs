@@ -114,6 +114,7 @@ async fn scenarios(bed: &Bed) -> i32 {
     tcp_readiness_probe_gates_ready(bed).await;
     unsupported_volume_is_a_config_error(bed).await;
     missing_secret_is_retried_until_created(bed).await;
+    secret_updates_reach_a_running_pod(bed).await;
     placeholder_holds_a_provisioned_claim_which_is_reclaimed(bed).await;
     lease_is_renewed(bed, lease).await;
     start_survivor(bed).await
@@ -790,6 +791,57 @@ async fn missing_secret_is_retried_until_created(bed: &Bed) {
         container(&pod).restart_count,
         0,
         "a configuration retry is not a restart"
+    );
+}
+
+async fn secret_updates_reach_a_running_pod(bed: &Bed) {
+    let secrets: Api<Secret> = Api::namespaced(bed.client.clone(), NS);
+    let secret = serde_json::from_value(
+        json!({"metadata": {"name": "rotating"}, "stringData": {"key": "v1"}}),
+    )
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let script = "until [ \"$(cat /creds/key)\" = v2 ]; do sleep 0.1; done; echo rotated > /dev/termination-log";
+    create_pod(
+        bed,
+        json!({
+            "metadata": {"name": "rotation"},
+            "spec": {
+                "nodeName": NODE,
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "main", "image": "testbed-shell",
+                    "command": ["sh", "-c", script.replace('$', "$$")],
+                    "volumeMounts": [{"name": "creds", "mountPath": "/creds"}],
+                }],
+                "volumes": [{"name": "creds", "secret": {"secretName": "rotating"}}],
+            },
+        }),
+    )
+    .await;
+    let running = |p: Option<&Pod>| {
+        p.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.phase.as_deref())
+            == Some("Running")
+    };
+    wait_pod(bed, "rotation", running).await;
+    let patch = json!({"stringData": {"key": "v2"}});
+    secrets
+        .patch(
+            "rotating",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let pod = finished(bed, "rotation").await;
+    let terminated = container(&pod).state.unwrap().terminated.unwrap();
+    assert_eq!(
+        terminated.message.as_deref().map(str::trim),
+        Some("rotated")
     );
 }
 

@@ -34,6 +34,9 @@ const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Retry delay for volume or configuration problems and failed status posts.
 const RETRY: Duration = Duration::from_secs(2);
+/// How often file-backed volumes are brought up to date (the kubelet syncs about every
+/// minute; quicker here so tests of Secret updates stay short).
+const VOLUME_RESYNC: Duration = Duration::from_secs(5);
 /// Grace period when the pod names none.
 const DEFAULT_GRACE: i64 = 30;
 /// Upper bound of the grace period when the whole node shuts down.
@@ -99,6 +102,8 @@ struct Worker {
     refresh_sources: bool,
     /// Already Succeeded/Failed when this node first saw it: its status is not ours to post.
     adopted_terminal: bool,
+    /// Next periodic refresh of secret/configMap/downwardAPI/projected volumes.
+    resync_at: Option<Instant>,
 }
 
 /// Runs a pod until it is deleted, vanishes from the API, or the node shuts down.
@@ -134,6 +139,7 @@ pub(crate) async fn run(
         post_retry: None,
         refresh_sources: false,
         adopted_terminal: false,
+        resync_at: None,
     };
     worker.build_slots();
     let exit = worker.main_loop().await;
@@ -230,7 +236,10 @@ impl Worker {
                     }
                 }
                 _ = self.shutdown.changed() => return Exit::Shutdown,
-                _ = sleep_until(wake) => self.probe_due().await,
+                _ = sleep_until(wake) => {
+                    self.probe_due().await;
+                    self.resync_due().await;
+                }
             }
         }
     }
@@ -245,7 +254,12 @@ impl Worker {
         let slots = self.init.iter().chain(&self.main);
         let timers = slots.flat_map(|s| [s.restart_at, s.next_probe]).flatten();
         let prepare_retry = (!self.sandbox_ready && !self.terminal).then(|| Instant::now() + RETRY);
-        timers.chain(self.post_retry).chain(prepare_retry).min()
+        let resync = self.resync_at.filter(|_| !self.terminal);
+        timers
+            .chain(self.post_retry)
+            .chain(prepare_retry)
+            .chain(resync)
+            .min()
     }
 
     /// Fetches referenced objects and prepares the volumes; on failure every container
@@ -275,10 +289,40 @@ impl Worker {
         }
         .await;
         match result {
-            Ok(()) => self.sandbox_ready = true,
+            Ok(()) => {
+                self.sandbox_ready = true;
+                self.resync_at = Some(Instant::now() + VOLUME_RESYNC);
+            }
             Err(message) => self.config_error(&message),
         }
         self.dirty = true;
+    }
+
+    /// Periodic refresh of the file-backed volumes (Secret and ConfigMap updates reach
+    /// running containers, as with the kubelet; subPath mounts keep their old file, also as
+    /// with the kubelet).
+    async fn resync_due(&mut self) {
+        let due = self.resync_at.is_some_and(|t| t <= Instant::now());
+        if !due || self.terminal {
+            return;
+        }
+        self.resync_at = Some(Instant::now() + VOLUME_RESYNC);
+        let result = async {
+            self.sources = fetch_sources(&self.ctx.client, &self.pod).await?;
+            let scratch = self.dir.join("volumes");
+            let ctx = VolumeContext {
+                client: &self.ctx.client,
+                node_root: &self.ctx.cfg.root,
+                node_ip: self.ctx.cfg.ip,
+                scratch: &scratch,
+                sources: &self.sources,
+            };
+            volumes::refresh_all(&ctx, &self.pod, &self.volumes).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(pod = %self.name(), error = %e, "volume resync failed");
+        }
     }
 
     /// Re-fetches Secrets and ConfigMaps after a container found one missing (env only:

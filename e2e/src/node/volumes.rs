@@ -128,7 +128,7 @@ async fn prepare(ctx: &VolumeContext<'_>, pod: &Pod, v: &Volume) -> Result<Prepa
     }
     if let Some(p) = &v.projected {
         fresh_dir(&scratch)?;
-        let files = projected_files(ctx, pod, p).await?;
+        let (files, _) = projected_files(ctx, pod, p, true).await?;
         return write_files(&scratch, &files).map(|()| ro(scratch));
     }
     Err(
@@ -354,15 +354,21 @@ fn downward_files(
 
 /// A projected volume: service-account tokens (TokenRequest bound to the pod), configMaps,
 /// secrets and downwardAPI items, all in one directory.
+/// With `tokens` false (a resync), token sources are skipped and their paths returned as
+/// files to keep.
 async fn projected_files(
     ctx: &VolumeContext<'_>,
     pod: &Pod,
     p: &k8s_openapi::api::core::v1::ProjectedVolumeSource,
-) -> Result<Vec<VolumeFile>, String> {
+    tokens: bool,
+) -> Result<(Vec<VolumeFile>, Vec<String>), String> {
     let mut files = Vec::new();
+    let mut keep = Vec::new();
     let default_mode = p.default_mode;
     for source in p.sources.iter().flatten() {
-        if let Some(t) = &source.service_account_token {
+        if let Some(t) = source.service_account_token.as_ref().filter(|_| !tokens) {
+            keep.push(t.path.clone());
+        } else if let Some(t) = &source.service_account_token {
             let token =
                 request_token(ctx.client, pod, t.audience.as_deref(), t.expiration_seconds).await?;
             let mode = mode_bits(default_mode.unwrap_or(DEFAULT_MODE));
@@ -398,7 +404,7 @@ async fn projected_files(
             return Err("unsupported projected volume source in the test bed".into());
         }
     }
-    Ok(files)
+    Ok((files, keep))
 }
 
 /// A service-account token bound to the pod, as the kubelet requests it.
@@ -439,6 +445,115 @@ async fn request_token(
         .status
         .map(|s| s.token)
         .ok_or_else(|| "token request returned no token".into())
+}
+
+/// Brings the file-backed volumes (secret, configMap, downwardAPI, projected) of a running
+/// pod up to date with the API, in place, as the kubelet's periodic sync does: changed files
+/// are replaced atomically (rename), files no longer projected are removed, and the volume
+/// directory itself stays (it is bind-mounted into running containers). Service-account
+/// tokens are kept as issued (the API server extends their lifetime). Returns whether
+/// anything changed.
+pub async fn refresh_all(
+    ctx: &VolumeContext<'_>,
+    pod: &Pod,
+    volumes: &BTreeMap<String, Prepared>,
+) -> Result<bool, String> {
+    let mut changed = false;
+    for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        let Some(prepared) = volumes.get(&v.name) else {
+            continue;
+        };
+        let (files, keep) = if let Some(s) = &v.secret {
+            let name = s.secret_name.as_deref().unwrap_or("");
+            let files = secret_files(
+                ctx.sources,
+                name,
+                s.items.as_deref(),
+                s.optional,
+                s.default_mode,
+            )?;
+            (files, Vec::new())
+        } else if let Some(c) = &v.config_map {
+            let files = config_map_files(
+                ctx.sources,
+                &c.name,
+                c.items.as_deref(),
+                c.optional,
+                c.default_mode,
+            )?;
+            (files, Vec::new())
+        } else if let Some(d) = &v.downward_api {
+            (
+                downward_files(pod, ctx.node_ip, d.items.as_deref(), d.default_mode)?,
+                Vec::new(),
+            )
+        } else if let Some(p) = &v.projected {
+            projected_files(ctx, pod, p, false).await?
+        } else {
+            continue;
+        };
+        changed |= sync_files(&prepared.path, &files, &keep)?;
+    }
+    Ok(changed)
+}
+
+/// Makes `dir` hold exactly `files` (plus `keep`), replacing changed files atomically and
+/// removing stale ones; the directory itself is never replaced. Returns whether anything
+/// changed.
+pub fn sync_files(dir: &Path, files: &[VolumeFile], keep: &[String]) -> Result<bool, String> {
+    let mut changed = false;
+    let mut wanted = std::collections::BTreeSet::new();
+    for f in files {
+        let path = inside(dir, &Path::new("/").join(&f.path)).map_err(|e| e.to_string())?;
+        wanted.insert(path.clone());
+        let same_content = std::fs::read(&path).is_ok_and(|c| c == f.content);
+        let same_mode =
+            std::fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o7777 == f.mode);
+        if same_content && same_mode {
+            continue;
+        }
+        replace_file(&path, f)?;
+        changed = true;
+    }
+    for k in keep {
+        wanted.insert(inside(dir, &Path::new("/").join(k)).map_err(|e| e.to_string())?);
+    }
+    for stale in files_under(dir).into_iter().filter(|p| !wanted.contains(p)) {
+        std::fs::remove_file(&stale).map_err(|e| format!("remove {}: {e}", stale.display()))?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// Writes a file next to its destination and renames it into place.
+fn replace_file(path: &Path, f: &VolumeFile) -> Result<(), String> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.testbed-tmp"));
+    std::fs::write(&tmp, &f.content).map_err(|e| format!("write {}: {e}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(f.mode))
+        .map_err(|e| format!("chmod {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("rename to {}: {e}", path.display()))
+}
+
+/// Every regular file below `dir` (recursively; symlinks are not followed).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => pending.push(entry.path()),
+                Ok(t) if t.is_file() => out.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 /// An empty directory (recreated: secret and configMap contents are rewritten each start).
@@ -593,6 +708,42 @@ mod tests {
             mode: 0o644,
         }];
         assert!(write_files(dir.path(), &evil).is_err());
+    }
+
+    #[test]
+    fn sync_files_updates_in_place_and_removes_stale_files() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = |path: &str, content: &str| VolumeFile {
+            path: path.into(),
+            content: content.as_bytes().to_vec(),
+            mode: 0o644,
+        };
+        write_files(
+            dir.path(),
+            &[file("a", "1"), file("sub/b", "2"), file("token", "t")],
+        )
+        .unwrap();
+        let dir_inode = std::fs::metadata(dir.path()).unwrap().ino();
+        let same = [file("a", "1"), file("sub/b", "2")];
+        assert!(
+            !sync_files(dir.path(), &same, &["token".into()]).unwrap(),
+            "nothing changed"
+        );
+        let changed = [file("a", "one"), file("c", "3")];
+        assert!(sync_files(dir.path(), &changed, &["token".into()]).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a")).unwrap(),
+            "one"
+        );
+        assert_eq!(std::fs::read_to_string(dir.path().join("c")).unwrap(), "3");
+        assert!(!dir.path().join("sub/b").exists(), "stale file removed");
+        assert!(dir.path().join("token").exists(), "kept file stays");
+        assert_eq!(
+            std::fs::metadata(dir.path()).unwrap().ino(),
+            dir_inode,
+            "dir is not replaced"
+        );
     }
 
     #[test]
