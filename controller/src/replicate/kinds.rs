@@ -207,13 +207,29 @@ impl ResourceKind {
                 .any(|s| s.eq_ignore_ascii_case(name))
     }
 
-    /// Whether the kind's group is `group`, or starts with it followed by a dot (kubectl
-    /// accepts `deploy.apps` and `hpa.autoscaling`, and also the first group segment).
-    fn in_group(&self, group: &str) -> bool {
+    /// Whether the part after the resource name designates this kind's group, as kubectl
+    /// reads it: the group (`deploy.apps`), its leading segments (`ing.networking`), or a
+    /// version and then the group (`deployments.v1.apps`, `configmaps.v1`).
+    fn in_group(&self, spec: &str) -> bool {
+        if self.group_is(spec) {
+            return true;
+        }
+        match spec.split_once('.') {
+            Some((version, group)) => {
+                version.eq_ignore_ascii_case(&self.version) && self.group_is(group)
+            }
+            None => self.group.is_empty() && spec.eq_ignore_ascii_case(&self.version),
+        }
+    }
+
+    /// Whether the group is `group` or starts with it followed by a dot.
+    fn group_is(&self, group: &str) -> bool {
         self.group.eq_ignore_ascii_case(group)
-            || (self.group.len() > group.len()
-                && self.group[..group.len()].eq_ignore_ascii_case(group)
-                && self.group.as_bytes()[group.len()] == b'.')
+            || (self
+                .group
+                .get(..group.len())
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case(group))
+                && self.group.as_bytes().get(group.len()) == Some(&b'.'))
     }
 }
 

@@ -13,9 +13,9 @@ use regex::Regex;
 
 use super::{ResourceKind, RulesError};
 
-/// The ConfigMap every namespace gets from the API server (the cluster's CA bundle); the
-/// target cluster has its own.
-pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
+/// ConfigMaps every namespace gets from the cluster itself (its CA bundles: Kubernetes'
+/// `kube-root-ca.crt`, OpenShift's service CA); the target cluster has its own.
+pub const CLUSTER_CA_CONFIGMAPS: &[&str] = &["kube-root-ca.crt", "openshift-service-ca.crt"];
 
 /// Secret type of legacy service-account tokens: minted by the source cluster for its own
 /// service accounts, meaningless (and rejected or rewritten) at the target.
@@ -99,7 +99,7 @@ pub enum Selection {
 pub enum SkipReason {
     /// Labelled or annotated `dr-syncer.io/ignore: "true"`.
     Ignored,
-    /// The namespace's `kube-root-ca.crt` ConfigMap.
+    /// A cluster CA ConfigMap (`kube-root-ca.crt`, see [`CLUSTER_CA_CONFIGMAPS`]).
     RootCaConfigMap,
     /// A service-account token Secret.
     ServiceAccountToken,
@@ -180,7 +180,12 @@ pub fn is_ignored(obj: &DynamicObject) -> bool {
 }
 
 fn is_root_ca(obj: &DynamicObject, kind: &ResourceKind) -> bool {
-    kind.is("", "ConfigMap") && obj.metadata.name.as_deref() == Some(ROOT_CA_CONFIGMAP)
+    kind.is("", "ConfigMap")
+        && obj
+            .metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| CLUSTER_CA_CONFIGMAPS.contains(&n))
 }
 
 fn is_service_account_token(obj: &DynamicObject, kind: &ResourceKind) -> bool {

@@ -2,6 +2,10 @@
 //! ports, the health-check node port) is removed so the target cluster allocates its own;
 //! what the user chose (ports, selector, type, headless `clusterIP: None`, IP family
 //! policy, external IPs, load balancer settings) is kept.
+//!
+//! `ipFamilies` is kept too, except under `ipFamilyPolicy: PreferDualStack`: there the list
+//! is what the source cluster had, not a requirement, and a dual-stack list is refused by a
+//! single-stack target.
 
 use kube::core::DynamicObject;
 use serde_json::Value;
@@ -27,6 +31,9 @@ pub fn strip_service(obj: &mut DynamicObject, kind: &ResourceKind) {
         spec.remove("clusterIPs");
     }
     spec.remove("healthCheckNodePort");
+    if spec.get("ipFamilyPolicy").and_then(Value::as_str) == Some("PreferDualStack") {
+        spec.remove("ipFamilies");
+    }
     if !keep_node_ports && let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
         for port in ports.iter_mut().filter_map(Value::as_object_mut) {
             port.remove("nodePort");

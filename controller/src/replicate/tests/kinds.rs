@@ -83,6 +83,9 @@ fn every_spelling_resolves_like_kubectl() {
         ("wd", "widgets.example.com"),
         ("widgets.stable.example.org", "widgets.stable.example.org"),
         (" secrets ", "secrets"),
+        ("deployments.v1.apps", "deployments.apps"),
+        ("configmaps.v1", "configmaps"),
+        ("hpa.v2.autoscaling", "horizontalpodautoscalers.autoscaling"),
     ];
     for (name, want) in table {
         let got = resolve_name(name, &all).map(ResourceKind::group_resource);
@@ -99,6 +102,18 @@ fn unknown_and_ambiguous_names_are_errors_naming_them() {
             name: "frobnicators".into()
         })
     );
+    for wrong in [
+        "deployments.v2.apps",
+        "configmaps.v2",
+        "deployments.ps",
+        "deployments.éé",
+    ] {
+        assert_eq!(
+            resolve_name(wrong, &all),
+            Err(RulesError::UnknownResourceType { name: wrong.into() }),
+            "{wrong}"
+        );
+    }
     assert_eq!(
         resolve_name("deployments.batch", &all),
         Err(RulesError::UnknownResourceType {

@@ -64,6 +64,18 @@ fn builtin_exclusions() {
             Selection::Skip(SkipReason::RootCaConfigMap),
         ),
         (
+            "OpenShift service CA",
+            configmap("openshift-service-ca.crt", json!({})),
+            "configmaps",
+            Selection::Skip(SkipReason::RootCaConfigMap),
+        ),
+        (
+            "a secret named like the CA",
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": server_metadata("kube-root-ca.crt", json!({}))}),
+            "secrets",
+            Selection::Keep,
+        ),
+        (
             "SA token",
             json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token", "metadata": server_metadata("default-token-x", json!({"annotations": {"kubernetes.io/service-account.name": "default"}}))}),
             "secrets",

@@ -33,6 +33,9 @@ fn cluster_allocated_fields_go_user_choices_stay() {
     let headless = json!({"clusterIP": "None", "clusterIPs": ["None"], "selector": {"app": "db"},
         "ports": [{"port": 5432}]});
     let external = json!({"type": "ExternalName", "externalName": "db.example.com"});
+    let dual = json!({"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"], "clusterIPs": ["10.96.0.9", "fd00::9"], "ports": [{"port": 80}]});
+    let dual_want = json!({"ipFamilyPolicy": "PreferDualStack", "ports": [{"port": 80}]});
+    let required = json!({"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"], "ports": [{"port": 80}]});
     let table = [
         ("load balancer", json!({}), lb_spec.clone(), lb_want),
         (
@@ -48,6 +51,18 @@ fn cluster_allocated_fields_go_user_choices_stay() {
             headless,
         ),
         ("external name", json!({}), external.clone(), external),
+        (
+            "prefer dual stack: families are the source's",
+            json!({}),
+            dual,
+            dual_want,
+        ),
+        (
+            "require dual stack: families are the user's",
+            json!({}),
+            required.clone(),
+            required,
+        ),
     ];
     for (what, ann, spec, want) in table {
         let mut o = obj(service(ann, spec));
