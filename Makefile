@@ -14,7 +14,7 @@ fmt-check: ## cargo fmt --check
 	$(CARGO) fmt --all -- --check
 
 clippy: ## clippy on every target, warnings are errors
-	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 unit: ## Unit and integration tests (no clusters needed)
 	$(CARGO) test --workspace --locked --exclude dr-syncer-e2e
