@@ -8,6 +8,7 @@ mod kinds;
 mod mark;
 mod namespace;
 mod patches;
+mod pipeline;
 mod prune;
 mod pvcs;
 mod select;
