@@ -535,7 +535,16 @@ pub fn decode_frame(flags: u8, payload: &[u8], max: usize) -> Result<Message, Pr
     match flags {
         0 => Message::decode(payload),
         FLAG_ZSTD => {
-            let raw = zstd::bulk::decompress(payload, max)
+            // allocate what the zstd header announces (bounded), not the maximum
+            let announced = match zstd::zstd_safe::get_frame_content_size(payload) {
+                Ok(Some(n)) if n <= max as u64 => n as usize,
+                _ => {
+                    return Err(ProtocolError::malformed(
+                        "zstd frame size missing or too large",
+                    ));
+                }
+            };
+            let raw = zstd::bulk::decompress(payload, announced)
                 .map_err(|e| ProtocolError::malformed(format!("zstd: {e}")))?;
             Message::decode(&raw)
         }

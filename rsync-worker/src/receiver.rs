@@ -139,7 +139,7 @@ fn unexpected(expected: &'static str, got: &Message) -> SyncError {
 /// One open stream, after the hello.
 struct Conn<S> {
     reader: FrameReader<ReadHalf<S>>,
-    writer: FrameWriter<WriteHalf<S>>,
+    writer: FrameWriter<tokio::io::BufWriter<WriteHalf<S>>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
@@ -147,7 +147,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         let (rd, wr) = tokio::io::split(stream);
         let mut c = Conn {
             reader: FrameReader::new(rd, MAX_FRAME),
-            writer: FrameWriter::new(wr, 0),
+            writer: FrameWriter::new(tokio::io::BufWriter::with_capacity(64 * 1024, wr), 0),
         };
         let level = if opts.compress {
             opts.compress_level.max(1)
@@ -271,6 +271,8 @@ struct Ctx {
     root: OwnedFd,
     opts: SyncOptions,
     as_root: bool,
+    /// Dry run into a destination that does not exist: `root` must not be looked at.
+    dest_missing: bool,
 }
 
 impl Ctx {
@@ -413,19 +415,21 @@ fn open_ctx(dest: &PathBuf, opts: SyncOptions) -> Result<Ctx, SyncError> {
     if !opts.dry_run {
         std::fs::create_dir_all(dest).map_err(io_err(format!("creating {}", dest.display())))?;
     }
-    let root = match fsops::open_root(dest) {
-        Ok(r) => r,
-        // dry run into a missing destination: plan against an empty directory
-        Err(e) if opts.dry_run && e.kind() == io::ErrorKind::NotFound => {
-            let empty = std::env::temp_dir();
-            fsops::open_root(&empty).map_err(io_err("opening temp dir"))?
-        }
+    let (root, dest_missing) = match fsops::open_root(dest) {
+        Ok(r) => (Some(r), false),
+        // dry run into a missing destination: everything is new, nothing to delete
+        Err(e) if opts.dry_run && e.kind() == io::ErrorKind::NotFound => (None, true),
         Err(e) => return Err(io_err(format!("opening {}", dest.display()))(e)),
+    };
+    let root = match root {
+        Some(r) => r,
+        None => fsops::open_root(Path::new("/")).map_err(io_err("opening /"))?,
     };
     Ok(Ctx {
         root,
         opts,
         as_root: nix::unistd::geteuid().is_root(),
+        dest_missing,
     })
 }
 
@@ -448,6 +452,7 @@ fn plan(ctx: &Ctx, entries: &[Entry]) -> Result<Planned, SyncError> {
     for (i, e) in entries.iter().enumerate() {
         let ctxs = || format!("preparing {}", e.path.display());
         let parent = match fsops::open_parent(&ctx.root, &e.path) {
+            _ if ctx.dest_missing => None,
             Ok(p) => Some(p),
             Err(err) if dry && err.kind() == io::ErrorKind::NotFound => None,
             Err(err) => return Err(io_err(ctxs())(err)),
@@ -915,6 +920,12 @@ fn rename_into_place(ctx: &Ctx, r: &PendingRename) -> Result<(), SyncError> {
 fn finish(ctx: &Ctx, entries: &[Entry], excludes: &Excludes) -> Result<(u64, u64), SyncError> {
     let mut changed = 0;
     let dry = ctx.opts.dry_run;
+    if ctx.dest_missing {
+        let others = entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Symlink || e.hardlink_to.is_some());
+        return Ok((others.count() as u64, 0));
+    }
     for e in entries {
         match (e.kind, e.hardlink_to) {
             (EntryKind::Symlink, _) => changed += u64::from(sync_symlink(ctx, e, dry)?),

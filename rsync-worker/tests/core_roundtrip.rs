@@ -170,6 +170,12 @@ async fn excludes_dry_run_and_no_delete() {
     assert!(!dst.path().join("keep").exists(), "dry run writes nothing");
     assert!(dst.path().join("extra").exists(), "dry run deletes nothing");
 
+    // dry run into a destination that does not exist yet
+    let missing = dst.path().join("not-yet");
+    let s = pull_over(src.path(), &missing, &opts, 1).await.unwrap();
+    assert_eq!((s.files_transferred, s.files_deleted), (1, 0), "{s:?}");
+    assert!(!missing.exists());
+
     opts.dry_run = false;
     opts.delete = false;
     pull_over(src.path(), dst.path(), &opts, 1).await.unwrap();
