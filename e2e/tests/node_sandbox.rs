@@ -73,6 +73,25 @@ impl Pod {
     }
 }
 
+impl Pod {
+    /// Only the data volume: nothing mounted under /etc (impossible without the overlay).
+    fn sandbox_without_etc_mounts(&self, files: &ContainerFiles) -> Prepared {
+        let spec = SandboxSpec {
+            root: self.path("root"),
+            tmp_dir: self.path("tmp"),
+            scratch: files.scratch(),
+            hostname: "pod-two".into(),
+            mounts: vec![BindMount {
+                source: self.path("data"),
+                target: "/data".into(),
+                read_only: false,
+            }],
+            working_dir: "/".into(),
+        };
+        Prepared::new(&spec).unwrap()
+    }
+}
+
 /// `sh -c script` inside the sandbox.
 fn shell(script: &str) -> ExecSpec {
     ExecSpec {
@@ -240,4 +259,48 @@ async fn wait_for_file(path: &Path) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn etc_falls_back_to_a_read_only_bind_without_overlayfs() {
+    let pod = Pod::new();
+    let files = pod.files();
+    // An upper "dir" that is a file makes the overlay mount fail, as an unsupported
+    // filesystem under the state dir would.
+    std::fs::create_dir_all(files.scratch()).unwrap();
+    std::fs::write(files.scratch().join("etc-upper"), "not a dir").unwrap();
+    let script = r#"
+        test -s /etc/passwd && echo readable > /data/etc-read
+        if echo x > /etc/testbed-sandbox-probe 2>/dev/null; then echo wrote; else echo refused; fi > /data/etc-write
+    "#;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut proc = spawn(
+        &shell(script),
+        pod.sandbox_without_etc_mounts(&files),
+        &files,
+        tx,
+        1,
+    )
+    .unwrap();
+    assert_eq!(rx.recv().await, Some(1));
+    let (code, _, _) = exit_info(proc.try_exit());
+    assert_eq!(
+        code,
+        0,
+        "log: {}",
+        std::fs::read_to_string(files.log()).unwrap()
+    );
+    let read = |f: &str| {
+        std::fs::read_to_string(pod.path(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("data/etc-read"), "readable");
+    assert_eq!(
+        read("data/etc-write"),
+        "refused",
+        "the fallback /etc is read-only"
+    );
+    assert!(!Path::new("/etc/testbed-sandbox-probe").exists());
 }

@@ -75,6 +75,8 @@ pub enum Op {
         /// Filesystem options.
         data: Option<CString>,
     },
+    /// The first step, or if it fails the others (e.g. overlay, else a read-only bind).
+    Either(Box<Op>, Vec<Op>),
 }
 
 /// Why a sandbox could not be planned.
@@ -155,7 +157,13 @@ fn etc_overlay(ops: &mut Vec<Op>, target: &Path, scratch: &Path) -> Result<(), S
         upper.display(),
         work.display()
     );
-    ops.push(fresh("overlay", target, MsFlags::empty(), Some(&data))?);
+    let overlay = fresh("overlay", target, MsFlags::empty(), Some(&data))?;
+    // Where overlayfs is unavailable (e.g. the state dir is itself on overlayfs), fall back to
+    // a plain bind (read-only remount below): volumes then cannot be mounted at new paths
+    // under /etc, but everything else works.
+    let mut bind_etc = Vec::new();
+    bind(&mut bind_etc, Path::new("/etc"), target, true, true)?;
+    ops.push(Op::Either(Box::new(overlay), bind_etc));
     Ok(())
 }
 
@@ -371,6 +379,30 @@ fn run(op: &Op) -> io::Result<()> {
             data.as_deref(),
         )
         .map_err(fail_at(b"mount ", target)),
+        Op::Either(first, fallback) => {
+            run_quiet(first).or_else(|_| fallback.iter().try_for_each(run))
+        }
+    }
+}
+
+/// A mount step whose failure is not reported (the caller has a fallback).
+fn run_quiet(op: &Op) -> io::Result<()> {
+    match op {
+        Op::Mount {
+            source,
+            target,
+            fstype,
+            flags,
+            data,
+        } => nix::mount::mount(
+            source.as_deref(),
+            target.as_c_str(),
+            fstype.as_deref(),
+            *flags,
+            data.as_deref(),
+        )
+        .map_err(io::Error::from),
+        other => run(other),
     }
 }
 
@@ -470,15 +502,22 @@ mod tests {
         );
         assert!(ops.contains(&Op::Touch(c("/pods/p/root/dev/termination-log"))));
         assert!(ops.contains(&Op::Mkdir(c("/pods/p/root/work"))));
-        assert!(ops.contains(&Op::Mount {
-            source: Some(c("overlay")),
-            target: c("/pods/p/root/etc"),
-            fstype: Some(c("overlay")),
-            flags: MsFlags::empty(),
-            data: Some(c(
-                "lowerdir=/etc,upperdir=/pods/p/run/etc-upper,workdir=/pods/p/run/etc-work"
-            )),
-        }));
+        let overlay = ops.iter().find_map(|op| match op {
+            Op::Either(first, _) => Some(first.as_ref()),
+            _ => None,
+        });
+        assert_eq!(
+            overlay,
+            Some(&Op::Mount {
+                source: Some(c("overlay")),
+                target: c("/pods/p/root/etc"),
+                fstype: Some(c("overlay")),
+                flags: MsFlags::empty(),
+                data: Some(c(
+                    "lowerdir=/etc,upperdir=/pods/p/run/etc-upper,workdir=/pods/p/run/etc-work"
+                )),
+            })
+        );
         let usr = mount_of("/pods/p/root/usr");
         assert!(
             matches!(&ops[usr + 1], Op::Mount { flags, .. } if flags.contains(MsFlags::MS_RDONLY))
