@@ -564,36 +564,8 @@ where
             bucket.clone(),
         ));
     }
-    let results = futures_join_all(runs).await;
-    results.into_iter().collect()
-}
-
-/// Minimal join-all (the crate does not otherwise need `futures`).
-async fn futures_join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut set = Vec::with_capacity(futs.len());
-    let mut pinned: Vec<_> = futs.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if outputs[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(o) => outputs[i] = Some(o),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    for o in outputs.into_iter().flatten() {
-        set.push(o);
-    }
-    set
+    // the first failing stream ends the transfer; the others are dropped with it
+    futures::future::try_join_all(runs).await
 }
 
 /// One stream: a planner thread (basis + signatures -> requests), the async writer and
@@ -644,29 +616,32 @@ where
         std::future::pending::<()>().await;
     };
     let work = async {
-        let applied = applier.await;
-        let planned = planner.await;
-        (applied, planned)
+        let applied = applier.await.map_err(panicked)?;
+        // on success the planner is done (the applier saw its job channel close); on error
+        // it is not awaited: it stops when this stream's channels are dropped
+        let counters = applied?;
+        planner.await.map_err(panicked)??;
+        Ok::<Counters, SyncError>(counters)
     };
     tokio::pin!(write, read, work);
     let mut write_done = false;
-    let (applied, planned) = loop {
+    loop {
         tokio::select! {
             r = &mut write, if !write_done => {
                 r?;
                 write_done = true;
             }
             () = &mut read => {}
-            out = &mut work => break out,
+            out = &mut work => return out,
         }
-    };
-    let panicked = |e: tokio::task::JoinError| SyncError::Io {
+    }
+}
+
+fn panicked(e: tokio::task::JoinError) -> SyncError {
+    SyncError::Io {
         context: "worker thread".into(),
         source: io::Error::other(e.to_string()),
-    };
-    let counters = applied.map_err(panicked)?;
-    planned.map_err(panicked)??;
-    counters
+    }
 }
 
 /// Planner: for each job, picks the basis (a leftover partial first, then the current

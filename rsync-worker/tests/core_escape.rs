@@ -399,3 +399,53 @@ async fn limits_close_the_stream() {
         Err(ProtocolError::Volume(_))
     ));
 }
+
+#[tokio::test]
+async fn corrupted_data_fails_verification_and_never_lands() {
+    let (c, s) = tokio::io::duplex(1 << 20);
+    tokio::spawn(async move {
+        let (rd, wr) = tokio::io::split(s);
+        let mut r = FrameReader::new(rd, MAX_FRAME);
+        let mut w = FrameWriter::new(wr, 0);
+        let _hello = r.read().await;
+        w.send(&Message::HelloOk { version: VERSION })
+            .await
+            .unwrap();
+        let _list = r.read().await;
+        let mut f = entry(b"f", EntryKind::File, b"");
+        f.size = 4;
+        w.send(&Message::Entries(vec![f])).await.unwrap();
+        w.send(&Message::ListEnd { count: 1 }).await.unwrap();
+        w.flush().await.unwrap();
+        let Ok(Message::Fetch(req)) = r.read().await else {
+            panic!("expected a fetch")
+        };
+        let mut delta = 0x7273_0236u32.to_be_bytes().to_vec();
+        delta.extend_from_slice(&[4, b'a', b'b', b'c', b'd', 0]);
+        w.send(&Message::FileStart {
+            id: req.id,
+            size: 4,
+        })
+        .await
+        .unwrap();
+        w.send(&Message::Delta(delta)).await.unwrap();
+        // the hash of other bytes: what a collision or a changing source would look like
+        w.send(&Message::FileEnd {
+            id: req.id,
+            hash: *blake3::hash(b"abce").as_bytes(),
+        })
+        .await
+        .unwrap();
+        w.flush().await.unwrap();
+        while r.read().await.is_ok() {}
+    });
+    let dest = tempfile::tempdir().unwrap();
+    let res = dr_syncer_rsync::pull(vec![c], "vol", dest.path(), &SyncOptions::default()).await;
+    let err = res.unwrap_err();
+    assert!(matches!(err, SyncError::Verify { .. }), "{err:?}");
+    assert!(err.is_transient());
+    assert!(
+        !dest.path().join("f").exists(),
+        "never under its final name"
+    );
+}
