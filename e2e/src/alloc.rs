@@ -1,10 +1,13 @@
 //! Address allocation, so several clusters and several test beds on one machine never collide.
 //!
-//! - TCP ports for the control plane: the kernel picks a free one when we bind
-//!   `127.0.0.1:0`; we release it and hand the number to the component a moment later.
-//! - Node IPs: each test bed claims a "slot" `S` (second octet of 127/8) by holding an
-//!   exclusive lock on a file for its whole life; node `n` of cluster `c` gets
-//!   `127.S.(c+1).(n+1)`. Linux routes all of 127/8 to `lo`, so these need no setup.
+//! Each test bed claims a "slot" `S` (10..=250) by holding an exclusive lock on a file for its
+//! whole life. Everything it binds derives from the slot, so two test beds can never race
+//! for an address:
+//! - Node IPs: node `n` of cluster `c` gets `127.S.(c+1).(n+1)`. Linux routes all of 127/8
+//!   to `lo`, so these need no setup.
+//! - Control-plane ports on 127.0.0.1: [`PORTS_PER_CLUSTER`] consecutive ports per cluster in
+//!   a per-slot block starting at 20000, below the kernel's ephemeral range (32768+) so no
+//!   outgoing connection can be holding one.
 
 use std::fs::File;
 use std::net::{Ipv4Addr, TcpListener};
@@ -13,9 +16,6 @@ use std::path::PathBuf;
 /// Why an address could not be allocated.
 #[derive(Debug, thiserror::Error)]
 pub enum AllocError {
-    /// Binding a probe socket failed.
-    #[error("finding a free port: {0}")]
-    Port(#[source] std::io::Error),
     /// The slot lock directory could not be used.
     #[error("slot lock {path}: {source}")]
     Lock {
@@ -25,6 +25,20 @@ pub enum AllocError {
         #[source]
         source: std::io::Error,
     },
+    /// A derived port is held by some other process.
+    #[error("port 127.0.0.1:{port} is in use by another process")]
+    PortBusy {
+        /// The port.
+        port: u16,
+    },
+    /// More clusters than a slot's port block holds.
+    #[error("at most {max} clusters per test bed, asked for cluster #{index}")]
+    TooManyClusters {
+        /// The 0-based cluster index asked for.
+        index: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Every slot is held by another live test bed.
     #[error("all {0} test bed IP slots are in use")]
     Exhausted(usize),
@@ -32,12 +46,12 @@ pub enum AllocError {
 
 /// Lowest and highest second octet used for node IPs (127.0/16 is left to everyone else).
 const SLOTS: std::ops::RangeInclusive<u8> = 10..=250;
-
-/// Returns a TCP port that was free on 127.0.0.1 a moment ago.
-pub fn free_port() -> Result<u16, AllocError> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(AllocError::Port)?;
-    Ok(listener.local_addr().map_err(AllocError::Port)?.port())
-}
+/// Ports each cluster gets (etcd client and peer, API server, KCM, scheduler).
+pub const PORTS_PER_CLUSTER: usize = 5;
+/// Clusters per test bed that a slot's port block holds.
+pub const MAX_CLUSTERS: usize = 8;
+/// First port of slot 10's block.
+const PORT_BASE: usize = 20000;
 
 /// A claimed IP slot; the claim lasts as long as this value (the lock is released on drop or
 /// when the process dies, whichever comes first).
@@ -77,6 +91,29 @@ impl IpSlot {
         self.octet
     }
 
+    /// The `PORTS_PER_CLUSTER` ports of cluster `cluster` (0-based), each checked to be free.
+    pub fn cluster_ports(&self, cluster: usize) -> Result<[u16; PORTS_PER_CLUSTER], AllocError> {
+        if cluster >= MAX_CLUSTERS {
+            return Err(AllocError::TooManyClusters {
+                index: cluster,
+                max: MAX_CLUSTERS,
+            });
+        }
+        let block = PORT_BASE
+            + (usize::from(self.octet) - usize::from(*SLOTS.start()))
+                * MAX_CLUSTERS
+                * PORTS_PER_CLUSTER;
+        let mut ports = [0u16; PORTS_PER_CLUSTER];
+        for (k, port) in ports.iter_mut().enumerate() {
+            // At most 20000 + 240 * 40 + 39 = 29639: fits in u16.
+            *port = (block + cluster * PORTS_PER_CLUSTER + k) as u16;
+            if TcpListener::bind((Ipv4Addr::LOCALHOST, *port)).is_err() {
+                return Err(AllocError::PortBusy { port: *port });
+            }
+        }
+        Ok(ports)
+    }
+
     /// The InternalIP of node `node` (0-based) of cluster `cluster` (0-based).
     pub fn node_ip(&self, cluster: usize, node: usize) -> Ipv4Addr {
         Ipv4Addr::new(127, self.octet, (cluster + 1) as u8, (node + 1) as u8)
@@ -99,9 +136,20 @@ mod tests {
     }
 
     #[test]
-    fn free_port_is_bindable() {
-        let port = free_port().unwrap();
-        assert_ne!(port, 0);
-        TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
+    fn cluster_ports_are_distinct_across_clusters_and_slots_and_below_ephemeral() {
+        let a = IpSlot::claim().unwrap();
+        let b = IpSlot::claim().unwrap();
+        let mut all = Vec::new();
+        for slot in [&a, &b] {
+            for c in 0..3 {
+                all.extend(slot.cluster_ports(c).unwrap());
+            }
+        }
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n, "duplicate ports");
+        assert!(all.iter().all(|&p| (20000..32768).contains(&p)), "{all:?}");
+        assert!(a.cluster_ports(MAX_CLUSTERS).is_err());
     }
 }

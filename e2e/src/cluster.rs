@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::alloc::{self, AllocError};
+use crate::alloc::{AllocError, IpSlot};
 use crate::kubeconfig::{self, ClientError};
 use crate::layout::Layout;
 use crate::pki::{self, ClusterPki, PkiError};
@@ -74,13 +74,21 @@ pub struct Ports {
 }
 
 impl Ports {
-    fn allocate() -> Result<Ports, AllocError> {
+    /// The ports of cluster `index` in the test bed's slot.
+    fn allocate(slot: &IpSlot, index: usize) -> Result<Ports, AllocError> {
+        let [
+            etcd_client,
+            etcd_peer,
+            apiserver,
+            controller_manager,
+            scheduler,
+        ] = slot.cluster_ports(index)?;
         Ok(Ports {
-            etcd_client: alloc::free_port()?,
-            etcd_peer: alloc::free_port()?,
-            apiserver: alloc::free_port()?,
-            controller_manager: alloc::free_port()?,
-            scheduler: alloc::free_port()?,
+            etcd_client,
+            etcd_peer,
+            apiserver,
+            controller_manager,
+            scheduler,
         })
     }
 }
@@ -130,15 +138,16 @@ impl ControlPlane {
         server_url(self.ports.apiserver)
     }
 
-    /// Generates PKI and kubeconfigs, starts etcd and the API server, waits until the API
+    /// Generates PKI and kubeconfigs (ports from cluster `index` of `slot`), starts etcd and the API server, waits until the API
     /// server is ready, then starts the controller manager and the scheduler.
     pub async fn start(
         layout: &Layout,
         name: &str,
+        (slot, index): (&IpSlot, usize),
         bins: &Binaries,
     ) -> Result<ControlPlane, ClusterError> {
         let dir = layout.cluster(name);
-        let ports = Ports::allocate()?;
+        let ports = Ports::allocate(slot, index)?;
         let pki = pki::generate(
             &dir.join("pki"),
             &[IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4(SERVICE_IP)],

@@ -226,7 +226,8 @@ impl ClusterRun {
     async fn start(&mut self, opts: &RunOptions, slot: &IpSlot) -> Result<(), SupervisorError> {
         let layout = &opts.layout;
         tracing::info!(cluster = %self.name, "starting control plane");
-        let cp = ControlPlane::start(layout, &self.name, &opts.controlplane).await?;
+        let cp =
+            ControlPlane::start(layout, &self.name, (slot, self.index), &opts.controlplane).await?;
         let (server, api_port, kubeconfig) =
             (cp.server(), cp.ports.apiserver, cp.kubeconfig.clone());
         self.control_plane = Some(cp);
