@@ -11,7 +11,29 @@
 //!
 //! Networking: there is no pod network. A pod's `podIP` and `hostIP` are both the node's
 //! loopback IP (`127.x.y.z`), whether or not the pod asks for `hostNetwork`; Services do not
-//! route. DR-Syncer components talk to node IPs directly.
+//! route. DR-Syncer components talk to node IPs directly. All nodes share one machine, so a
+//! server in a pod must bind its pod IP (downward API `status.podIP`), not `0.0.0.0`, or the
+//! same port on two nodes collides.
+//!
+//! What is real and what is simulated (details in each module):
+//! - Real: the API objects and their lifecycle (Node, Lease, pod status through the status
+//!   subresource, TokenRequest bound to the pod, deletion with grace 0 after the containers
+//!   stopped), our binaries as processes with the pod's command/args/env, every supported
+//!   volume at its mountPath (read-only where asked), termination messages, restarts per
+//!   `restartPolicy`, SIGTERM then SIGKILL after the grace period, tcpSocket readiness
+//!   probes, Secret/ConfigMap updates reaching running pods (resync every 5 s, in place).
+//! - Simulated or absent: no container runtime (processes run as root, no PID/user
+//!   namespace, no cgroups, `securityContext` and resources ignored); the pod root is one
+//!   directory per pod (containers of a pod share its unmounted parts and `/tmp`; `/etc` is a
+//!   per-run overlay); other images run as placeholders (always Ready; placeholder init
+//!   containers complete at once); httpGet/exec/grpc readiness probes pass while running,
+//!   liveness and startup probes are ignored; restart back-off is 1 s doubling to 60 s;
+//!   native sidecars (init containers with `restartPolicy: Always`) are not supported;
+//!   mount propagation is private on these hosts, so `HostToContainer` sees files and
+//!   directories under the node root (the same directory) but not later host mounts; there
+//!   is no kubelet API (`kubectl logs/exec/port-forward`): logs are files, see
+//!   [`pod_log_dir`]. Unsupported volume types leave the container waiting with
+//!   `CreateContainerConfigError` and a message saying so.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
