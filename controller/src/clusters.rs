@@ -21,6 +21,9 @@ use tracing::Instrument;
 use crate::context::{Context, apply_status};
 use crate::status::{condition, now, reasons, set_condition, types};
 
+/// Longest wait for one API request to a remote cluster.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Identifies a RemoteCluster (they are namespaced).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ClusterKey {
@@ -39,8 +42,11 @@ impl std::fmt::Display for ClusterKey {
 /// A client for one remote cluster and what the last health check found.
 #[derive(Clone)]
 pub struct RemoteClient {
-    /// The client.
+    /// The client for requests: each one fails after [`REQUEST_TIMEOUT`], so a hung API
+    /// server shows up as unavailable instead of stalling a sync.
     pub client: Client,
+    /// The client for long-lived watches (no per-read timeout).
+    pub watch_client: Client,
     /// Hash of the kubeconfig it was built from (rebuild when it changes).
     pub kubeconfig_hash: u64,
     /// API server URL, for messages.
@@ -177,12 +183,16 @@ async fn ensure_client(
         .await
         .map_err(KubeconfigProblem::Invalid)?;
     config.connect_timeout = Some(Duration::from_secs(5));
-    config.read_timeout = Some(Duration::from_secs(60));
     let server = config.cluster_url.to_string();
+    let watch_client = Client::try_from(config.clone())
+        .map_err(|e| KubeconfigProblem::Invalid(format!("cannot build a client: {e}")))?;
+    config.read_timeout = Some(REQUEST_TIMEOUT);
+    config.write_timeout = Some(REQUEST_TIMEOUT);
     let client = Client::try_from(config)
         .map_err(|e| KubeconfigProblem::Invalid(format!("cannot build a client: {e}")))?;
     let remote = RemoteClient {
         client,
+        watch_client,
         kubeconfig_hash: hash,
         server,
         healthy: false,

@@ -211,6 +211,7 @@ async fn build_plan(
         &resolved.source_key.name,
         &resolved.dest_key.name,
         resolved.source.client.clone(),
+        resolved.source.watch_client.clone(),
         resolved.dest.client.clone(),
         &discovered,
         &resolved.source_rc.spec.default_resource_types,

@@ -304,8 +304,10 @@ pub struct SyncPlan {
     pub source_cluster: String,
     /// Destination RemoteCluster name.
     pub dest_cluster: String,
-    /// Source client.
+    /// Source client (requests).
     pub source: Client,
+    /// Source client for watches.
+    pub source_watch: Client,
     /// Destination client.
     pub dest: Client,
     /// Source namespace.
@@ -338,6 +340,7 @@ impl SyncPlan {
         source_cluster: &str,
         dest_cluster: &str,
         source: Client,
+        source_watch: Client,
         dest: Client,
         discovered: &[ResourceKind],
         cluster_default_types: &[String],
@@ -352,6 +355,7 @@ impl SyncPlan {
             source_cluster: source_cluster.to_owned(),
             dest_cluster: dest_cluster.to_owned(),
             source,
+            source_watch,
             dest,
             source_namespace: spec.source_namespace.clone(),
             dest_namespace: spec.effective_destination_namespace().to_owned(),

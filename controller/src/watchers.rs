@@ -176,7 +176,7 @@ async fn watch_kind(
     cancel: CancellationToken,
 ) {
     let api: Api<DynamicObject> = Api::namespaced_with(
-        plan.source.clone(),
+        plan.source_watch.clone(),
         &plan.source_namespace,
         &kind.api_resource(),
     );

@@ -598,3 +598,272 @@ async fn pruning_deletes_only_managed_objects_and_refuses_an_empty_source() {
     }
     controller.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_mapping_syncs_at_the_next_fire_not_before() {
+    let _serial = SERIAL.lock().await;
+    let c = clusters().await;
+    let ns = namespace(&c.controller, "dr").await;
+    let src = namespace(&c.source, "cron").await;
+    remote_clusters(&c, &ns).await;
+    let controller = start_controller(None).await;
+    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
+    apply_yaml::<NamespaceMapping>(
+        &c.controller,
+        &ns,
+        &format!(
+            "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata:\n  name: cron\nspec:\n  replicationMode: Scheduled\n  schedule: \"*/1 * * * *\"\n  sourceCluster: source\n  destinationCluster: target\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n"
+        ),
+    )
+    .await;
+    let nm = wait_for(&mappings, "cron", |nm: Option<&NamespaceMapping>| {
+        nm.and_then(|n| n.status.as_ref())
+            .is_some_and(|s| s.next_sync_time.is_some())
+    })
+    .await;
+    let next = nm.status.unwrap().next_sync_time.unwrap().0;
+    let next_ms = next.as_millisecond();
+    assert_eq!(next_ms % 60_000, 0, "next fire {next} is not on a minute");
+    apply_yaml::<ConfigMap>(
+        &c.source,
+        &src,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: late\ndata:\n  k: v\n",
+    )
+    .await;
+    let target: Api<ConfigMap> = Api::namespaced(c.target.clone(), &src);
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    // Not before the fire time (checked until a second before it).
+    while now_ms() < next_ms - 1_000 {
+        let present = match Api::<k8s_openapi::api::core::v1::Namespace>::all(c.target.clone())
+            .get_opt(&src)
+            .await
+            .unwrap()
+        {
+            Some(_) => target.get_opt("late").await.unwrap().is_some(),
+            None => false,
+        };
+        assert!(!present, "synced before the scheduled time");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // At the fire time.
+    wait_for_within(
+        &target,
+        "late",
+        |o: Option<&ConfigMap>| o.is_some(),
+        Duration::from_secs(75),
+    )
+    .await;
+    assert!(now_ms() >= next_ms, "synced before {next}");
+    eprintln!(
+        "scheduled sync landed {} ms after the fire time",
+        now_ms() - next_ms
+    );
+    let nm = wait_for(&mappings, "cron", |nm: Option<&NamespaceMapping>| {
+        nm.and_then(|n| n.status.as_ref())
+            .and_then(|s| s.next_sync_time.as_ref())
+            .is_some_and(|t| t.0 > next)
+    })
+    .await;
+    assert!(nm.status.unwrap().last_sync_time.is_some());
+    controller.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_with_leader_election_never_both_run() {
+    let _serial = SERIAL.lock().await;
+    let c = clusters().await;
+    let ns = namespace(&c.controller, "dr").await;
+    let src = namespace(&c.source, "ha").await;
+    remote_clusters(&c, &ns).await;
+    let lease = format!("lease-{ns}");
+    let a = start_controller(Some((&ns, &lease))).await;
+    let b = start_controller(Some((&ns, &lease))).await;
+    // Exactly one becomes ready (the other waits for the Lease), and stays the only one.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let (leader, follower) = loop {
+        let (ra, rb) = (a.is_ready().await, b.is_ready().await);
+        assert!(!(ra && rb), "both replicas are active");
+        if ra {
+            break (a, b);
+        }
+        if rb {
+            break (b, a);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for _ in 0..20 {
+        assert!(
+            !follower.is_ready().await,
+            "follower became active while the leader runs"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(c.controller.clone(), &ns);
+    let holder = leases
+        .get(&lease)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity;
+    assert!(holder.is_some());
+
+    // The leader dies without releasing: the follower takes over after the lease expires.
+    leader.kill().await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !follower.is_ready().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "follower never took over"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let new_holder = leases
+        .get(&lease)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity;
+    assert_ne!(new_holder, holder);
+    // And it does the work.
+    apply_yaml::<ConfigMap>(
+        &c.source,
+        &src,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ha\ndata:\n  k: v\n",
+    )
+    .await;
+    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
+    apply_yaml::<NamespaceMapping>(
+        &c.controller,
+        &ns,
+        &format!(
+            "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata:\n  name: ha\n  annotations:\n    dr-syncer.io/sync-now: \"1\"\nspec:\n  replicationMode: Manual\n  sourceCluster: source\n  destinationCluster: target\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n"
+        ),
+    )
+    .await;
+    wait_synced_value(&mappings, "ha", "1").await;
+    Api::<ConfigMap>::namespaced(c.target.clone(), &src)
+        .get("ha")
+        .await
+        .unwrap();
+    follower.kill().await;
+}
+
+/// The pid of the kube-apiserver serving `server` (`https://127.0.0.1:PORT`).
+fn apiserver_pid(server: &str) -> i32 {
+    let port = server.rsplit(':').next().unwrap().trim_end_matches('/');
+    let flag = format!("--secure-port={port}");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a.contains("kube-apiserver")) && args.iter().any(|a| *a == flag) {
+            return pid;
+        }
+    }
+    panic!("no kube-apiserver with {flag}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_source_api_server_deletes_nothing_and_the_mapping_recovers_by_itself() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let _serial = SERIAL.lock().await;
+    let c = clusters().await;
+    let ns = namespace(&c.controller, "dr").await;
+    let src = namespace(&c.source, "outage").await;
+    remote_clusters(&c, &ns).await;
+    for name in ["a", "b", "c"] {
+        apply_yaml::<ConfigMap>(
+            &c.source,
+            &src,
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n"),
+        )
+        .await;
+    }
+    let controller = start_controller(None).await;
+    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
+    apply_yaml::<NamespaceMapping>(
+        &c.controller,
+        &ns,
+        &format!(
+            "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata:\n  name: outage\n  annotations:\n    dr-syncer.io/sync-now: \"1\"\nspec:\n  replicationMode: Manual\n  sourceCluster: source\n  destinationCluster: target\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n  prune: true\n  retryConfig:\n    maxRetries: 100\n    initialBackoff: 1s\n    maxBackoff: 3s\n"
+        ),
+    )
+    .await;
+    wait_synced_value(&mappings, "outage", "1").await;
+    let target: Api<ConfigMap> = Api::namespaced(c.target.clone(), &src);
+
+    let bed = bed().await;
+    let server = bed
+        .state()
+        .clusters
+        .iter()
+        .find(|cl| cl.name == SOURCE)
+        .unwrap()
+        .server
+        .clone();
+    let pid = Pid::from_raw(apiserver_pid(&server));
+    kill(pid, Signal::SIGSTOP).unwrap();
+    annotate(&c.controller, &ns, "outage", "dr-syncer.io/sync-now", "2").await;
+    let outcome = tokio::time::timeout(DEADLINE, await_source_unavailable(&mappings)).await;
+    // Whatever happened, let the API server run again before asserting.
+    kill(pid, Signal::SIGCONT).unwrap();
+    let nm = outcome.expect("the mapping never reported the source as unavailable");
+    assert!(
+        condition_message(&nm, "Ready").contains("source"),
+        "{}",
+        condition_message(&nm, "Ready")
+    );
+    for name in ["a", "b", "c"] {
+        assert!(
+            target.get_opt(name).await.unwrap().is_some(),
+            "{name} was deleted"
+        );
+    }
+    // Recovers by itself (retryConfig), without a new trigger.
+    wait_for(
+        &mappings,
+        "outage",
+        has_condition("Ready", "True", "SyncSucceeded"),
+    )
+    .await;
+    for name in ["a", "b", "c"] {
+        assert!(
+            target.get_opt(name).await.unwrap().is_some(),
+            "{name} was deleted"
+        );
+    }
+    controller.kill().await;
+}
+
+async fn await_source_unavailable(mappings: &Api<NamespaceMapping>) -> NamespaceMapping {
+    loop {
+        if let Some(nm) = mappings.get_opt("outage").await.unwrap() {
+            let v = serde_json::to_value(&nm).unwrap();
+            let unavailable = v["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["reason"] == "SourceUnavailable")
+            });
+            if unavailable {
+                return nm;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
