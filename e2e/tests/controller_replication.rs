@@ -772,7 +772,7 @@ fn apiserver_pid(server: &str) -> i32 {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if args.iter().any(|a| a.contains("kube-apiserver")) && args.iter().any(|a| *a == flag) {
+        if args.iter().any(|a| a.contains("kube-apiserver")) && args.contains(&flag) {
             return pid;
         }
     }
