@@ -8,7 +8,7 @@
 //!
 //! In the order a sync uses them:
 //! - [`kinds`]: resource type names and defaults -> discovered kinds ([`resolve_kinds`]).
-//! - [`select`]: which source objects are replicated ([`select()`]).
+//! - [`select`](mod@select): which source objects are replicated ([`select()`]).
 //! - [`transform`](mod@transform): the whole source -> target transform ([`transform()`]),
 //!   built from [`strip`], [`workloads`], [`services`], [`pvcs`], [`ingress`], [`patches`]
 //!   and [`mark`].
