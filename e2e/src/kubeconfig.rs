@@ -76,3 +76,32 @@ pub async fn client(path: &Path) -> Result<kube::Client, ClientError> {
         .map_err(err)?;
     Ok(kube::Client::try_from(config)?)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_kubeconfig_parses_with_server_and_client_cert_paths() {
+        let files = CertFiles {
+            cert: "/d/admin.crt".into(),
+            key: "/d/admin.key".into(),
+        };
+        let text = render(
+            "source",
+            "https://127.0.0.1:20000",
+            Path::new("/d/ca.crt"),
+            "kubernetes-admin",
+            &files,
+        );
+        let kc = kube::config::Kubeconfig::from_yaml(&text).unwrap();
+        assert_eq!(kc.current_context.as_deref(), Some("source"));
+        let cluster = kc.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server.as_deref(), Some("https://127.0.0.1:20000"));
+        assert_eq!(cluster.certificate_authority.as_deref(), Some("/d/ca.crt"));
+        let user = kc.auth_infos[0].auth_info.as_ref().unwrap();
+        assert_eq!(user.client_certificate.as_deref(), Some("/d/admin.crt"));
+        assert_eq!(user.client_key.as_deref(), Some("/d/admin.key"));
+    }
+}

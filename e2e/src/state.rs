@@ -118,3 +118,36 @@ impl State {
         std::fs::rename(&tmp, path).map_err(io)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_a_missing_file_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert!(State::read(&path).unwrap().is_none());
+        let state = State {
+            pid: 42,
+            phase: Phase::Ready,
+            error: None,
+            clusters: vec![ClusterState {
+                name: "source".into(),
+                server: "https://127.0.0.1:20000".into(),
+                kubeconfig: dir.path().join("source.kubeconfig"),
+                nodes: vec![NodeState {
+                    name: "source-node-1".into(),
+                    ip: Ipv4Addr::new(127, 10, 1, 1),
+                    root: dir.path().join("root"),
+                }],
+            }],
+        };
+        state.write(&path).unwrap();
+        let read = State::read(&path).unwrap().unwrap();
+        assert_eq!(read.phase, Phase::Ready);
+        assert_eq!(read.clusters[0].nodes[0].ip, Ipv4Addr::new(127, 10, 1, 1));
+        assert!(!path.with_extension("json.tmp").exists());
+    }
+}
