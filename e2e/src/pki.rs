@@ -104,9 +104,10 @@ struct Ca {
     issuer: Issuer<'static, KeyPair>,
 }
 
-/// Generates the whole PKI for one cluster into `dir`. `sans` are the API server serving
-/// certificate's subject alternative names beyond the fixed ones (`localhost`,
-/// `kubernetes.default.svc...`).
+/// Generates the whole PKI for one cluster into `dir`. `api_ips` are the IP subject
+/// alternative names of the API server's serving certificate (its loopback address and the
+/// `kubernetes` Service IP), added to the fixed DNS names (`localhost`,
+/// `kubernetes.default.svc...`) so in-cluster clients verify it whichever name they use.
 pub fn generate(dir: &Path, api_ips: &[IpAddr]) -> Result<ClusterPki, PkiError> {
     std::fs::create_dir_all(dir).map_err(|source| PkiError::Write {
         path: dir.to_path_buf(),
