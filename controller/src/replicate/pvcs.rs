@@ -123,6 +123,41 @@ pub fn transform_pvc(obj: &mut DynamicObject, kind: &ResourceKind, rules: &PvcRu
     spec.remove("dataSourceRef");
 }
 
+/// Applies the storage class and access mode maps to a StatefulSet's
+/// `volumeClaimTemplates` (other kinds are left alone): the claims the target's StatefulSet
+/// creates at failover must ask for storage the target has. A template's own
+/// `dr-syncer.io/storage-class` label or annotation wins, as on a claim.
+pub fn transform_claim_templates(obj: &mut DynamicObject, kind: &ResourceKind, rules: &PvcRules) {
+    if !kind.is("apps", "StatefulSet") {
+        return;
+    }
+    let Some(templates) = obj
+        .data
+        .pointer_mut("/spec/volumeClaimTemplates")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for template in templates.iter_mut() {
+        let per_template = template_storage_class(template);
+        if let Some(spec) = template.get_mut("spec").and_then(Value::as_object_mut) {
+            map_storage_class(spec, per_template.as_deref(), &rules.storage_classes);
+            map_access_modes(spec, &rules.access_modes);
+        }
+    }
+}
+
+fn template_storage_class(template: &Value) -> Option<String> {
+    ["labels", "annotations"].iter().find_map(|map| {
+        template
+            .get("metadata")?
+            .get(*map)?
+            .get(STORAGE_CLASS)?
+            .as_str()
+            .map(str::to_owned)
+    })
+}
+
 fn per_pvc_storage_class(obj: &DynamicObject) -> Option<String> {
     obj.metadata
         .labels

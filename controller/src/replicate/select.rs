@@ -105,7 +105,9 @@ pub enum SkipReason {
     ServiceAccountToken,
     /// Managed by a controller at the source (`ownerReferences[].controller: true`), which
     /// recreates it at the target from its owner: a ReplicaSet of a Deployment, a Job of a
-    /// CronJob, a PVC of a StatefulSet template stays (it has no controller owner).
+    /// CronJob. PersistentVolumeClaims are never skipped for this: they hold the data (a
+    /// StatefulSet's claims, owned under a retention policy, must exist at the target for
+    /// the data copy and for the StatefulSet to adopt at failover).
     ControllerOwned {
         /// Kind of the owner.
         owner_kind: String,
@@ -160,7 +162,9 @@ fn builtin_skip(obj: &DynamicObject, kind: &ResourceKind) -> Option<SkipReason> 
     if is_service_account_token(obj, kind) {
         return Some(SkipReason::ServiceAccountToken);
     }
-    if let Some(reason) = controller_owner(obj) {
+    if !kind.is("", "PersistentVolumeClaim")
+        && let Some(reason) = controller_owner(obj)
+    {
         return Some(reason);
     }
     obj.metadata

@@ -9,7 +9,7 @@ use kube::core::{DynamicObject, TypeMeta};
 use super::ingress::{IngressRules, transform_ingress};
 use super::mark::{Origin, mark, unmark};
 use super::patches::{CompiledPatch, apply_patches, compile_patches};
-use super::pvcs::{PvcRules, transform_pvc};
+use super::pvcs::{PvcRules, transform_claim_templates, transform_pvc};
 use super::services::strip_service;
 use super::strip::strip;
 use super::workloads::{scale_override, scale_workload, strip_job, suspend_batch};
@@ -100,6 +100,7 @@ pub fn transform(
     suspend_batch(&mut out, kind, override_replicas, cfg.scale_to_zero);
     strip_service(&mut out, kind);
     transform_pvc(&mut out, kind, &cfg.pvc);
+    transform_claim_templates(&mut out, kind, &cfg.pvc);
     transform_ingress(&mut out, kind, cfg.ingress);
     strip_job(&mut out, kind);
     let patches_applied = apply_patches(&mut out, kind, &cfg.patches, &cfg.mapping)?;

@@ -143,3 +143,51 @@ fn defaults_without_pvc_config_only_unbind() {
     );
     assert_eq!(o.data.pointer("/spec/volumeName"), None);
 }
+
+#[test]
+fn statefulset_claim_templates_get_the_same_maps() {
+    let mut sts = obj(
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "shop"},
+        "spec": {"replicas": 0, "serviceName": "db", "volumeClaimTemplates": [
+            {"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "gp2", "resources": {"requests": {"storage": "10Gi"}}}},
+            {"metadata": {"name": "logs", "labels": {"dr-syncer.io/storage-class": "cheap"}}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp2"}},
+            {"metadata": {"name": "cache"}, "spec": {"accessModes": ["ReadWriteOnce"]}}]}}),
+    );
+    crate::replicate::pvcs::transform_claim_templates(
+        &mut sts,
+        &kind("statefulsets.apps"),
+        &rules(false),
+    );
+    assert_eq!(
+        sts.data.pointer("/spec/volumeClaimTemplates"),
+        Some(&json!([
+            {"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "premium-rwo", "resources": {"requests": {"storage": "10Gi"}}}},
+            {"metadata": {"name": "logs", "labels": {"dr-syncer.io/storage-class": "cheap"}}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "cheap"}},
+            {"metadata": {"name": "cache"}, "spec": {"accessModes": ["ReadWriteOnce"]}}]))
+    );
+    let mut deploy = obj(
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"volumeClaimTemplates": [{"spec": {"storageClassName": "gp2"}}]}}),
+    );
+    let before = deploy.clone();
+    crate::replicate::pvcs::transform_claim_templates(
+        &mut deploy,
+        &kind("deployments.apps"),
+        &rules(false),
+    );
+    assert_eq!(deploy, before);
+}
+
+#[test]
+fn statefulset_owned_claims_are_still_replicated() {
+    use crate::replicate::{ObjectFilter, Selection, select};
+    let mut pvc = bound_pvc(json!({}));
+    pvc["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db", "uid": "s1", "controller": true}]);
+    assert_eq!(
+        select(
+            &obj(pvc),
+            &kind("persistentvolumeclaims"),
+            &ObjectFilter::default()
+        ),
+        Selection::Keep
+    );
+}
