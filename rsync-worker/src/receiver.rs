@@ -747,6 +747,10 @@ fn apply_all(
         match next_msg(inbox)? {
             Message::FileStart { id, size } if id == p.job.id => {
                 let done = receive_file(ctx, &p, size, inbox)?;
+                if done.vanished {
+                    counters.vanished += 1;
+                    continue;
+                }
                 counters.transferred += 1;
                 counters.literal += done.literal;
                 counters.matched += done.matched;
@@ -778,6 +782,7 @@ struct Received {
     literal: u64,
     matched: u64,
     rename: Option<PendingRename>,
+    vanished: bool,
 }
 
 fn receive_file(
@@ -812,6 +817,16 @@ fn receive_file(
             if off == chunk.len() {
                 chunk = match next_msg(inbox)? {
                     Message::Delta(d) => d,
+                    // the source shrank mid-file: drop the partial data, count it vanished
+                    Message::FileError { id, .. } if id == p.job.id => {
+                        let _ = fsops::remove_at(&dir, &part);
+                        return Ok(Received {
+                            literal,
+                            matched,
+                            rename: None,
+                            vanished: true,
+                        });
+                    }
                     other => return Err(unexpected("Delta", &other)),
                 };
                 off = 0;
@@ -851,6 +866,7 @@ fn receive_file(
             literal,
             matched,
             rename: Some(pending),
+            vanished: false,
         });
     }
     File::from(fd).sync_all().map_err(io_err(c()))?;
@@ -859,6 +875,7 @@ fn receive_file(
         literal,
         matched,
         rename: None,
+        vanished: false,
     })
 }
 

@@ -357,6 +357,8 @@ async fn send_list<W: tokio::io::AsyncWrite + Unpin>(
 /// What the blocking producer of one file reports.
 enum Produced {
     Sent,
+    /// The file shrank while being sent; a `FileError` already went out.
+    Aborted,
     Missing(String),
     Refused(String),
 }
@@ -432,6 +434,7 @@ async fn send_file<W: tokio::io::AsyncWrite + Unpin>(
             stats.literal_bytes += lit;
             stats.matched_bytes += matched;
         }
+        Produced::Aborted => {}
         Produced::Missing(message) => {
             writer.send(&Message::FileError { id, message }).await?;
         }
@@ -518,6 +521,17 @@ fn produce(
             continue;
         }
         let range = delta::source_range(i, f.window, size);
+        // a file truncated under a mapping faults on access: check just before mapping
+        let now = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if now < range.end {
+            io::Write::flush(&mut w).map_err(|_| gone())?;
+            out.blocking_send(Message::FileError {
+                id: f.id,
+                message: "file shrank during the transfer".into(),
+            })
+            .map_err(|_| gone())?;
+            return Ok(Produced::Aborted);
+        }
         let map = fsops::map_range(&file, range.start, range.end - range.start).map_err(|e| {
             ProtocolError::Fs {
                 context: format!("mapping {}", f.path.display()),

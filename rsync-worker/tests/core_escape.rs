@@ -400,8 +400,8 @@ async fn limits_close_the_stream() {
     ));
 }
 
-#[tokio::test]
-async fn corrupted_data_fails_verification_and_never_lands() {
+/// A sender that lists one 4-byte file "f" and answers its fetch with `reply(id)`.
+fn scripted_sender(reply: fn(u64) -> Vec<Message>) -> DuplexStream {
     let (c, s) = tokio::io::duplex(1 << 20);
     tokio::spawn(async move {
         let (rd, wr) = tokio::io::split(s);
@@ -420,24 +420,33 @@ async fn corrupted_data_fails_verification_and_never_lands() {
         let Ok(Message::Fetch(req)) = r.read().await else {
             panic!("expected a fetch")
         };
-        let mut delta = 0x7273_0236u32.to_be_bytes().to_vec();
-        delta.extend_from_slice(&[4, b'a', b'b', b'c', b'd', 0]);
-        w.send(&Message::FileStart {
-            id: req.id,
-            size: 4,
-        })
-        .await
-        .unwrap();
-        w.send(&Message::Delta(delta)).await.unwrap();
-        // the hash of other bytes: what a collision or a changing source would look like
-        w.send(&Message::FileEnd {
-            id: req.id,
-            hash: *blake3::hash(b"abce").as_bytes(),
-        })
-        .await
-        .unwrap();
+        for m in reply(req.id) {
+            w.send(&m).await.unwrap();
+        }
         w.flush().await.unwrap();
         while r.read().await.is_ok() {}
+    });
+    c
+}
+
+fn literal_abcd() -> Vec<u8> {
+    let mut delta = 0x7273_0236u32.to_be_bytes().to_vec();
+    delta.extend_from_slice(&[4, b'a', b'b', b'c', b'd', 0]);
+    delta
+}
+
+#[tokio::test]
+async fn corrupted_data_fails_verification_and_never_lands() {
+    let c = scripted_sender(|id| {
+        vec![
+            Message::FileStart { id, size: 4 },
+            Message::Delta(literal_abcd()),
+            // the hash of other bytes: what a collision or a changing source looks like
+            Message::FileEnd {
+                id,
+                hash: *blake3::hash(b"abce").as_bytes(),
+            },
+        ]
     });
     let dest = tempfile::tempdir().unwrap();
     let res = dr_syncer_rsync::pull(vec![c], "vol", dest.path(), &SyncOptions::default()).await;
@@ -447,5 +456,29 @@ async fn corrupted_data_fails_verification_and_never_lands() {
     assert!(
         !dest.path().join("f").exists(),
         "never under its final name"
+    );
+}
+
+#[tokio::test]
+async fn a_file_aborted_mid_transfer_is_skipped_cleanly() {
+    let c = scripted_sender(|id| {
+        vec![
+            Message::FileStart { id, size: 4 },
+            Message::Delta(literal_abcd()[..6].to_vec()),
+            Message::FileError {
+                id,
+                message: "file shrank during the transfer".into(),
+            },
+        ]
+    });
+    let dest = tempfile::tempdir().unwrap();
+    let s = dr_syncer_rsync::pull(vec![c], "vol", dest.path(), &SyncOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((s.files_vanished, s.files_transferred), (1, 0), "{s:?}");
+    assert_eq!(
+        std::fs::read_dir(dest.path()).unwrap().count(),
+        0,
+        "no partial left"
     );
 }
