@@ -53,6 +53,9 @@ pub enum CtlError {
     /// Start-up took longer than allowed.
     #[error("test bed not ready after {0:?}; see {1}")]
     Timeout(Duration, String),
+    /// `up` was interrupted (Ctrl-C); the test bed was taken down.
+    #[error("interrupted; the test bed was taken down")]
+    Interrupted,
     /// `down` could not remove everything.
     #[error("test bed in {dir} left behind: processes {pids:?}, mounts {mounts:?}")]
     Leftovers {
@@ -87,8 +90,8 @@ pub fn prepare_dir(dir: &Path) -> Result<Layout, CtlError> {
 
 /// Starts a detached supervisor (`testbed run ARGS`, in its own session, output to
 /// `DIR/logs/supervisor.log`) and waits until it reports ready, echoing its log to stderr as
-/// progress. On failure or timeout the test bed is taken down before returning.
-pub fn up(
+/// progress. On failure, timeout or Ctrl-C the test bed is taken down before returning.
+pub async fn up(
     testbed: &Path,
     layout: &Layout,
     run_args: &[String],
@@ -115,7 +118,10 @@ pub fn up(
     let mut child = cmd
         .spawn()
         .map_err(io(format!("starting {}", testbed.display())))?;
-    let result = wait_ready(layout, &mut child, timeout);
+    let result = tokio::select! {
+        r = wait_ready(layout, &mut child, timeout) => r,
+        _ = tokio::signal::ctrl_c() => Err(CtlError::Interrupted),
+    };
     if result.is_err() {
         let _ = down(layout);
     }
@@ -123,7 +129,7 @@ pub fn up(
     result
 }
 
-fn wait_ready(
+async fn wait_ready(
     layout: &Layout,
     child: &mut std::process::Child,
     timeout: Duration,
@@ -149,7 +155,7 @@ fn wait_ready(
         if Instant::now() >= deadline {
             return Err(CtlError::Timeout(timeout, log));
         }
-        std::thread::sleep(POLL);
+        tokio::time::sleep(POLL).await;
     }
 }
 

@@ -174,7 +174,8 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let timeout = Duration::from_secs(args.timeout);
             let (layout, args) = args.resolve()?;
             let exe = std::env::current_exe().context("locating the testbed executable")?;
-            let state = ctl::up(&exe, &layout, &args.to_run_args(), timeout)?;
+            let state =
+                runtime()?.block_on(ctl::up(&exe, &layout, &args.to_run_args(), timeout))?;
             let mut err = std::io::stderr();
             let _ = writeln!(
                 err,
