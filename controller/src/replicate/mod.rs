@@ -10,8 +10,8 @@
 //! - [`kinds`]: resource type names and defaults -> discovered kinds ([`resolve_kinds`]).
 //! - [`select`](mod@select): which source objects are replicated ([`select()`]).
 //! - [`transform`](mod@transform): the whole source -> target transform ([`transform()`]),
-//!   built from [`strip`], [`workloads`], [`services`], [`pvcs`], [`ingress`], [`patches`]
-//!   and [`mark`].
+//!   built from [`strip`], [`references`], [`workloads`], [`services`], [`pvcs`],
+//!   [`ingress`], [`patches`] and [`mark`].
 //! - [`namespace`]: the destination Namespace object.
 //! - [`prune`]: which target objects may be deleted ([`plan_prune`]).
 //! - [`immutable`]: immutable-field conflicts and their handling.
@@ -26,6 +26,7 @@ pub mod namespace;
 pub mod patches;
 pub mod prune;
 pub mod pvcs;
+pub mod references;
 pub mod select;
 pub mod services;
 pub mod strip;

@@ -10,6 +10,7 @@ use super::ingress::{IngressRules, transform_ingress};
 use super::mark::{Origin, mark, unmark};
 use super::patches::{CompiledPatch, apply_patches, compile_patches};
 use super::pvcs::{PvcRules, transform_claim_templates, transform_pvc};
+use super::references::remap_namespace_references;
 use super::services::strip_service;
 use super::strip::strip;
 use super::workloads::{scale_override, scale_workload, strip_job, suspend_batch};
@@ -96,6 +97,7 @@ pub fn transform(
     });
     unmark(&mut out);
     strip(&mut out, &cfg.dest_namespace);
+    remap_namespace_references(&mut out, kind, &cfg.source_namespace, &cfg.dest_namespace);
     let original_replicas = scale_workload(&mut out, kind, override_replicas, cfg.scale_to_zero)?;
     suspend_batch(&mut out, kind, override_replicas, cfg.scale_to_zero);
     strip_service(&mut out, kind);

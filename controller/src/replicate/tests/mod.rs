@@ -11,6 +11,7 @@ mod patches;
 mod pipeline;
 mod prune;
 mod pvcs;
+mod references;
 mod select;
 mod services;
 mod strip;
