@@ -115,6 +115,7 @@ async fn scenarios(bed: &Bed) -> i32 {
     unsupported_volume_is_a_config_error(bed).await;
     missing_secret_is_retried_until_created(bed).await;
     secret_updates_reach_a_running_pod(bed).await;
+    active_deadline_fails_the_pod(bed).await;
     placeholder_holds_a_provisioned_claim_which_is_reclaimed(bed).await;
     lease_is_renewed(bed, lease).await;
     start_survivor(bed).await
@@ -843,6 +844,26 @@ async fn secret_updates_reach_a_running_pod(bed: &Bed) {
         terminated.message.as_deref().map(str::trim),
         Some("rotated")
     );
+}
+
+async fn active_deadline_fails_the_pod(bed: &Bed) {
+    create_pod(bed, json!({
+        "metadata": {"name": "overdue"},
+        "spec": {
+            "nodeName": NODE,
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": 1,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": "testbed-shell", "command": ["sh", "-c", "while :; do sleep 0.1; done"]}],
+        },
+    }))
+    .await;
+    let pod = finished(bed, "overdue").await;
+    let status = pod.status.as_ref().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"));
+    let terminated = container(&pod).state.unwrap().terminated.unwrap();
+    assert_ne!(terminated.exit_code, 0, "the container was stopped");
 }
 
 async fn placeholder_holds_a_provisioned_claim_which_is_reclaimed(bed: &Bed) {

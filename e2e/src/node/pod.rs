@@ -104,6 +104,10 @@ struct Worker {
     adopted_terminal: bool,
     /// Next periodic refresh of secret/configMap/downwardAPI/projected volumes.
     resync_at: Option<Instant>,
+    /// `activeDeadlineSeconds` from when this node started the pod.
+    deadline: Option<Instant>,
+    /// Pod-level failure (reason, message).
+    failure: Option<(String, String)>,
 }
 
 /// Runs a pod until it is deleted, vanishes from the API, or the node shuts down.
@@ -140,8 +144,16 @@ pub(crate) async fn run(
         refresh_sources: false,
         adopted_terminal: false,
         resync_at: None,
+        deadline: None,
+        failure: None,
     };
     worker.build_slots();
+    let active = worker
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.active_deadline_seconds);
+    worker.deadline = active.map(|d| Instant::now() + secs(d.try_into().unwrap_or(i32::MAX)));
     let exit = worker.main_loop().await;
     worker.finish(exit).await;
 }
@@ -239,6 +251,7 @@ impl Worker {
                 _ = sleep_until(wake) => {
                     self.probe_due().await;
                     self.resync_due().await;
+                    self.deadline_due().await;
                 }
             }
         }
@@ -255,10 +268,12 @@ impl Worker {
         let timers = slots.flat_map(|s| [s.restart_at, s.next_probe]).flatten();
         let prepare_retry = (!self.sandbox_ready && !self.terminal).then(|| Instant::now() + RETRY);
         let resync = self.resync_at.filter(|_| !self.terminal);
+        let deadline = self.deadline.filter(|_| !self.terminal);
         timers
             .chain(self.post_retry)
             .chain(prepare_retry)
             .chain(resync)
+            .chain(deadline)
             .min()
     }
 
@@ -296,6 +311,20 @@ impl Worker {
             Err(message) => self.config_error(&message),
         }
         self.dirty = true;
+    }
+
+    /// `activeDeadlineSeconds` passed: stop every container and fail the pod, as the kubelet
+    /// does (reason `DeadlineExceeded`).
+    async fn deadline_due(&mut self) {
+        let due = self.deadline.is_some_and(|t| t <= Instant::now());
+        if !due || self.terminal {
+            return;
+        }
+        self.stop_all(self.grace()).await;
+        self.terminal = true;
+        self.dirty = true;
+        let message = "Pod was active on the node longer than the specified deadline";
+        self.failure = Some(("DeadlineExceeded".into(), message.into()));
     }
 
     /// Periodic refresh of the file-backed volumes (Secret and ConfigMap updates reach
@@ -632,6 +661,7 @@ impl Worker {
             initialized: self.initialized,
             terminal: self.terminal,
             sandbox_ready: self.sandbox_ready,
+            failure: self.failure.as_ref().map(|(r, m)| (r.as_str(), m.as_str())),
         };
         let status = pod_status(&view, Timestamp::now());
         let patch = serde_json::json!({ "status": status });

@@ -112,10 +112,15 @@ pub struct PodView<'a> {
     pub terminal: bool,
     /// Volumes are set up and containers may be started.
     pub sandbox_ready: bool,
+    /// The node failed the pod as a whole (reason, message), e.g. `DeadlineExceeded`.
+    pub failure: Option<(&'a str, &'a str)>,
 }
 
 /// The pod phase per the kubelet's rules.
 pub fn phase(view: &PodView<'_>) -> &'static str {
+    if view.failure.is_some() {
+        return "Failed";
+    }
     let init_failed = view.terminal && view.init.iter().any(|r| r.terminated() && !r.succeeded());
     if init_failed {
         return "Failed";
@@ -165,6 +170,8 @@ pub fn pod_status(view: &PodView<'_>, now: Timestamp) -> PodStatus {
         init_container_statuses: Some(view.init.iter().map(container_status).collect()),
         container_statuses: Some(view.main.iter().map(container_status).collect()),
         qos_class: None,
+        reason: view.failure.map(|(reason, _)| reason.to_string()),
+        message: view.failure.map(|(_, message)| message.to_string()),
         ..Default::default()
     }
 }
@@ -260,6 +267,7 @@ mod tests {
             initialized,
             terminal,
             sandbox_ready: true,
+            failure: None,
         }
     }
 
@@ -283,7 +291,16 @@ mod tests {
             message: None,
         });
         backoff.restarts = 1;
-        assert_eq!(phase(&view(&[], &[backoff], true, false)), "Running");
+        assert_eq!(
+            phase(&view(&[], &[backoff.clone()], true, false)),
+            "Running"
+        );
+        let backoff = [backoff];
+        let mut exceeded = view(&[], &backoff, true, true);
+        exceeded.failure = Some(("DeadlineExceeded", "too long"));
+        assert_eq!(phase(&exceeded), "Failed");
+        let status = pod_status(&exceeded, Timestamp::UNIX_EPOCH);
+        assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"));
     }
 
     #[test]
