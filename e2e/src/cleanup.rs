@@ -100,16 +100,26 @@ fn stat_field(pid: u32, n: usize) -> Option<u32> {
 }
 
 fn touches(pid: u32, dir: &Path) -> bool {
-    let dir_bytes = dir.as_os_str().as_encoded_bytes();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let in_cmdline = cmdline
-        .windows(dir_bytes.len().max(1))
-        .any(|w| w == dir_bytes);
+        .split(|&b| b == 0)
+        .any(|arg| names_path_under(arg, dir));
     let link_under = |name: &str| {
         std::fs::read_link(format!("/proc/{pid}/{name}"))
             .is_ok_and(|p| p.starts_with(dir) && p != Path::new("/"))
     };
     in_cmdline || link_under("cwd") || link_under("root")
+}
+
+/// True if `arg` contains `dir` as a whole path (followed by `/` or the end of the
+/// argument), e.g. `--data-dir=DIR/clusters/x` but not `DIR2/...`.
+fn names_path_under(arg: &[u8], dir: &Path) -> bool {
+    let dir = dir.as_os_str().as_encoded_bytes();
+    if dir.is_empty() || arg.len() < dir.len() {
+        return false;
+    }
+    (0..=arg.len() - dir.len())
+        .any(|i| arg[i..].starts_with(dir) && matches!(arg.get(i + dir.len()), None | Some(b'/')))
 }
 
 /// SIGKILLs every process of the test bed; returns the pids it signalled.
@@ -125,6 +135,15 @@ pub fn kill_all(dir: &Path, sid: Option<u32>) -> Vec<u32> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_line_match_is_by_whole_path() {
+        let dir = Path::new("/tmp/tb");
+        assert!(names_path_under(b"--data-dir=/tmp/tb/clusters/a", dir));
+        assert!(names_path_under(b"/tmp/tb", dir));
+        assert!(!names_path_under(b"--data-dir=/tmp/tb2/clusters/a", dir));
+        assert!(!names_path_under(b"/tmp/t", dir));
+    }
 
     #[test]
     fn unescapes_mountinfo_octal() {
