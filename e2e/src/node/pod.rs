@@ -264,16 +264,18 @@ impl Worker {
 
     /// Earliest timer: restarts, probes, retries.
     fn next_wake(&self) -> Option<Instant> {
+        if self.terminal {
+            // Nothing runs or restarts any more: only a failed status post is retried.
+            return self.post_retry;
+        }
         let slots = self.init.iter().chain(&self.main);
         let timers = slots.flat_map(|s| [s.restart_at, s.next_probe]).flatten();
-        let prepare_retry = (!self.sandbox_ready && !self.terminal).then(|| Instant::now() + RETRY);
-        let resync = self.resync_at.filter(|_| !self.terminal);
-        let deadline = self.deadline.filter(|_| !self.terminal);
+        let prepare_retry = (!self.sandbox_ready).then(|| Instant::now() + RETRY);
         timers
             .chain(self.post_retry)
             .chain(prepare_retry)
-            .chain(resync)
-            .chain(deadline)
+            .chain(self.resync_at)
+            .chain(self.deadline)
             .min()
     }
 
