@@ -116,6 +116,7 @@ async fn scenarios(bed: &Bed) -> i32 {
     missing_secret_is_retried_until_created(bed).await;
     secret_updates_reach_a_running_pod(bed).await;
     active_deadline_fails_the_pod(bed).await;
+    force_deleted_pod_is_stopped(bed).await;
     placeholder_holds_a_provisioned_claim_which_is_reclaimed(bed).await;
     lease_is_renewed(bed, lease).await;
     start_survivor(bed).await
@@ -864,6 +865,40 @@ async fn active_deadline_fails_the_pod(bed: &Bed) {
     assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"));
     let terminated = container(&pod).state.unwrap().terminated.unwrap();
     assert_ne!(terminated.exit_code, 0, "the container was stopped");
+}
+
+async fn force_deleted_pod_is_stopped(bed: &Bed) {
+    create_pod(bed, json!({
+        "metadata": {"name": "forced"},
+        "spec": {
+            "nodeName": NODE,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main", "image": "testbed-shell",
+                "command": ["sh", "-c", "echo $$$$ > /out/pid; while :; do sleep 0.1; done"],
+                "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+            }],
+            "volumes": [{"name": "out", "hostPath": {"path": "/var/lib/forced", "type": "DirectoryOrCreate"}}],
+        },
+    }))
+    .await;
+    let pid: i32 = wait_file(&bed.root.join("var/lib/forced/pid"))
+        .await
+        .parse()
+        .unwrap();
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    pods(bed).delete("forced", &now).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "a pod gone from the API must be stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn placeholder_holds_a_provisioned_claim_which_is_reclaimed(bed: &Bed) {
