@@ -1,7 +1,8 @@
 //! The state every reconciler shares: the controller-cluster client, the registry of
 //! remote-cluster clients, metrics, the event recorder and the continuous-mode watchers.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -34,6 +35,9 @@ pub struct Context {
     pub watchers: Watchers,
     /// Discovery results per source cluster.
     pub discovery: DiscoveryCache,
+    /// Mappings this process has run a sync for: a `Running` phase on any other mapping
+    /// was left by a controller that died mid-sync.
+    synced_here: Mutex<HashSet<String>>,
 }
 
 impl Context {
@@ -50,7 +54,23 @@ impl Context {
             metrics,
             watchers: Watchers::default(),
             discovery: DiscoveryCache::default(),
+            synced_here: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Whether this process has run a sync of the mapping (`namespace/name`).
+    pub fn has_synced_here(&self, mapping: &str) -> bool {
+        self.synced_here
+            .lock()
+            .map(|s| s.contains(mapping))
+            .unwrap_or(false)
+    }
+
+    /// Records that this process ran a sync of the mapping.
+    pub fn mark_synced_here(&self, mapping: &str) {
+        if let Ok(mut s) = self.synced_here.lock() {
+            s.insert(mapping.to_owned());
+        }
     }
 
     /// Publishes an Event on `obj`; failures are logged, never fatal (events are advisory).

@@ -438,7 +438,13 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: Arc<Context>) -> Result<Action, M
             .await
         }
     };
-    if trigger.is_some() || retry_due {
+    // A sync this process never ran is still marked Running: the previous controller died
+    // mid-sync. Run it again so the target converges.
+    let interrupted = status.phase == Some(SyncPhase::Running) && !ctx.has_synced_here(&key);
+    if interrupted {
+        tracing::info!("resuming a sync interrupted by a controller restart");
+    }
+    if trigger.is_some() || retry_due || interrupted {
         decision = Decision::Sync;
     }
     if let Decision::Wait(after) = decision {
@@ -501,6 +507,7 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: Arc<Context>) -> Result<Action, M
             Err(e) => Err(e),
         },
     };
+    ctx.mark_synced_here(&key);
     let labels = mapping_labels(&nm);
     let requeue = match result {
         Ok(report) => {

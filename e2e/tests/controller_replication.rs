@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use controller_support::*;
 use dr_syncer_crds::{NamespaceMapping, RemoteCluster};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use kube::Client;
@@ -596,6 +597,26 @@ async fn pruning_deletes_only_managed_objects_and_refuses_an_empty_source() {
             "{name} was deleted"
         );
     }
+
+    // Deleting the mapping keeps the DR copy and removes the finalizer.
+    let nm = mappings.get("prune").await.unwrap();
+    assert!(
+        nm.metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"dr-syncer.io/finalizer".to_owned())
+    );
+    mappings
+        .delete("prune", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&mappings, "prune", DEADLINE).await;
+    for name in ["b", "c", "d"] {
+        assert!(
+            target.get_opt(name).await.unwrap().is_some(),
+            "{name} was deleted with its mapping"
+        );
+    }
     controller.kill().await;
 }
 
@@ -866,4 +887,90 @@ async fn await_source_unavailable(mappings: &Api<NamespaceMapping>) -> Namespace
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_controller_mid_sync_then_restarting_converges() {
+    let _serial = SERIAL.lock().await;
+    let c = clusters().await;
+    let ns = namespace(&c.controller, "dr").await;
+    let src = namespace(&c.source, "crash").await;
+    remote_clusters(&c, &ns).await;
+    const N: usize = 400;
+    let source: Api<ConfigMap> = Api::namespaced(c.source.clone(), &src);
+    futures::stream::iter(0..N)
+        .for_each_concurrent(32, |i| {
+            let source = source.clone();
+            async move {
+                let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}});
+                source
+                    .patch(
+                        &format!("cm-{i}"),
+                        &PatchParams::apply("e2e"),
+                        &Patch::Apply(&body),
+                    )
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    let first = start_controller(None).await;
+    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
+    apply_yaml::<NamespaceMapping>(
+        &c.controller,
+        &ns,
+        &format!(
+            "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata:\n  name: crash\n  annotations:\n    dr-syncer.io/sync-now: \"1\"\nspec:\n  replicationMode: Manual\n  sourceCluster: source\n  destinationCluster: target\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n"
+        ),
+    )
+    .await;
+    // Kill it while the sync runs.
+    wait_for(&mappings, "crash", |nm: Option<&NamespaceMapping>| {
+        nm.and_then(|n| n.status.as_ref())
+            .is_some_and(|s| s.phase == Some(dr_syncer_crds::namespace_mapping::SyncPhase::Running))
+    })
+    .await;
+    let target: Api<ConfigMap> = Api::namespaced(c.target.clone(), &src);
+    // ...once it has written something (poll with a deadline).
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let copied = target
+            .list_metadata(
+                &kube::api::ListParams::default().labels("dr-syncer.io/managed-by-mapping"),
+            )
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(0);
+        if copied > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sync never wrote anything");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().await;
+    let copied_at_kill = target
+        .list_metadata(&kube::api::ListParams::default().labels("dr-syncer.io/managed-by-mapping"))
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0);
+    eprintln!("{copied_at_kill} of {N} objects copied when the controller was killed");
+
+    let second = start_controller(None).await;
+    let nm = wait_synced_value(&mappings, "crash", "1").await;
+    assert_eq!(
+        nm.status.as_ref().unwrap().phase,
+        Some(dr_syncer_crds::namespace_mapping::SyncPhase::Completed)
+    );
+    let names: std::collections::BTreeSet<String> = target
+        .list_metadata(&kube::api::ListParams::default().labels("dr-syncer.io/managed-by-mapping"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|m| m.metadata.name.unwrap())
+        .collect();
+    let expected: std::collections::BTreeSet<String> = (0..N).map(|i| format!("cm-{i}")).collect();
+    assert_eq!(names, expected);
+    second.kill().await;
 }
