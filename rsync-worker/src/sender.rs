@@ -233,7 +233,10 @@ async fn process<W: tokio::io::AsyncWrite + Unpin>(
                 });
             }
         }
-        writer.flush().await?;
+        // pipelined requests: answer them all before flushing (fewer, fuller packets)
+        if inbox.is_empty() {
+            writer.flush().await?;
+        }
     }
 }
 
