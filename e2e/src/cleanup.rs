@@ -155,13 +155,22 @@ mod tests {
     fn finds_a_child_by_its_command_line() {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("marker");
-        // `sh -c CMD NAME`: NAME becomes $0 and shows in /proc/<pid>/cmdline.
+        // `sh -c CMD NAME`: NAME becomes $0 and shows in /proc/<pid>/cmdline once the shell
+        // has exec'd; its first output line proves it has.
         let mut child = std::process::Command::new("sh")
             .arg("-c")
-            .arg("sleep 30; true")
+            .arg("echo started; sleep 30; true")
             .arg(&marker)
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line, "started\n");
         let found = processes(dir.path(), None);
         assert!(
             found.contains(&child.id()),
