@@ -117,6 +117,7 @@ async fn scenarios(bed: &Bed) -> i32 {
     secret_updates_reach_a_running_pod(bed).await;
     active_deadline_fails_the_pod(bed).await;
     force_deleted_pod_is_stopped(bed).await;
+    native_sidecar_runs_alongside_and_is_stopped_at_the_end(bed).await;
     placeholder_holds_a_provisioned_claim_which_is_reclaimed(bed).await;
     lease_is_renewed(bed, lease).await;
     start_survivor(bed).await
@@ -896,6 +897,61 @@ async fn force_deleted_pod_is_stopped(bed: &Bed) {
         assert!(
             Instant::now() < deadline,
             "a pod gone from the API must be stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn native_sidecar_runs_alongside_and_is_stopped_at_the_end(bed: &Bed) {
+    let sidecar =
+        "echo $$$$ > /out/sidecar-pid; echo up > /shared/sidecar; while :; do sleep 0.1; done";
+    let main =
+        "until [ -e /shared/sidecar ]; do sleep 0.1; done; echo saw sidecar > /dev/termination-log";
+    create_pod(bed, json!({
+        "metadata": {"name": "with-sidecar"},
+        "spec": {
+            "nodeName": NODE,
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "initContainers": [{
+                "name": "sidecar", "image": "testbed-shell", "restartPolicy": "Always",
+                "command": ["sh", "-c", sidecar],
+                "volumeMounts": [{"name": "shared", "mountPath": "/shared"}, {"name": "out", "mountPath": "/out"}],
+            }],
+            "containers": [{
+                "name": "main", "image": "testbed-shell",
+                "command": ["sh", "-c", main],
+                "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+            }],
+            "volumes": [
+                {"name": "shared", "emptyDir": {}},
+                {"name": "out", "hostPath": {"path": "/var/lib/sidecar", "type": "DirectoryOrCreate"}},
+            ],
+        },
+    }))
+    .await;
+    let pod = finished(bed, "with-sidecar").await;
+    assert_eq!(
+        pod.status.as_ref().unwrap().phase.as_deref(),
+        Some("Succeeded")
+    );
+    let message = container(&pod)
+        .state
+        .unwrap()
+        .terminated
+        .unwrap()
+        .message
+        .unwrap();
+    assert_eq!(message.trim(), "saw sidecar");
+    let pid: i32 = wait_file(&bed.root.join("var/lib/sidecar/sidecar-pid"))
+        .await
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar is stopped once the app is done"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

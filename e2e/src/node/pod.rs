@@ -204,8 +204,10 @@ impl Worker {
                 .join(format!("{kind}-{}", spec.name)),
             log_dir: super::pod_log_dir(&self.ctx.cfg.state_dir, &self.pod).join(&spec.name),
         };
+        let mut record = Record::new(&spec.name, &image, image_id);
+        record.sidecar = kind == "init" && spec.restart_policy.as_deref() == Some("Always");
         Slot {
-            record: Record::new(&spec.name, &image, image_id),
+            record,
             spec,
             launch,
             proc: None,
@@ -224,6 +226,11 @@ impl Worker {
         loop {
             if self.is_deleting() {
                 return Exit::Deleted;
+            }
+            if self.terminal && self.init.iter().any(|s| s.proc.is_some()) {
+                // The app containers are done: native sidecars are stopped now.
+                self.stop_all(self.grace()).await;
+                self.dirty = true;
             }
             if !self.terminal {
                 if !self.sandbox_ready {
@@ -388,7 +395,9 @@ impl Worker {
         let now = Instant::now();
         let due = |s: &Slot| s.proc.is_none() && !s.done && s.restart_at.is_none_or(|t| t <= now);
         while !self.initialized {
-            match self.init.iter().position(|s| !s.done) {
+            // A native sidecar (restartable init container) counts once it runs.
+            let satisfied = |s: &Slot| s.done || (s.record.sidecar && s.record.is_running());
+            match self.init.iter().position(|s| !satisfied(s)) {
                 None => {
                     self.initialized = true;
                     self.dirty = true;
@@ -398,11 +407,17 @@ impl Worker {
                         return;
                     }
                     self.start(true, i);
-                    if !self.init[i].done {
+                    if !satisfied(&self.init[i]) {
                         // Running (or waiting to retry): the next one starts after it.
                         return;
                     }
                 }
+            }
+        }
+        for i in 0..self.init.len() {
+            let slot = &self.init[i];
+            if slot.record.sidecar && due(slot) && !slot.record.is_running() {
+                self.start(true, i);
             }
         }
         for i in 0..self.main.len() {
@@ -591,6 +606,7 @@ impl Worker {
         slot.record.ready = false;
         slot.next_probe = None;
         let restart = match policy.as_str() {
+            _ if slot.record.sidecar => !self.terminal,
             "Never" => false,
             "OnFailure" => code != 0,
             _ => !init || code != 0,
@@ -611,7 +627,7 @@ impl Worker {
         }
         slot.record.state = state;
         slot.done = true;
-        if init && code != 0 {
+        if init && code != 0 && !slot.record.sidecar {
             self.terminal = true;
         }
         if !init && self.main.iter().all(|s| s.done) {

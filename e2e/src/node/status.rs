@@ -60,6 +60,10 @@ pub struct Record {
     pub restarts: i32,
     /// Passed its readiness check.
     pub ready: bool,
+    /// A native sidecar: an init container with `restartPolicy: Always`, restarted whatever
+    /// the pod's policy, running alongside the app containers, its exit code irrelevant to
+    /// the phase.
+    pub sidecar: bool,
 }
 
 impl Record {
@@ -76,6 +80,7 @@ impl Record {
             last: None,
             restarts: 0,
             ready: false,
+            sidecar: false,
         }
     }
 
@@ -121,7 +126,11 @@ pub fn phase(view: &PodView<'_>) -> &'static str {
     if view.failure.is_some() {
         return "Failed";
     }
-    let init_failed = view.terminal && view.init.iter().any(|r| r.terminated() && !r.succeeded());
+    let init_failed = view.terminal
+        && view
+            .init
+            .iter()
+            .any(|r| !r.sidecar && r.terminated() && !r.succeeded());
     if init_failed {
         return "Failed";
     }
