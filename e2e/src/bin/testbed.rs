@@ -92,6 +92,7 @@ impl BedArgs {
     /// Absolute paths for everything, so the detached supervisor does not depend on `up`'s
     /// working directory.
     fn resolve(mut self) -> anyhow::Result<(dr_syncer_e2e::layout::Layout, BedArgs)> {
+        validate_clusters(&self.clusters)?;
         let layout = ctl::prepare_dir(&self.dir)?;
         self.dir = layout.dir().to_path_buf();
         let exe = std::env::current_exe().context("locating the testbed executable")?;
@@ -133,6 +134,32 @@ impl BedArgs {
         }
         args
     }
+}
+
+/// Cluster names become file names, Node name prefixes and env variable suffixes: DNS-1123
+/// labels, unique, and no more than a slot's port block holds.
+fn validate_clusters(clusters: &[String]) -> anyhow::Result<()> {
+    use dr_syncer_e2e::alloc::MAX_CLUSTERS;
+    anyhow::ensure!(
+        !clusters.is_empty() && clusters.len() <= MAX_CLUSTERS,
+        "--clusters: 1 to {MAX_CLUSTERS} names, got {}",
+        clusters.len()
+    );
+    for (i, name) in clusters.iter().enumerate() {
+        let label = !name.is_empty()
+            && name.len() <= 40
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        anyhow::ensure!(
+            label,
+            "--clusters: {name:?} is not a DNS label (a-z, 0-9, -)"
+        );
+        anyhow::ensure!(!clusters[..i].contains(name), "--clusters: {name:?} twice");
+    }
+    Ok(())
 }
 
 fn absolute(path: PathBuf) -> anyhow::Result<PathBuf> {
