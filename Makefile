@@ -31,6 +31,8 @@ bench: ## Data-plane and controller benchmarks against rsync -e ssh
 	$(CARGO) build --release --locked -p dr-syncer-agent -p dr-syncer-rsync-worker
 	$(CARGO) bench --locked -p dr-syncer-rsync-worker --bench dataplane -- \
 	  --bin-dir $${CARGO_TARGET_DIR:-target}/release --out target/bench
+	$(CARGO) build --release --locked -p dr-syncer-controller -p dr-syncer-e2e
+	$(CARGO) test --release --locked -p dr-syncer-e2e --test controller_bench -- --ignored --nocapture
 
 demo: ## Start three local clusters and replicate a sample namespace with a PVC
 	@echo "make demo: not yet implemented (install/demo issue)" >&2; exit 1

@@ -459,23 +459,39 @@ impl SyncPlan {
     async fn list_all(
         api: &Api<DynamicObject>,
         kind: &ResourceKind,
-        selector: Option<&str>,
     ) -> Result<Vec<DynamicObject>, kube::Error> {
         let mut out = Vec::new();
         let mut params = ListParams::default().limit(LIST_PAGE);
-        if let Some(selector) = selector {
-            params = params.labels(selector);
-        }
         loop {
             let page = api.list(&params).await?;
             let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
             out.extend(page.items.into_iter().map(|mut obj| {
-                obj.types = Some(TypeMeta {
-                    api_version: kind.api_version(),
-                    kind: kind.kind.clone(),
-                });
+                obj.types = Some(type_meta(kind));
                 obj
             }));
+            match next {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Lists only the metadata of every object of a kind (the target side needs names,
+    /// versions and marks, not contents: far less memory for big namespaces).
+    async fn list_metadata(
+        api: &Api<DynamicObject>,
+        kind: &ResourceKind,
+    ) -> Result<Vec<DynamicObject>, kube::Error> {
+        let mut out = Vec::new();
+        let mut params = ListParams::default().limit(LIST_PAGE);
+        loop {
+            let page = api.list_metadata(&params).await?;
+            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+            out.extend(
+                page.items
+                    .into_iter()
+                    .map(|m| metadata_only(kind, m.metadata)),
+            );
             match next {
                 Some(token) => params = params.continue_token(&token),
                 None => return Ok(out),
@@ -496,8 +512,11 @@ impl SyncPlan {
         let mut targets = Vec::new();
         for kind in &self.kinds {
             let (kept, existing) = self.sync_kind(kind, &mut report).await?;
-            kept_sources.extend(kept);
-            targets.extend(existing);
+            // Pruning only needs identities and marks: keep metadata, drop contents.
+            if self.spec.prune {
+                kept_sources.extend(kept);
+                targets.extend(existing);
+            }
         }
         if self.spec.prune {
             report.prune = self.prune(&kept_sources, &targets, &mut report).await?;
@@ -512,10 +531,10 @@ impl SyncPlan {
         kind: &ResourceKind,
         report: &mut SyncReport,
     ) -> Result<(Vec<DynamicObject>, Vec<DynamicObject>), SyncError> {
-        let sources = Self::list_all(&self.source_api(kind), kind, None)
+        let sources = Self::list_all(&self.source_api(kind), kind)
             .await
             .map_err(|e| self.source_error(format!("listing {}: {e}", kind.group_resource())))?;
-        let targets = Self::list_all(&self.dest_api(kind), kind, None)
+        let targets = Self::list_metadata(&self.dest_api(kind), kind)
             .await
             .map_err(|e| self.dest_error(format!("listing {}: {e}", kind.group_resource())))?;
         let existing: HashMap<String, String> = targets
@@ -565,6 +584,10 @@ impl SyncPlan {
                 Err(ApplyError::Destination(message)) => return Err(self.dest_error(message)),
             }
         }
+        let kept = kept
+            .into_iter()
+            .map(|o| metadata_only(kind, o.metadata))
+            .collect();
         Ok((kept, targets))
     }
 
@@ -871,6 +894,22 @@ impl SyncPlan {
     /// The spec this plan was built from.
     pub fn spec(&self) -> &NamespaceMappingSpec {
         &self.spec
+    }
+}
+
+fn type_meta(kind: &ResourceKind) -> TypeMeta {
+    TypeMeta {
+        api_version: kind.api_version(),
+        kind: kind.kind.clone(),
+    }
+}
+
+/// A listed object reduced to what pruning looks at.
+fn metadata_only(kind: &ResourceKind, metadata: kube::api::ObjectMeta) -> DynamicObject {
+    DynamicObject {
+        types: Some(type_meta(kind)),
+        metadata,
+        data: serde_json::Value::Null,
     }
 }
 
