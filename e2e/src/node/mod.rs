@@ -20,15 +20,15 @@
 //!   subresource, TokenRequest bound to the pod, deletion with grace 0 after the containers
 //!   stopped), our binaries as processes with the pod's command/args/env, every supported
 //!   volume at its mountPath (read-only where asked), termination messages, restarts per
-//!   `restartPolicy`, SIGTERM then SIGKILL after the grace period, tcpSocket readiness
-//!   probes, Secret/ConfigMap updates reaching running pods (resync every 5 s, in place),
+//!   `restartPolicy`, SIGTERM then SIGKILL after the grace period, tcpSocket and httpGet
+//!   readiness probes, Secret/ConfigMap updates reaching running pods (resync every 5 s, in place),
 //!   init containers in order and native sidecars (`restartPolicy: Always` init
 //!   containers), `activeDeadlineSeconds`.
 //! - Simulated or absent: no container runtime (processes run as root, no PID/user
 //!   namespace, no cgroups, `securityContext` and resources ignored); the pod root is one
 //!   directory per pod (containers of a pod share its unmounted parts and `/tmp`; `/etc` is a
 //!   per-run overlay); other images run as placeholders (always Ready; placeholder init
-//!   containers complete at once); httpGet/exec/grpc readiness probes pass while running,
+//!   containers complete at once); exec/grpc readiness probes pass while running,
 //!   liveness and startup probes are ignored; restart back-off is 1 s doubling to 60 s;
 //!   mount propagation is private on these hosts, so `HostToContainer` sees files and
 //!   directories under the node root (the same directory) but not later host mounts; there
@@ -44,6 +44,7 @@ pub mod env;
 mod heartbeat;
 pub mod image;
 mod pod;
+mod probe;
 pub mod process;
 mod runner;
 pub mod sandbox;

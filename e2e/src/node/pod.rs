@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Probe, Secret};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::{mpsc, watch};
@@ -655,7 +654,7 @@ impl Worker {
             };
             let probe = probe(&slot.spec).cloned();
             let ready = match &probe {
-                Some(p) => check(p, &slot.spec, ip).await,
+                Some(p) => super::probe::ready(p, &slot.spec, ip).await,
                 None => true,
             };
             let period = probe.as_ref().and_then(|p| p.period_seconds).unwrap_or(10);
@@ -835,34 +834,6 @@ fn probe(c: &Container) -> Option<&Probe> {
     c.readiness_probe.as_ref()
 }
 
-/// A readiness check: tcpSocket connects for real (host defaults to the node IP), any other
-/// handler passes while the container runs.
-async fn check(probe: &Probe, container: &Container, node_ip: Ipv4Addr) -> bool {
-    let Some(tcp) = &probe.tcp_socket else {
-        return true;
-    };
-    let Some(port) = resolve_port(&tcp.port, container) else {
-        return false;
-    };
-    let host = tcp.host.clone().unwrap_or_else(|| node_ip.to_string());
-    let timeout = secs(probe.timeout_seconds.unwrap_or(1));
-    let connect = tokio::net::TcpStream::connect((host.as_str(), port));
-    matches!(tokio::time::timeout(timeout, connect).await, Ok(Ok(_)))
-}
-
-/// A probe port: a number, or the name of one of the container's ports.
-pub(crate) fn resolve_port(port: &IntOrString, container: &Container) -> Option<u16> {
-    match port {
-        IntOrString::Int(n) => u16::try_from(*n).ok(),
-        IntOrString::String(name) => container
-            .ports
-            .iter()
-            .flatten()
-            .find(|p| p.name.as_deref() == Some(name))
-            .and_then(|p| u16::try_from(p.container_port).ok()),
-    }
-}
-
 /// Whole seconds as a Duration (negative counts as zero).
 fn secs(n: i32) -> Duration {
     Duration::from_secs(u64::try_from(n).unwrap_or(0))
@@ -983,19 +954,5 @@ mod tests {
         let (cms, secrets) = referenced(&pod);
         assert_eq!(cms, vec!["cm-env", "kube-root-ca.crt"]);
         assert_eq!(secrets, vec!["s-init", "s-vol"]);
-    }
-
-    #[test]
-    fn probe_ports_resolve_by_number_or_name() {
-        let c: Container = serde_json::from_value(json!({
-            "name": "c", "ports": [{"name": "ssh", "containerPort": 2222}],
-        }))
-        .unwrap();
-        assert_eq!(resolve_port(&IntOrString::Int(80), &c), Some(80));
-        assert_eq!(
-            resolve_port(&IntOrString::String("ssh".into()), &c),
-            Some(2222)
-        );
-        assert_eq!(resolve_port(&IntOrString::String("nope".into()), &c), None);
     }
 }
