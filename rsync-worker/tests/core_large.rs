@@ -77,3 +77,29 @@ async fn large_file_with_scattered_edits() {
         std::fs::read(dst.path().join("big")).unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes 20,000 files; run by hand in release"]
+async fn many_small_files() {
+    let src = tempfile::tempdir_in("/var/tmp").unwrap();
+    let dst = tempfile::tempdir_in("/var/tmp").unwrap();
+    let mut x: u32 = 7;
+    for d in 0..100 {
+        let dir = src.path().join(format!("d{d:03}"));
+        std::fs::create_dir(&dir).unwrap();
+        for f in 0..200 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let len = 512 + (x % 8192) as usize;
+            std::fs::write(dir.join(format!("f{f:03}")), vec![(x >> 8) as u8; len]).unwrap();
+        }
+    }
+    let opts = SyncOptions::default();
+    for label in ["initial", "no change"] {
+        let t = Instant::now();
+        let s = common::pull_over(src.path(), dst.path(), &opts, 4)
+            .await
+            .unwrap();
+        println!("{label}: {:.2}s {s:?}", t.elapsed().as_secs_f64());
+    }
+    common::assert_same_tree(src.path(), dst.path());
+}
