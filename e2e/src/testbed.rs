@@ -64,6 +64,7 @@ impl TestBedOptions {
 pub struct TestBed {
     layout: Layout,
     testbed_bin: PathBuf,
+    controlplane_dir: PathBuf,
     state: State,
     running: bool,
 }
@@ -105,6 +106,10 @@ impl TestBed {
             Some(state) if status.success() => Ok(TestBed {
                 layout,
                 testbed_bin: opts.testbed_bin.clone(),
+                controlplane_dir: opts
+                    .controlplane_dir
+                    .clone()
+                    .unwrap_or_else(default_controlplane_dir),
                 state,
                 running: true,
             }),
@@ -141,10 +146,15 @@ impl TestBed {
         kubeconfig::client(&self.kubeconfig(cluster)).await
     }
 
+    /// The control-plane binaries this test bed runs (`kubectl` among them).
+    pub fn controlplane_dir(&self) -> &Path {
+        &self.controlplane_dir
+    }
+
     /// A `kubectl` command for a cluster (the control-plane multi-call binary), with
     /// `--kubeconfig` already set.
-    pub fn kubectl(&self, cluster: &str, controlplane_dir: &Path) -> Command {
-        let mut cmd = Command::new(controlplane_dir.join("kubectl"));
+    pub fn kubectl(&self, cluster: &str) -> Command {
+        let mut cmd = Command::new(self.controlplane_dir.join("kubectl"));
         cmd.arg("--kubeconfig").arg(self.kubeconfig(cluster));
         cmd
     }

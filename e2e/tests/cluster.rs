@@ -29,7 +29,7 @@ const PROBE_IMAGE: &str = "registry.example/dr-syncer-e2e-probe:e2e";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_nodes_lists_ready_nodes_with_the_built_server_version() {
     let bed = tokio::task::spawn_blocking(|| &*BED).await.unwrap();
-    let cp = common::controlplane_dir();
+    let cp = bed.controlplane_dir();
     let built = std::process::Command::new(cp.join("kube-apiserver"))
         .arg("--version")
         .output()
@@ -43,7 +43,7 @@ async fn kubectl_get_nodes_lists_ready_nodes_with_the_built_server_version() {
     assert!(built.starts_with("v1.35."), "built version {built}");
 
     let out = bed
-        .kubectl(CLUSTER, &cp)
+        .kubectl(CLUSTER)
         .args(["get", "nodes"])
         .output()
         .unwrap();
@@ -65,7 +65,7 @@ async fn kubectl_get_nodes_lists_ready_nodes_with_the_built_server_version() {
     }
 
     let out = bed
-        .kubectl(CLUSTER, &cp)
+        .kubectl(CLUSTER)
         .args(["version", "-o", "json"])
         .output()
         .unwrap();

@@ -4,7 +4,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt::Debug;
-use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -22,11 +21,6 @@ pub const NODES: usize = 2;
 /// Generous deadline for anything a real cluster does (scheduling, binding, controllers) on
 /// a busy 2-core machine.
 pub const DEADLINE: Duration = Duration::from_secs(120);
-
-/// Control-plane binaries (kubectl, kube-apiserver --version).
-pub fn controlplane_dir() -> PathBuf {
-    dr_syncer_e2e::testbed::default_controlplane_dir()
-}
 
 /// One test bed for the whole test binary. A `static` is never dropped, so the supervisor is
 /// told to stop by itself when this process exits (`--owner-pid`).
