@@ -99,14 +99,15 @@ struct Worker {
     post_retry: Option<Instant>,
     /// A container hit a missing Secret/ConfigMap: fetch them again before the retry.
     refresh_sources: bool,
-    /// Already Succeeded/Failed when this node first saw it: its status is not ours to post.
-    adopted_terminal: bool,
     /// Next periodic refresh of secret/configMap/downwardAPI/projected volumes.
     resync_at: Option<Instant>,
     /// `activeDeadlineSeconds` from when this node started the pod.
     deadline: Option<Instant>,
     /// Pod-level failure (reason, message).
     failure: Option<(String, String)>,
+    /// This worker started at least one container, so the status it holds is real (a
+    /// worker that ran nothing never overwrites what the API has).
+    started_any: bool,
 }
 
 /// Runs a pod until it is deleted, vanishes from the API, or the node shuts down.
@@ -141,10 +142,10 @@ pub(crate) async fn run(
         dirty: true,
         post_retry: None,
         refresh_sources: false,
-        adopted_terminal: false,
         resync_at: None,
         deadline: None,
         failure: None,
+        started_any: false,
     };
     worker.build_slots();
     let active = worker
@@ -180,7 +181,6 @@ impl Worker {
             // Finished before this node (re)started: never run it again.
             self.terminal = true;
             self.dirty = false;
-            self.adopted_terminal = true;
         }
     }
 
@@ -429,6 +429,7 @@ impl Worker {
     /// Starts one container (a placeholder runs without a process).
     fn start(&mut self, init: bool, i: usize) {
         self.dirty = true;
+        self.started_any = true;
         let now = Timestamp::now();
         self.next_token += 1;
         let token = self.next_token;
@@ -718,7 +719,7 @@ impl Worker {
         self.stop_all(grace).await;
         if let Exit::Deleted = exit {
             self.terminal = true;
-            if !self.adopted_terminal {
+            if self.started_any {
                 self.post().await;
             }
             let uid = self.pod.metadata.uid.clone();

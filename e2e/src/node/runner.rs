@@ -81,7 +81,8 @@ fn handle(
     }
 }
 
-/// Feeds a pod to its worker, starting one for a new UID.
+/// Feeds a pod to its worker, starting one for a new UID (or again when its worker has
+/// ended while the pod still exists, e.g. its final delete call failed).
 fn dispatch(
     ctx: &Arc<NodeCtx>,
     shutdown: &watch::Receiver<bool>,
@@ -89,7 +90,7 @@ fn dispatch(
     pod: Pod,
 ) {
     let uid = uid(&pod);
-    if let Some(entry) = workers.get(&uid) {
+    if let Some(entry) = workers.get(&uid).filter(|e| !e.task.is_finished()) {
         entry.tx.send_replace(Some(pod));
         return;
     }
