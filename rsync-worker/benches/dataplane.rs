@@ -515,13 +515,7 @@ fn run_rsync(keys: &Keys, sshd: &Sshd, src: &Path, dest: &Path, tmp: &Path) -> R
     let stat = |label: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix(label))
-            .map(|v| {
-                v.trim()
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("0")
-                    .replace(',', "")
-            })
+            .map(|v| v.split_whitespace().next().unwrap_or("0").replace(',', ""))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
@@ -628,7 +622,6 @@ fn run_bench(opts: &Opts) -> Result<()> {
             }
         }
     }
-    drop(pair);
     report(opts, &results)
 }
 

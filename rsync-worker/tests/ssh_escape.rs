@@ -1,6 +1,8 @@
 //! Path escape attempts over real SSH: a client that names volumes or files outside the
 //! agent's roots (`..`, absolute paths, symlinks pointing out) gets an error, never data.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "ssh_common/mod.rs"]
 mod common;
 

@@ -2,6 +2,8 @@
 //! over real SSH: no file under its final name is ever partial (it is the old version or
 //! the new one), and a rerun converges to the source tree.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "ssh_common/mod.rs"]
 mod common;
 

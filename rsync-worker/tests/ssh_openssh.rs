@@ -1,6 +1,8 @@
 //! A stock OpenSSH client against the agent: the subsystem opens and carries data, while
 //! exec and an interactive shell are refused.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "ssh_common/mod.rs"]
 mod common;
 

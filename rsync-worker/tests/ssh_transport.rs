@@ -1,5 +1,7 @@
 //! The SSH layer on its own (echo subsystem): pinning, client keys, channels, refusals.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "ssh_common/mod.rs"]
 mod common;
 

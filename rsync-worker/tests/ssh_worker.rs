@@ -1,6 +1,8 @@
 //! The `dr-syncer-rsync-worker` binary end to end: JSON summary on stdout and in the
 //! termination log, and clear, typed failures (pinned key, client key, retries).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "ssh_common/mod.rs"]
 mod common;
 
