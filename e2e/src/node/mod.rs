@@ -48,6 +48,7 @@ mod probe;
 pub mod process;
 mod runner;
 pub mod sandbox;
+mod sources;
 pub mod status;
 pub mod volumes;
 
