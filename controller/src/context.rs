@@ -51,8 +51,8 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             clusters: ClusterRegistry::default(),
-            metrics,
-            watchers: Watchers::default(),
+            metrics: metrics.clone(),
+            watchers: Watchers::with_gauge(metrics.watched_mappings.clone()),
             discovery: DiscoveryCache::default(),
             synced_here: Mutex::new(HashSet::new()),
         })

@@ -59,6 +59,8 @@ pub struct Metrics {
     pub missed_schedules: Family<MappingLabels, Counter>,
     /// Continuous-mode watch events applied.
     pub watch_events: Family<MappingLabels, Counter>,
+    /// Mappings with Continuous-mode watchers running.
+    pub watched_mappings: Gauge,
 }
 
 fn duration_histogram() -> Histogram {
@@ -76,6 +78,12 @@ impl Metrics {
         let out_of_sync = Family::<MappingLabels, Gauge>::default();
         let missed_schedules = Family::<MappingLabels, Counter>::default();
         let watch_events = Family::<MappingLabels, Counter>::default();
+        let watched_mappings = Gauge::default();
+        registry.register(
+            "watched_mappings",
+            "Mappings with Continuous-mode watchers running",
+            watched_mappings.clone(),
+        );
         registry.register(
             "sync_duration_seconds",
             "Wall time of a full NamespaceMapping sync",
@@ -114,6 +122,7 @@ impl Metrics {
             out_of_sync,
             missed_schedules,
             watch_events,
+            watched_mappings,
         }
     }
 

@@ -20,6 +20,7 @@ use kube::core::DynamicObject;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +43,7 @@ struct Running {
 #[derive(Default)]
 pub struct Watchers {
     running: Mutex<HashMap<String, Running>>,
+    gauge: Gauge,
 }
 
 /// Where watcher tasks report to.
@@ -58,6 +60,18 @@ pub struct WatchSink {
 }
 
 impl Watchers {
+    /// Watchers that report how many mappings they serve on `gauge`.
+    pub fn with_gauge(gauge: Gauge) -> Self {
+        Watchers {
+            running: Mutex::default(),
+            gauge,
+        }
+    }
+
+    fn update_gauge(&self, running: usize) {
+        self.gauge.set(i64::try_from(running).unwrap_or(i64::MAX));
+    }
+
     /// Whether watchers with this fingerprint run for the mapping.
     pub fn is_running(&self, key: &str, fingerprint: &str) -> bool {
         self.running
@@ -100,6 +114,7 @@ impl Watchers {
                     cancel,
                 },
             );
+            self.update_gauge(map.len());
         }
         tracing::info!(mapping = key, "continuous watchers started");
         WatchesReady {
@@ -114,6 +129,7 @@ impl Watchers {
             && let Some(running) = map.remove(key)
         {
             running.cancel.cancel();
+            self.update_gauge(map.len());
             tracing::info!(mapping = key, "continuous watchers stopped");
         }
     }
@@ -124,6 +140,7 @@ impl Watchers {
             for (_, running) in map.drain() {
                 running.cancel.cancel();
             }
+            self.update_gauge(0);
         }
     }
 

@@ -242,6 +242,20 @@ spec:
         ))
         .await;
     assert_eq!(syncs, Some(2.0), "exactly two syncs for two trigger values");
+    // Events on the mapping for sync start and end.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(c.controller.clone(), &ns);
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("app"))
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(reasons.iter().any(|r| r == "SyncStarted"), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r == "SyncSucceeded"), "{reasons:?}");
     controller.kill().await;
 }
 
@@ -438,6 +452,24 @@ spec:
             .is_some_and(|s| s.last_watch_event.is_some())
     })
     .await;
+    // Watchers are torn down with the mapping.
+    assert_eq!(
+        controller.metric("dr_syncer_watched_mappings ").await,
+        Some(1.0)
+    );
+    mappings
+        .delete("live", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&mappings, "live", DEADLINE).await;
+    let deadline = Instant::now() + DEADLINE;
+    while controller.metric("dr_syncer_watched_mappings ").await != Some(0.0) {
+        assert!(
+            Instant::now() < deadline,
+            "watchers still running after deletion"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     controller.kill().await;
 }
 
@@ -499,6 +531,19 @@ async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
         has_condition("KubeconfigValid", "False", "KubeconfigInvalid"),
     )
     .await;
+    // Fixing the Secret rebuilds the client: the cluster becomes available.
+    let good = std::fs::read(bed().await.kubeconfig(SOURCE)).unwrap();
+    kubeconfig_secret(&c, &ns, "garbage", "kubeconfig", good).await;
+    let rc = wait_for(
+        &rcs,
+        "garbage",
+        has_condition("ClusterAvailable", "True", "ApiServerReachable"),
+    )
+    .await;
+    assert_eq!(
+        rc.status.unwrap().health,
+        Some(dr_syncer_crds::remote_cluster::ClusterHealth::Healthy)
+    );
 
     // Bad cron (passes the API server's pattern, fails the parser).
     apply_yaml::<NamespaceMapping>(&c.controller, &ns, &format!(
