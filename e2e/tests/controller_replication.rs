@@ -1019,3 +1019,88 @@ async fn killing_the_controller_mid_sync_then_restarting_converges() {
     assert_eq!(names, expected);
     second.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_mapping_pairs_the_clusters_and_namespace_mappings_sync_through_it() {
+    use dr_syncer_crds::ClusterMapping;
+    let _serial = SERIAL.lock().await;
+    let c = clusters().await;
+    let ns = namespace(&c.controller, "dr").await;
+    let src = namespace(&c.source, "pair").await;
+    remote_clusters(&c, &ns).await;
+    apply_yaml::<ConfigMap>(
+        &c.source,
+        &src,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: via-pair\ndata:\n  k: v\n",
+    )
+    .await;
+    let controller = start_controller(None).await;
+    let cms: Api<ClusterMapping> = Api::namespaced(c.controller.clone(), &ns);
+    apply_yaml::<ClusterMapping>(
+        &c.controller,
+        &ns,
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: ClusterMapping\nmetadata:\n  name: pair\nspec:\n  sourceCluster: source\n  targetCluster: target\n",
+    )
+    .await;
+    let cm = wait_for(&cms, "pair", |cm: Option<&ClusterMapping>| {
+        cm.and_then(|c| c.status.as_ref())
+            .and_then(|s| s.phase)
+            .is_some_and(|p| p == dr_syncer_crds::cluster_mapping::ClusterMappingPhase::Connected)
+    })
+    .await;
+    // Agent connectivity is not checked yet, and the status says so.
+    let agents = condition_message(&cm, "AgentsConnected");
+    assert!(agents.contains("not implemented"), "{agents}");
+    // A ClusterMapping naming a missing RemoteCluster fails with the name.
+    apply_yaml::<ClusterMapping>(
+        &c.controller,
+        &ns,
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: ClusterMapping\nmetadata:\n  name: broken\nspec:\n  sourceCluster: source\n  targetCluster: elsewhere\n",
+    )
+    .await;
+    let broken = wait_for(
+        &cms,
+        "broken",
+        has_condition("Ready", "False", "RemoteClusterNotFound"),
+    )
+    .await;
+    assert!(condition_message(&broken, "Ready").contains("elsewhere"));
+
+    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
+    apply_yaml::<NamespaceMapping>(
+        &c.controller,
+        &ns,
+        &format!(
+            "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata:\n  name: via-pair\n  annotations:\n    dr-syncer.io/sync-now: \"1\"\nspec:\n  replicationMode: Manual\n  clusterMappingRef:\n    name: pair\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n"
+        ),
+    )
+    .await;
+    wait_synced_value(&mappings, "via-pair", "1").await;
+    Api::<ConfigMap>::namespaced(c.target.clone(), &src)
+        .get("via-pair")
+        .await
+        .unwrap();
+
+    // A missing source namespace: a condition naming it, nothing written.
+    apply_yaml::<NamespaceMapping>(
+        &c.controller,
+        &ns,
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata:\n  name: no-ns\n  annotations:\n    dr-syncer.io/sync-now: \"1\"\nspec:\n  replicationMode: Manual\n  clusterMappingRef:\n    name: pair\n  sourceNamespace: does-not-exist\n  resourceTypes: [configmaps]\n",
+    )
+    .await;
+    let nm = wait_for(
+        &mappings,
+        "no-ns",
+        has_condition("Ready", "False", "SourceNamespaceMissing"),
+    )
+    .await;
+    assert!(condition_message(&nm, "Ready").contains("does-not-exist"));
+    assert!(
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(c.target.clone())
+            .get_opt("does-not-exist")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    controller.kill().await;
+}
