@@ -118,6 +118,7 @@ async fn scenarios(bed: &Bed) -> i32 {
     active_deadline_fails_the_pod(bed).await;
     force_deleted_pod_is_stopped(bed).await;
     native_sidecar_runs_alongside_and_is_stopped_at_the_end(bed).await;
+    failing_liveness_probe_restarts_the_container(bed).await;
     placeholder_holds_a_provisioned_claim_which_is_reclaimed(bed).await;
     lease_is_renewed(bed, lease).await;
     start_survivor(bed).await
@@ -691,7 +692,12 @@ async fn tcp_readiness_probe_gates_ready(bed: &Bed) {
     let pod = wait_pod(bed, "probed", running).await;
     assert!(!container(&pod).ready, "nothing listens yet: not ready");
     std::fs::write(bed.root.join("var/lib/probed/go"), "").unwrap();
-    let ready = |p: Option<&Pod>| p.is_some_and(|p| container(p).ready);
+    let ready = |p: Option<&Pod>| {
+        p.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|cs| cs.first())
+            .is_some_and(|c| c.ready)
+    };
     let pod = wait_pod(bed, "probed", ready).await;
     let conditions = pod.status.unwrap().conditions.unwrap();
     assert!(
@@ -955,6 +961,40 @@ async fn native_sidecar_runs_alongside_and_is_stopped_at_the_end(bed: &Bed) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn failing_liveness_probe_restarts_the_container(bed: &Bed) {
+    create_pod(bed, json!({
+        "metadata": {"name": "unhealthy"},
+        "spec": {
+            "nodeName": NODE,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main", "image": "testbed-shell",
+                "command": ["sh", "-c", "while :; do sleep 0.1; done"],
+                // Nothing listens on port 1 of the pod IP.
+                "livenessProbe": {"tcpSocket": {"port": 1}, "periodSeconds": 1, "failureThreshold": 2},
+            }],
+        },
+    }))
+    .await;
+    let restarted = |p: Option<&Pod>| {
+        p.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|cs| cs.first())
+            .is_some_and(|c| c.restart_count >= 1)
+    };
+    let pod = wait_pod(bed, "unhealthy", restarted).await;
+    let last = container(&pod).last_state.unwrap().terminated.unwrap();
+    assert!(
+        last.message.unwrap().contains("liveness"),
+        "killed for failing its liveness probe"
+    );
+    assert_eq!(last.exit_code, 143, "SIGTERM first");
+    pods(bed)
+        .delete("unhealthy", &DeleteParams::default())
+        .await
+        .unwrap();
 }
 
 async fn placeholder_holds_a_provisioned_claim_which_is_reclaimed(bed: &Bed) {

@@ -21,15 +21,15 @@
 //!   stopped), our binaries as processes with the pod's command/args/env, every supported
 //!   volume at its mountPath (read-only where asked), termination messages, restarts per
 //!   `restartPolicy`, SIGTERM then SIGKILL after the grace period, tcpSocket and httpGet
-//!   readiness probes, Secret/ConfigMap updates reaching running pods (resync every 5 s, in place),
+//!   readiness and liveness probes (failing liveness kills and restarts the container), Secret/ConfigMap updates reaching running pods (resync every 5 s, in place),
 //!   init containers in order and native sidecars (`restartPolicy: Always` init
 //!   containers), `activeDeadlineSeconds`.
 //! - Simulated or absent: no container runtime (processes run as root, no PID/user
 //!   namespace, no cgroups, `securityContext` and resources ignored); the pod root is one
 //!   directory per pod (containers of a pod share its unmounted parts and `/tmp`; `/etc` is a
 //!   per-run overlay); other images run as placeholders (always Ready; placeholder init
-//!   containers complete at once); exec/grpc readiness probes pass while running,
-//!   liveness and startup probes are ignored; restart back-off is 1 s doubling to 60 s;
+//!   containers complete at once); exec/grpc probes pass while running, startup probes
+//!   are ignored; restart back-off is 1 s doubling to 60 s;
 //!   mount propagation is private on these hosts, so `HostToContainer` sees files and
 //!   directories under the node root (the same directory) but not later host mounts; there
 //!   is no kubelet API (`kubectl logs/exec/port-forward`): logs are files, see

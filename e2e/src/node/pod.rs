@@ -65,6 +65,10 @@ struct Slot {
     restart_at: Option<Instant>,
     backoff: Duration,
     next_probe: Option<Instant>,
+    /// Next liveness check (only for tcpSocket/httpGet liveness probes).
+    next_liveness: Option<Instant>,
+    /// Consecutive liveness failures.
+    liveness_failures: i32,
     /// Finished for good (no restart will follow).
     done: bool,
     /// The next start is a restart (counted in restartCount once it happens).
@@ -216,6 +220,8 @@ impl Worker {
             restart_at: None,
             backoff: BACKOFF_START,
             next_probe: None,
+            next_liveness: None,
+            liveness_failures: 0,
             done: false,
             pending_restart: false,
         }
@@ -257,6 +263,7 @@ impl Worker {
                 _ = self.shutdown.changed() => return Exit::Shutdown,
                 _ = sleep_until(wake) => {
                     self.probe_due().await;
+                    self.liveness_due().await;
                     self.resync_due().await;
                     self.deadline_due().await;
                 }
@@ -276,7 +283,9 @@ impl Worker {
             return self.post_retry;
         }
         let slots = self.init.iter().chain(&self.main);
-        let timers = slots.flat_map(|s| [s.restart_at, s.next_probe]).flatten();
+        let timers = slots
+            .flat_map(|s| [s.restart_at, s.next_probe, s.next_liveness])
+            .flatten();
         let prepare_retry = (!self.sandbox_ready).then(|| Instant::now() + RETRY);
         timers
             .chain(self.post_retry)
@@ -477,6 +486,9 @@ impl Worker {
                     .and_then(|p| p.initial_delay_seconds)
                     .unwrap_or(0);
                 slot.next_probe = Some(Instant::now() + secs(delay));
+                slot.liveness_failures = 0;
+                slot.next_liveness = liveness(&slot.spec)
+                    .map(|p| Instant::now() + secs(p.initial_delay_seconds.unwrap_or(0)));
             }
             Err(e) => {
                 let message = format!("failed to start container: {e}");
@@ -606,6 +618,7 @@ impl Worker {
         };
         slot.record.ready = false;
         slot.next_probe = None;
+        slot.next_liveness = None;
         let restart = match policy.as_str() {
             _ if slot.record.sidecar => !self.terminal,
             "Never" => false,
@@ -644,6 +657,52 @@ impl Worker {
             .as_ref()
             .and_then(|s| s.restart_policy.clone());
         policy.unwrap_or_else(|| "Always".into())
+    }
+
+    /// Runs the liveness checks that are due; a container failing `failureThreshold` in a
+    /// row is killed (SIGTERM, SIGKILL after the grace period) and then handled like any
+    /// exit, per the restart policy.
+    async fn liveness_due(&mut self) {
+        let now = Instant::now();
+        let ip = self.ctx.cfg.ip;
+        let grace = self.grace();
+        for init in [true, false] {
+            let count = if init {
+                self.init.len()
+            } else {
+                self.main.len()
+            };
+            for i in 0..count {
+                let slot = if init {
+                    &mut self.init[i]
+                } else {
+                    &mut self.main[i]
+                };
+                let Some(at) = slot.next_liveness.filter(|t| *t <= now) else {
+                    continue;
+                };
+                let Some(probe) = liveness(&slot.spec).cloned() else {
+                    continue;
+                };
+                let alive = super::probe::ready(&probe, &slot.spec, ip).await;
+                slot.liveness_failures = if alive { 0 } else { slot.liveness_failures + 1 };
+                slot.next_liveness = Some(at + secs(probe.period_seconds.unwrap_or(10)));
+                if slot.liveness_failures < probe.failure_threshold.unwrap_or(3) {
+                    continue;
+                }
+                let Some(proc) = slot.proc.take() else {
+                    continue;
+                };
+                let started = match slot.record.state {
+                    State::Running { started } => started,
+                    _ => Timestamp::now(),
+                };
+                let (code, _, signal) = exit_info(proc.stop(grace).await);
+                let message = "container failed its liveness probe and was killed".to_string();
+                let state = terminated(code, "Error", message, signal, started);
+                self.after_exit(init, i, state, code);
+            }
+        }
     }
 
     /// Runs the readiness checks that are due.
@@ -829,6 +888,13 @@ fn terminated(
         started,
         finished: Timestamp::now(),
     }
+}
+
+/// The liveness probe of a container, if it is one the node checks (tcpSocket, httpGet).
+fn liveness(c: &Container) -> Option<&Probe> {
+    c.liveness_probe
+        .as_ref()
+        .filter(|p| p.tcp_socket.is_some() || p.http_get.is_some())
 }
 
 /// The readiness probe of a container, if any.
