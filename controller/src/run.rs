@@ -94,6 +94,15 @@ pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<(), R
             stop.cancel();
         });
     }
+    if let Some(lost) = lost.clone() {
+        // Losing the Lease must stop every write at once: graceful shutdown would let
+        // in-flight syncs finish while another replica may already lead.
+        tokio::spawn(async move {
+            lost.cancelled().await;
+            tracing::error!("leadership lost; exiting immediately so only the new leader writes");
+            std::process::exit(3);
+        });
+    }
     health.set_ready(true);
     let ctx = Context::new(client.clone(), metrics, Some(config.identity.clone()));
     run_controllers(client.clone(), ctx.clone(), stop).await;

@@ -781,16 +781,25 @@ async fn two_replicas_with_leader_election_never_both_run() {
         .holder_identity;
     assert!(holder.is_some());
 
-    // The leader dies without releasing: the follower takes over after the lease expires.
-    leader.kill().await;
+    // The leader freezes (SIGSTOP) and cannot renew: the follower takes over after the
+    // lease expires; when the old leader wakes up it sees it lost the Lease and exits.
+    let mut leader = leader;
+    let leader_pid = nix::unistd::Pid::from_raw(leader.child.id().unwrap() as i32);
+    nix::sys::signal::kill(leader_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !follower.is_ready().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "follower never took over"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            let _ = nix::sys::signal::kill(leader_pid, nix::sys::signal::Signal::SIGCONT);
+            panic!("follower never took over");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    nix::sys::signal::kill(leader_pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let exit = tokio::time::timeout(DEADLINE, leader.child.wait())
+        .await
+        .expect("the old leader kept running after losing the Lease")
+        .unwrap();
+    assert_eq!(exit.code(), Some(3), "old leader exit: {exit:?}");
     let new_holder = leases
         .get(&lease)
         .await
