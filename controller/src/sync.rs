@@ -34,6 +34,9 @@ use crate::replicate::{
 /// Objects applied at the same time within one kind.
 pub const APPLY_CONCURRENCY: usize = 16;
 
+/// How long a copied CRD may take to be served at the destination.
+const CRD_ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Page size of source and target listings.
 const LIST_PAGE: u32 = 500;
 
@@ -821,8 +824,38 @@ impl SyncPlan {
             )
             .await
             .map_err(|e| self.dest_error(format!("applying CRD {name}: {e}")))?;
+            self.wait_crd_established(&dest, &name).await?;
         }
         Ok(())
+    }
+
+    /// Waits (poll with a deadline) until a CRD at the destination serves its objects, so
+    /// the custom resources applied next are not refused.
+    async fn wait_crd_established(
+        &self,
+        api: &Api<CustomResourceDefinition>,
+        name: &str,
+    ) -> Result<(), SyncError> {
+        let deadline = Instant::now() + CRD_ESTABLISH_TIMEOUT;
+        loop {
+            let crd = api.get_opt(name).await.map_err(|e| self.dest_error(e))?;
+            let established = crd
+                .and_then(|c| c.status)
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(self.dest_error(format!(
+                    "CRD {name} not established within {}s",
+                    CRD_ESTABLISH_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Continuous mode: applies one changed source object (if selected).

@@ -1113,3 +1113,87 @@ async fn cluster_mapping_pairs_the_clusters_and_namespace_mappings_sync_through_
     );
     controller.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resources_and_their_crds_are_replicated_with_sync_crds() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let _serial = SERIAL.lock().await;
+    let c = clusters().await;
+    let ns = namespace(&c.controller, "dr").await;
+    let src = namespace(&c.source, "crs").await;
+    remote_clusters(&c, &ns).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(c.source.clone());
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wg]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+",
+    )
+    .unwrap();
+    crds.patch(
+        "widgets.example.com",
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    wait_for(
+        &crds,
+        "widgets.example.com",
+        kube::runtime::conditions::is_crd_established(),
+    )
+    .await;
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Widget"),
+        "widgets",
+    );
+    let widgets: Api<DynamicObject> = Api::namespaced_with(c.source.clone(), &src, &ar);
+    let w = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w1"}, "spec": {"size": 3}});
+    widgets
+        .patch("w1", &PatchParams::apply("e2e"), &Patch::Apply(&w))
+        .await
+        .unwrap();
+
+    let controller = start_controller(None).await;
+    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
+    apply_yaml::<NamespaceMapping>(
+        &c.controller,
+        &ns,
+        &format!(
+            "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata:\n  name: crs\n  annotations:\n    dr-syncer.io/sync-now: \"1\"\nspec:\n  replicationMode: Manual\n  sourceCluster: source\n  destinationCluster: target\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n  namespaceScopedResources: [widgets.example.com]\n  syncCRDs: true\n"
+        ),
+    )
+    .await;
+    let nm = wait_synced_value(&mappings, "crs", "1").await;
+    assert_eq!(
+        nm.status.as_ref().unwrap().phase,
+        Some(dr_syncer_crds::namespace_mapping::SyncPhase::Completed),
+        "{:?}",
+        nm.status.as_ref().unwrap().last_error
+    );
+    Api::<CustomResourceDefinition>::all(c.target.clone())
+        .get("widgets.example.com")
+        .await
+        .unwrap();
+    let copied = Api::<DynamicObject>::namespaced_with(c.target.clone(), &src, &ar)
+        .get("w1")
+        .await
+        .unwrap();
+    assert_eq!(copied.data["spec"]["size"], 3);
+    controller.kill().await;
+}
