@@ -121,28 +121,30 @@ async fn exec_shell_pty_env_and_unknown_subsystem_are_refused() {
     .await;
     let settings = client_settings(host.public_key(), &client);
     let conn = connect(&agent.addr.to_string(), &settings).await.unwrap();
-    let handle = raw_handle(&agent, &settings).await;
-
-    let mut ch = handle.channel_open_session().await.unwrap();
+    // Each refused request on its own connection: a refusal closes the channel.
+    let (_conn, mut ch) = fresh_channel(&agent, &settings).await;
     ch.exec(true, "cat /etc/shadow").await.unwrap();
     assert_refused(&mut ch, "exec", true).await;
 
-    let mut ch = handle.channel_open_session().await.unwrap();
+    let (_conn, mut ch) = fresh_channel(&agent, &settings).await;
     ch.request_pty(true, "xterm", 80, 24, 0, 0, &[])
         .await
         .unwrap();
     assert_refused(&mut ch, "pty", true).await;
+
+    let (_conn, mut ch) = fresh_channel(&agent, &settings).await;
     ch.request_shell(true).await.unwrap();
     assert_refused(&mut ch, "shell", true).await;
 
-    let mut ch = handle.channel_open_session().await.unwrap();
+    let (_conn, mut ch) = fresh_channel(&agent, &settings).await;
     ch.set_env(true, "LD_PRELOAD", "/tmp/x.so").await.unwrap();
     assert_refused(&mut ch, "env", false).await;
 
-    let mut ch = handle.channel_open_session().await.unwrap();
+    let (_conn, mut ch) = fresh_channel(&agent, &settings).await;
     ch.request_subsystem(true, "sftp").await.unwrap();
     assert_refused(&mut ch, "sftp subsystem", true).await;
 
+    let handle = raw_handle(&agent, &settings).await;
     let fwd = handle
         .channel_open_direct_tcpip("127.0.0.1", 22, "127.0.0.1", 5555)
         .await;
@@ -214,6 +216,19 @@ async fn raw_handle(
             .success()
     );
     h
+}
+
+/// A session channel on a new authenticated raw connection (keep the handle alive).
+async fn fresh_channel(
+    agent: &TestAgent,
+    settings: &dr_syncer_rsync::ssh::ClientSettings,
+) -> (
+    russh::client::Handle<AcceptAny>,
+    russh::Channel<russh::client::Msg>,
+) {
+    let handle = raw_handle(agent, settings).await;
+    let ch = handle.channel_open_session().await.unwrap();
+    (handle, ch)
 }
 
 /// Waits for the agent's explicit refusal (a silent agent fails the test after 20 s).
