@@ -174,14 +174,85 @@ impl WatchesReady {
     }
 }
 
-/// What the kind's watcher remembers of the source: name -> resourceVersion.
+/// What the kind's watcher remembers of the source: name -> (resourceVersion, uid).
 #[derive(Default)]
 struct Seen {
-    versions: HashMap<String, String>,
+    versions: HashMap<String, (String, Option<String>)>,
     /// Names seen during the current re-listing.
     relisting: Option<HashSet<String>>,
     /// Whether the first listing is done.
     started: bool,
+}
+
+/// What a watch event asks the watcher to do.
+#[derive(Debug, PartialEq)]
+enum WatchAction {
+    /// Apply this source object at the target.
+    Apply(Box<DynamicObject>),
+    /// The source object (name, uid) is gone: propagate the deletion.
+    Delete(String, Option<String>),
+}
+
+/// Updates what the watcher remembers and decides what to do for one event. The first
+/// listing is only recorded (the reconciler's full sync covers it); a re-listing after the
+/// watch broke off applies what changed meanwhile and deletes what vanished meanwhile.
+fn plan_event(seen: &mut Seen, event: Event<DynamicObject>) -> Vec<WatchAction> {
+    let record = |obj: &DynamicObject| {
+        (
+            obj.resource_version().unwrap_or_default(),
+            obj.metadata.uid.clone(),
+        )
+    };
+    match event {
+        Event::Init => {
+            seen.relisting = Some(HashSet::new());
+            Vec::new()
+        }
+        Event::InitApply(obj) => {
+            let name = obj.name_any();
+            if let Some(names) = seen.relisting.as_mut() {
+                names.insert(name.clone());
+            }
+            let new = record(&obj);
+            let changed = seen.versions.get(&name) != Some(&new);
+            seen.versions.insert(name, new);
+            if seen.started && changed {
+                vec![WatchAction::Apply(Box::new(obj))]
+            } else {
+                Vec::new()
+            }
+        }
+        Event::InitDone => {
+            let listed = seen.relisting.take().unwrap_or_default();
+            let gone: Vec<String> = seen
+                .versions
+                .keys()
+                .filter(|n| !listed.contains(*n))
+                .cloned()
+                .collect();
+            let mut actions = Vec::new();
+            for name in gone {
+                if let Some((_, uid)) = seen.versions.remove(&name)
+                    && seen.started
+                {
+                    actions.push(WatchAction::Delete(name, uid));
+                }
+            }
+            seen.started = true;
+            actions
+        }
+        Event::Apply(obj) => {
+            seen.versions.insert(obj.name_any(), record(&obj));
+            vec![WatchAction::Apply(Box::new(obj))]
+        }
+        Event::Delete(obj) => {
+            seen.versions.remove(&obj.name_any());
+            vec![WatchAction::Delete(
+                obj.name_any(),
+                obj.metadata.uid.clone(),
+            )]
+        }
+    }
 }
 
 async fn watch_kind(
@@ -229,48 +300,15 @@ async fn handle_event(
     seen: &mut Seen,
     event: Event<DynamicObject>,
 ) {
-    match event {
-        Event::Init => seen.relisting = Some(HashSet::new()),
-        Event::InitApply(obj) => {
-            let name = obj.name_any();
-            let version = obj.resource_version().unwrap_or_default();
-            if let Some(names) = seen.relisting.as_mut() {
-                names.insert(name.clone());
+    for action in plan_event(seen, event) {
+        match action {
+            WatchAction::Apply(obj) => apply(plan, kind, sink, last_event, &obj).await,
+            WatchAction::Delete(name, uid) => {
+                let mut obj = DynamicObject::new(&name, &kind.api_resource());
+                obj.metadata.namespace = Some(plan.source_namespace.clone());
+                obj.metadata.uid = uid;
+                delete(plan, kind, sink, last_event, &obj).await;
             }
-            let changed = seen.versions.get(&name) != Some(&version);
-            seen.versions.insert(name, version);
-            if seen.started && changed {
-                apply(plan, kind, sink, last_event, &obj).await;
-            }
-        }
-        Event::InitDone => {
-            let listed = seen.relisting.take().unwrap_or_default();
-            if seen.started {
-                let gone: Vec<String> = seen
-                    .versions
-                    .keys()
-                    .filter(|n| !listed.contains(*n))
-                    .cloned()
-                    .collect();
-                for name in gone {
-                    seen.versions.remove(&name);
-                    let mut obj = DynamicObject::new(&name, &kind.api_resource());
-                    obj.metadata.namespace = Some(plan.source_namespace.clone());
-                    delete(plan, kind, sink, last_event, &obj).await;
-                }
-            } else {
-                seen.versions.retain(|n, _| listed.contains(n));
-            }
-            seen.started = true;
-        }
-        Event::Apply(obj) => {
-            seen.versions
-                .insert(obj.name_any(), obj.resource_version().unwrap_or_default());
-            apply(plan, kind, sink, last_event, &obj).await;
-        }
-        Event::Delete(obj) => {
-            seen.versions.remove(&obj.name_any());
-            delete(plan, kind, sink, last_event, &obj).await;
         }
     }
 }
@@ -366,5 +404,79 @@ async fn status_writer(
             Ok(_) => written = current,
             Err(error) => tracing::debug!(%error, "writing lastWatchEvent failed"),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use kube::api::ApiResource;
+
+    fn cm(name: &str, rv: &str) -> DynamicObject {
+        let ar = ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
+        let mut obj = DynamicObject::new(name, &ar);
+        obj.metadata.resource_version = Some(rv.to_owned());
+        obj.metadata.uid = Some(format!("uid-{name}"));
+        obj
+    }
+
+    fn names(actions: &[WatchAction]) -> Vec<String> {
+        actions
+            .iter()
+            .map(|a| match a {
+                WatchAction::Apply(o) => format!("apply {}", o.name_any()),
+                WatchAction::Delete(n, uid) => {
+                    format!("delete {n} {}", uid.clone().unwrap_or_default())
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn first_listing_is_recorded_not_applied() {
+        let mut seen = Seen::default();
+        assert!(plan_event(&mut seen, Event::Init).is_empty());
+        assert!(plan_event(&mut seen, Event::InitApply(cm("a", "1"))).is_empty());
+        assert!(plan_event(&mut seen, Event::InitDone).is_empty());
+        assert!(seen.started);
+        // Live events are applied one by one.
+        assert_eq!(
+            names(&plan_event(&mut seen, Event::Apply(cm("a", "2")))),
+            ["apply a"]
+        );
+        assert_eq!(
+            names(&plan_event(&mut seen, Event::Delete(cm("a", "3")))),
+            ["delete a uid-a"]
+        );
+    }
+
+    #[test]
+    fn relisting_applies_changes_and_deletes_what_vanished_meanwhile() {
+        let mut seen = Seen::default();
+        for e in [
+            Event::Init,
+            Event::InitApply(cm("same", "1")),
+            Event::InitApply(cm("changed", "1")),
+            Event::InitApply(cm("vanished", "1")),
+            Event::InitDone,
+        ] {
+            plan_event(&mut seen, e);
+        }
+        // The watch broke off; the re-listing shows what happened meanwhile.
+        let mut actions = Vec::new();
+        for e in [
+            Event::Init,
+            Event::InitApply(cm("same", "1")),
+            Event::InitApply(cm("changed", "2")),
+            Event::InitApply(cm("new", "5")),
+            Event::InitDone,
+        ] {
+            actions.extend(plan_event(&mut seen, e));
+        }
+        assert_eq!(
+            names(&actions),
+            ["apply changed", "apply new", "delete vanished uid-vanished"]
+        );
     }
 }
