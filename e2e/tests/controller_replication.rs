@@ -452,11 +452,40 @@ spec:
             .is_some_and(|s| s.last_watch_event.is_some())
     })
     .await;
-    // Watchers are torn down with the mapping.
+    // Pausing stops the watchers; resuming starts them again.
     assert_eq!(
         controller.metric("dr_syncer_watched_mappings ").await,
         Some(1.0)
     );
+    let pause = |paused: bool| serde_json::json!({"spec": {"paused": paused}});
+    mappings
+        .patch("live", &PatchParams::default(), &Patch::Merge(&pause(true)))
+        .await
+        .unwrap();
+    wait_for(&mappings, "live", has_condition("Ready", "False", "Paused")).await;
+    assert_eq!(
+        controller.metric("dr_syncer_watched_mappings ").await,
+        Some(0.0)
+    );
+    mappings
+        .patch(
+            "live",
+            &PatchParams::default(),
+            &Patch::Merge(&pause(false)),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        &mappings,
+        "live",
+        has_condition("Ready", "True", "SyncSucceeded"),
+    )
+    .await;
+    assert_eq!(
+        controller.metric("dr_syncer_watched_mappings ").await,
+        Some(1.0)
+    );
+    // Watchers are torn down with the mapping.
     mappings
         .delete("live", &DeleteParams::default())
         .await
