@@ -107,8 +107,11 @@ pub struct SyncSummary {
 /// Files smaller than this are made durable in batches (one `syncfs` before their
 /// renames) instead of one `fsync` each.
 const BATCH_FSYNC_BELOW: u64 = 1 << 20;
-/// Renames waiting for one batch `syncfs`.
-const RENAME_BATCH: usize = 256;
+/// Renames waiting for one batch `syncfs` (each `syncfs` costs milliseconds: batches are
+/// large, bounded by count and by bytes).
+const RENAME_BATCH: usize = 4096;
+/// Bytes of small files waiting for one batch `syncfs`.
+const RENAME_BATCH_BYTES: u64 = 128 << 20;
 /// Files requested ahead of the one being received, per stream.
 const PIPELINE: usize = 32;
 
@@ -743,6 +746,7 @@ fn apply_all(
 ) -> Result<Counters, SyncError> {
     let mut counters = Counters::default();
     let mut renames: Vec<PendingRename> = Vec::new();
+    let mut pending_bytes = 0u64;
     while let Ok(p) = jobs.recv() {
         match next_msg(inbox)? {
             Message::FileStart { id, size } if id == p.job.id => {
@@ -756,8 +760,10 @@ fn apply_all(
                 counters.matched += done.matched;
                 if let Some(r) = done.rename {
                     renames.push(r);
-                    if renames.len() >= RENAME_BATCH {
+                    pending_bytes += size;
+                    if renames.len() >= RENAME_BATCH || pending_bytes >= RENAME_BATCH_BYTES {
                         commit_renames(ctx, &mut renames)?;
+                        pending_bytes = 0;
                     }
                 }
             }
