@@ -308,10 +308,55 @@ struct Job {
 /// A job ready for the applier: basis chosen, signatures being sent.
 struct Prepared {
     job: Job,
-    basis: Option<File>,
-    basis_len: u64,
+    basis: Basis,
     sig_count: u32,
-    used_basis_file: bool,
+}
+
+/// The data a new version is diffed against: a leftover partial from an interrupted run
+/// (the new version's first bytes) and/or the current file. Each window takes its bytes
+/// from the partial where the partial covers the window, else from the current file, so
+/// an interrupted transfer resumes with both halves matched.
+#[derive(Default)]
+struct Basis {
+    partial: Option<(File, u64)>,
+    current: Option<(File, u64)>,
+}
+
+impl Basis {
+    /// Length the window layout is computed from.
+    fn len(&self) -> u64 {
+        let l = |b: &Option<(File, u64)>| b.as_ref().map_or(0, |(_, n)| *n);
+        l(&self.partial).max(l(&self.current))
+    }
+
+    /// Maps the bytes of basis window `i` (the same choice for signature and apply).
+    fn map_window(&self, i: u64, window: u64) -> io::Result<Option<memmap2::Mmap>> {
+        let r = delta::basis_range(i, window, self.len());
+        let end = r.end;
+        let partial = self.partial.as_ref().filter(|(_, n)| *n >= end);
+        let current = self.current.as_ref().filter(|(_, n)| *n >= end);
+        let longest = match (&self.partial, &self.current) {
+            (Some(p), Some(c)) => Some(if p.1 >= c.1 { p } else { c }),
+            (p, c) => p.as_ref().or(c.as_ref()),
+        };
+        let Some((f, n)) = partial.or(current).or(longest) else {
+            return Ok(None);
+        };
+        let end = r.end.min(*n);
+        fsops::map_range(f, r.start.min(end), end - r.start.min(end))
+    }
+
+    fn try_clone(&self) -> io::Result<Basis> {
+        let dup = |b: &Option<(File, u64)>| -> io::Result<Option<(File, u64)>> {
+            b.as_ref()
+                .map(|(f, n)| Ok((f.try_clone()?, *n)))
+                .transpose()
+        };
+        Ok(Basis {
+            partial: dup(&self.partial)?,
+            current: dup(&self.current)?,
+        })
+    }
 }
 
 /// Counters of one stream.
@@ -669,23 +714,18 @@ fn prepare_all(
             window: ctx.opts.window,
             sig_count: p.sig_count,
         });
-        let basis = match &p.basis {
-            Some(f) => Some(f.try_clone().map_err(io_err("duplicating basis fd"))?),
-            None => None,
-        };
-        let (basis_len, sig_count) = (p.basis_len, p.sig_count);
+        let basis = p
+            .basis
+            .try_clone()
+            .map_err(io_err("duplicating basis fd"))?;
+        let (basis_len, sig_count) = (basis.len(), p.sig_count);
         job_tx.send(p).map_err(|_| gone())?;
         req_tx.blocking_send(request).map_err(|_| gone())?;
         for i in 0..u64::from(sig_count) {
-            let r = delta::basis_range(i, ctx.opts.window, basis_len);
-            let sig = match &basis {
-                Some(f) => {
-                    let map = fsops::map_range(f, r.start, r.end - r.start)
-                        .map_err(io_err("mapping basis"))?;
-                    delta::signature(map.as_deref().unwrap_or(&[]), basis_len)
-                }
-                None => delta::signature(&[], basis_len),
-            };
+            let map = basis
+                .map_window(i, ctx.opts.window)
+                .map_err(io_err("mapping basis"))?;
+            let sig = delta::signature(map.as_deref().unwrap_or(&[]), basis_len);
             req_tx
                 .blocking_send(Message::Signature(sig.into_serialized()))
                 .map_err(|_| gone())?;
@@ -702,30 +742,27 @@ fn prepare(ctx: &Ctx, job: Job) -> Result<Prepared, SyncError> {
     if fsops::lstat_at(&dir, &part).map_err(io_err(c()))?.is_some() {
         renameat(&dir, os(&part), &dir, os(&basis_name)).map_err(nix_err(c()))?;
     }
-    let mut used_basis_file = false;
-    let mut basis = None;
+    let mut basis = Basis::default();
     if !ctx.opts.whole_file {
         for (name, is_partial) in [(&basis_name[..], true), (e.path.file_name(), false)] {
             let st = fsops::lstat_at(&dir, name).map_err(io_err(c()))?;
-            if st.is_some_and(|s| fsops::is_kind(&s, SFlag::S_IFREG) && s.st_size > 0) {
-                basis = Some(open_at_nofollow(&dir, name, OFlag::O_RDONLY).map_err(io_err(c()))?);
-                used_basis_file = is_partial;
-                break;
+            if let Some(s) = st.filter(|s| fsops::is_kind(s, SFlag::S_IFREG) && s.st_size > 0) {
+                let f = open_at_nofollow(&dir, name, OFlag::O_RDONLY).map_err(io_err(c()))?;
+                let b = Some((f, s.st_size as u64));
+                if is_partial {
+                    basis.partial = b;
+                } else {
+                    basis.current = b;
+                }
             }
         }
     }
-    let basis_len = match &basis {
-        Some(f) => f.metadata().map_err(io_err(c()))?.len(),
-        None => 0,
-    };
-    let sig_count = u32::try_from(delta::window_count(basis_len, ctx.opts.window))
+    let sig_count = u32::try_from(delta::window_count(basis.len(), ctx.opts.window))
         .map_err(|_| io_err(c())(io::Error::from(Errno::EFBIG)))?;
     Ok(Prepared {
         job,
         basis,
-        basis_len,
         sig_count,
-        used_basis_file,
     })
 }
 
@@ -810,12 +847,10 @@ fn receive_file(
     let window = ctx.opts.window;
     for i in 0..delta::window_count(size, window) {
         let src = delta::source_range(i, window, size);
-        let map = match (&p.basis, i < u64::from(p.sig_count)) {
-            (Some(f), true) => {
-                let r = delta::basis_range(i, window, p.basis_len);
-                fsops::map_range(f, r.start, r.end - r.start).map_err(io_err(c()))?
-            }
-            _ => None,
+        let map = if i < u64::from(p.sig_count) {
+            p.basis.map_window(i, window).map_err(io_err(c()))?
+        } else {
+            None
         };
         let basis: &[u8] = map.as_deref().unwrap_or(&[]);
         let mut applier = DeltaApplier::new(src.end - src.start);
@@ -865,7 +900,7 @@ fn receive_file(
     let pending = PendingRename {
         entry_path: e.path.clone(),
         part,
-        basis_name: p.used_basis_file.then_some(basis_name),
+        basis_name: p.basis.partial.is_some().then_some(basis_name),
     };
     if size < BATCH_FSYNC_BELOW {
         return Ok(Received {

@@ -251,3 +251,36 @@ async fn user_xattrs_are_copied_with_x() {
     assert_eq!(xattr::get(dst.path().join("d"), "user.dir").unwrap(), None);
     assert_same_tree(src.path(), dst.path());
 }
+
+#[tokio::test]
+async fn interrupted_update_resumes_from_partial_and_current_file() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let old: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
+        .collect();
+    fs::write(dst.path().join("f"), &old).unwrap();
+    // the new version differs from the old one only at the front...
+    let mut new = old.clone();
+    new[..200_000]
+        .iter_mut()
+        .for_each(|b| *b = b.wrapping_add(1));
+    fs::write(src.path().join("f"), &new).unwrap();
+    set_mtime(&src.path().join("f"), 1_700_000_000, 5);
+    // ...and an interrupted run already wrote the new version's first 400 kB
+    fs::write(dst.path().join(common::partial_name(b"f")), &new[..400_000]).unwrap();
+    let opts = SyncOptions {
+        window: 64 * 1024,
+        ..SyncOptions::default()
+    };
+    let s = pull_over(src.path(), dst.path(), &opts, 1).await.unwrap();
+    assert_eq!(fs::read(dst.path().join("f")).unwrap(), new);
+    // the changed front comes from the partial, the tail from the current file
+    assert!(s.literal_bytes < 50_000, "{s:?}");
+    assert!(s.matched_bytes > 950_000, "{s:?}");
+    assert_eq!(
+        fs::read_dir(dst.path()).unwrap().count(),
+        1,
+        "temp files cleaned up"
+    );
+}
