@@ -1141,3 +1141,88 @@ fn delete_extraneous(
     }
     Ok(deleted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(path: &[u8], kind: EntryKind, link: Option<u64>) -> Entry {
+        Entry {
+            path: WirePath::new(path.to_vec()).unwrap(),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            mtime_sec: 0,
+            mtime_nsec: 0,
+            link_target: Vec::new(),
+            hardlink_to: link,
+            hash: None,
+            xattrs: Vec::new(),
+        }
+    }
+
+    fn none() -> Excludes {
+        Excludes::new(&[]).unwrap()
+    }
+
+    #[test]
+    fn validate_refuses_bad_lists() {
+        use EntryKind::{Dir, File, Symlink};
+        let bad: Vec<Vec<Entry>> = vec![
+            vec![e(b"a/b", File, None)],                         // parent not listed
+            vec![e(b"a", File, None), e(b"a/b", File, None)],    // parent not a dir
+            vec![e(b"a", Symlink, None), e(b"a/b", File, None)], // parent a symlink
+            vec![e(b"a", File, None), e(b"a", File, None)],      // duplicate
+            vec![e(b"a", File, Some(1)), e(b"b", File, None)],   // forward hard link
+            vec![e(b"d", Dir, None), e(b"b", File, Some(0))],    // hard link to a dir
+            vec![e(b".dr-syncer.x.part", File, None)],           // reserved name
+            vec![
+                e(b"a", File, None),
+                e(b"b", File, Some(0)),
+                e(b"c", File, Some(1)),
+            ],
+        ];
+        for list in bad {
+            let names: Vec<_> = list.iter().map(|x| x.path.display()).collect();
+            assert!(
+                matches!(validate(list, &none()), Err(SyncError::Refused { .. })),
+                "{names:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn validate_remaps_hard_links_around_excludes() {
+        use EntryKind::{Dir, File};
+        let list = vec![
+            e(b"skip.tmp", File, None),
+            e(b"d", Dir, None),
+            e(b"d/a", File, None),
+            e(b"d/b", File, Some(2)),
+            e(b"c", File, Some(0)),
+        ];
+        let ex = Excludes::new(&["*.tmp".to_string()]).unwrap();
+        let out = validate(list, &ex).unwrap();
+        let paths: Vec<_> = out.iter().map(|x| x.path.display()).collect();
+        assert_eq!(paths, ["d", "d/a", "d/b", "c"]);
+        assert_eq!(
+            out[2].hardlink_to,
+            Some(1),
+            "index remapped after the excluded entry"
+        );
+        assert_eq!(
+            out[3].hardlink_to, None,
+            "leader excluded: fetched on its own"
+        );
+    }
+
+    #[test]
+    fn temp_names_fit_any_name_and_are_reserved() {
+        let (part, basis) = temp_names(&[b'x'; 255]);
+        assert!(part.len() < 64 && basis.len() < 64);
+        assert!(is_temp_name(&part) && is_temp_name(&basis));
+        assert_ne!(temp_names(b"a").0, temp_names(b"b").0);
+    }
+}
