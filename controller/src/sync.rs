@@ -511,24 +511,27 @@ impl SyncPlan {
             self.sync_crds().await?;
         }
         let mut report = SyncReport::default();
-        let mut kept_sources = Vec::new();
+        let mut listed_sources = Vec::new();
         let mut targets = Vec::new();
         for kind in &self.kinds {
-            let (kept, existing) = self.sync_kind(kind, &mut report).await?;
+            let (listed, existing) = self.sync_kind(kind, &mut report).await?;
             // Pruning only needs identities and marks: keep metadata, drop contents.
             if self.spec.prune {
-                kept_sources.extend(kept);
+                listed_sources.extend(listed);
                 targets.extend(existing);
             }
         }
         if self.spec.prune {
-            report.prune = self.prune(&kept_sources, &targets, &mut report).await?;
+            report.prune = self.prune(&listed_sources, &targets, &mut report).await?;
         }
         report.duration = started.elapsed();
         Ok(report)
     }
 
-    /// Syncs one kind; returns the kept source objects and the target listing (for prune).
+    /// Syncs one kind; returns the whole source listing (metadata only) and the target
+    /// listing, for prune. Pruning compares against every source object, selected or not:
+    /// it removes copies of objects deleted at the source, never the copy of an object that
+    /// still exists but is now filtered out (e.g. newly labelled `dr-syncer.io/ignore`).
     async fn sync_kind(
         &self,
         kind: &ResourceKind,
@@ -545,6 +548,10 @@ impl SyncPlan {
             .map(|o| (o.name_any(), o.resource_version().unwrap_or_default()))
             .collect();
         let counts = report.kinds.entry(kind.kind.clone()).or_default();
+        let listed: Vec<DynamicObject> = sources
+            .iter()
+            .map(|o| metadata_only(kind, o.metadata.clone()))
+            .collect();
         let mut kept = Vec::new();
         for obj in sources {
             match replicate::select(&obj, kind, &self.filter) {
@@ -587,11 +594,7 @@ impl SyncPlan {
                 Err(ApplyError::Destination(message)) => return Err(self.dest_error(message)),
             }
         }
-        let kept = kept
-            .into_iter()
-            .map(|o| metadata_only(kind, o.metadata))
-            .collect();
-        Ok((kept, targets))
+        Ok((listed, targets))
     }
 
     /// Transforms and applies one selected source object, with retries and the immutable
@@ -704,6 +707,7 @@ impl SyncPlan {
                 force_delete_timeout,
             } => (PropagationPolicy::Foreground, force_delete_timeout, true),
         };
+        self.ensure_ours(api, name).await?;
         self.delete_and_wait(api, name, propagation, timeout, force)
             .await
             .map_err(ApplyError::Object)?;
@@ -711,6 +715,24 @@ impl SyncPlan {
             .await
             .map(|_| Outcome::Updated)
             .map_err(|e| ApplyError::Object(format!("recreate: {e}")))
+    }
+
+    /// Refuses to delete a destination object this mapping did not write: recreating it
+    /// would destroy something a user (or another mapping) owns.
+    async fn ensure_ours(&self, api: &Api<DynamicObject>, name: &str) -> Result<(), ApplyError> {
+        let live = api
+            .get_opt(name)
+            .await
+            .map_err(|e| ApplyError::Object(format!("reading {name} before recreate: {e}")))?;
+        match live {
+            Some(live) if !replicate::is_managed_by(&live, &self.mapping) => {
+                Err(ApplyError::Object(format!(
+                    "immutable fields differ and {name} at the destination was not created by \
+                     this mapping; left unchanged (delete it by hand to let the mapping recreate it)"
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Deletes and waits for the object to be gone; with `force`, deletes again with a

@@ -639,6 +639,13 @@ async fn pruning_deletes_only_managed_objects_and_refuses_an_empty_source() {
 
     let source: Api<ConfigMap> = Api::namespaced(c.source.clone(), &src);
     source.delete("a", &DeleteParams::default()).await.unwrap();
+    // `b` still exists at the source but is now ignored: its DR copy is kept (pruning is for
+    // objects deleted at the source, not for objects filtered out).
+    let ignore = serde_json::json!({"metadata": {"labels": {"dr-syncer.io/ignore": "true"}}});
+    source
+        .patch("b", &PatchParams::default(), &Patch::Merge(&ignore))
+        .await
+        .unwrap();
     annotate(&c.controller, &ns, "prune", "dr-syncer.io/sync-now", "2").await;
     wait_synced_value(&mappings, "prune", "2").await;
     assert!(
@@ -691,6 +698,65 @@ async fn pruning_deletes_only_managed_objects_and_refuses_an_empty_source() {
             "{name} was deleted with its mapping"
         );
     }
+    controller.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recreate_on_immutable_fields_replaces_only_objects_the_mapping_wrote() {
+    let _serial = SERIAL.lock().await;
+    let c = clusters().await;
+    let ns = namespace(&c.controller, "dr").await;
+    let src = namespace(&c.source, "immutable").await;
+    remote_clusters(&c, &ns).await;
+    let immutable_cm = |name: &str, value: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\nimmutable: true\ndata:\n  v: \"{value}\"\n"
+        )
+    };
+    apply_yaml::<ConfigMap>(&c.source, &src, &immutable_cm("ours", "1")).await;
+    apply_yaml::<ConfigMap>(&c.source, &src, &immutable_cm("theirs", "1")).await;
+    // A user's own object of the same name already sits in the target namespace.
+    namespace_named(&c.target, &src).await;
+    apply_yaml::<ConfigMap>(&c.target, &src, &immutable_cm("theirs", "user")).await;
+
+    let controller = start_controller(None).await;
+    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
+    apply_yaml::<NamespaceMapping>(&c.controller, &ns, &format!(
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata:\n  name: immutable\n  annotations:\n    dr-syncer.io/sync-now: \"1\"\nspec:\n  replicationMode: Manual\n  sourceCluster: source\n  destinationCluster: target\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n  immutableResourceConfig:\n    defaultHandling: Recreate\n")).await;
+    wait_synced_value(&mappings, "immutable", "1").await;
+    let target: Api<ConfigMap> = Api::namespaced(c.target.clone(), &src);
+    assert_eq!(data(&target.get("ours").await.unwrap())["v"], "1");
+
+    // Change both at the source: ours is recreated with the new data, theirs is left alone.
+    let source: Api<ConfigMap> = Api::namespaced(c.source.clone(), &src);
+    for name in ["ours", "theirs"] {
+        source.delete(name, &DeleteParams::default()).await.unwrap();
+        wait_gone(&source, name, DEADLINE).await;
+        apply_yaml::<ConfigMap>(&c.source, &src, &immutable_cm(name, "2")).await;
+    }
+    annotate(
+        &c.controller,
+        &ns,
+        "immutable",
+        "dr-syncer.io/sync-now",
+        "2",
+    )
+    .await;
+    let nm = wait_synced_value(&mappings, "immutable", "2").await;
+    assert_eq!(data(&target.get("ours").await.unwrap())["v"], "2");
+    let theirs = target.get("theirs").await.unwrap();
+    assert_eq!(
+        data(&theirs)["v"],
+        "user",
+        "an unmanaged object was recreated"
+    );
+    let error = nm.status.and_then(|s| s.last_error).map(|e| e.message);
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|m| m.contains("not created by this mapping")),
+        "lastError should say why theirs was left: {error:?}"
+    );
     controller.kill().await;
 }
 

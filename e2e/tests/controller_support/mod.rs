@@ -214,6 +214,19 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
         .unwrap()
 }
 
+/// Creates the namespace `name` (for objects that must exist before a mapping runs).
+pub async fn namespace_named(client: &Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &ns).await.unwrap();
+}
+
 /// Creates the kubeconfig Secrets of `source` and `target` and the two RemoteClusters
 /// (named `source` and `target`) in `ns` of the controller cluster.
 pub async fn remote_clusters(c: &Clusters, ns: &str) {
