@@ -31,7 +31,7 @@ async fn echo_over_parallel_channels_on_one_connection() {
     let mut tasks = Vec::new();
     for (i, mut s) in streams.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
-            let payload: Vec<u8> = (0..3_000_000u32)
+            let payload: Vec<u8> = (0..6_000_000u32)
                 .map(|b| (b as usize * 7 + i) as u8)
                 .collect();
             let (mut r, mut w) = tokio::io::split(&mut s);

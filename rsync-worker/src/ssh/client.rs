@@ -8,6 +8,7 @@ use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCerti
 use russh::{ChannelMsg, ChannelStream, Disconnect};
 
 use super::keys::{fingerprint, same_key};
+use super::pump::{PumpedStream, pump};
 use super::tuning;
 
 /// Why the worker could not get a channel to the agent.
@@ -67,6 +68,9 @@ impl ClientError {
         }
     }
 }
+
+/// One subsystem channel of the worker, read through a [`pump`].
+pub type WorkerStream = PumpedStream<ChannelStream<Msg>>;
 
 /// What the worker needs to reach an agent.
 #[derive(Debug, Clone)]
@@ -171,7 +175,12 @@ async fn authenticate(
     handle: &mut Handle<PinnedHostKey>,
     settings: &ClientSettings,
 ) -> Result<(), ClientError> {
-    let hash = handle.best_supported_rsa_hash().await?.flatten();
+    // Only RSA keys need the server's preferred signature hash (an extra round trip).
+    let hash = if settings.key.algorithm().is_rsa() {
+        handle.best_supported_rsa_hash().await?.flatten()
+    } else {
+        None
+    };
     let key = PrivateKeyWithHashAlg::new(settings.key.clone(), hash);
     let result = handle
         .authenticate_publickey(settings.user.clone(), key)
@@ -202,14 +211,16 @@ fn client_config() -> russh::client::Config {
 impl AgentConnection {
     /// Opens one channel and starts our subsystem on it, waiting for the agent's answer
     /// so that a refusal is an error here rather than a confusing protocol failure later.
-    pub async fn open_stream(&self) -> Result<ChannelStream<Msg>, ClientError> {
+    pub async fn open_stream(&self) -> Result<WorkerStream, ClientError> {
         let mut channel = self.handle.channel_open_session().await?;
         channel
             .request_subsystem(true, self.subsystem.clone())
             .await?;
         loop {
             match channel.wait().await {
-                Some(ChannelMsg::Success) => return Ok(channel.into_stream()),
+                Some(ChannelMsg::Success) => {
+                    return Ok(pump(channel.into_stream(), tuning::PUMP_BUFFER));
+                }
                 Some(ChannelMsg::Failure) | Some(ChannelMsg::Close) | None => {
                     return Err(ClientError::SubsystemRefused(self.subsystem.clone()));
                 }
@@ -219,7 +230,7 @@ impl AgentConnection {
     }
 
     /// Opens `n` parallel streams on this one connection.
-    pub async fn open_streams(&self, n: usize) -> Result<Vec<ChannelStream<Msg>>, ClientError> {
+    pub async fn open_streams(&self, n: usize) -> Result<Vec<WorkerStream>, ClientError> {
         let mut streams = Vec::with_capacity(n);
         for _ in 0..n.max(1) {
             streams.push(self.open_stream().await?);

@@ -4,15 +4,21 @@
 //! - [`server`]: the agent's russh server; one subsystem, everything else refused.
 //! - [`client`]: the worker's russh client; pinned host key, N channels on one connection.
 //! - [`service`]: the data-plane protocol plugged into the server's subsystem.
+//! - [`pump`]: drains channels into a byte-bounded buffer so a busy writer never stalls
+//!   the SSH session loop.
 //! - [`tuning`]: window, packet and cipher choices both ends share.
 
 pub mod client;
 pub mod keys;
+pub mod pump;
 pub mod server;
 pub mod service;
 pub mod tuning;
 
-pub use client::{AgentConnection, ClientError, ClientSettings, connect};
+pub use client::{AgentConnection, ClientError, ClientSettings, WorkerStream, connect};
 pub use keys::{AuthorizedKeys, KeyError, fingerprint, load_pinned_key, load_private_key};
-pub use server::{AgentServer, ChannelPeer, ServeFuture, ServerSettings, SubsystemService};
+pub use pump::{PumpedStream, pump};
+pub use server::{
+    AgentServer, ChannelPeer, ServeFuture, ServerSettings, SubsystemService, SubsystemStream,
+};
 pub use service::ProtocolService;

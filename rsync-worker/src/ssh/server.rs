@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::keys::{AuthorizedKeys, fingerprint};
+use super::pump::{PumpedStream, pump};
 use super::tuning;
 
 /// The future a [`SubsystemService`] returns for one channel; its output is the exit
@@ -31,12 +32,12 @@ pub type ServeFuture<'a> = Pin<Box<dyn Future<Output = u32> + Send + 'a>>;
 pub trait SubsystemService: Send + Sync + 'static {
     /// Serves one channel until the protocol ends; errors are logged by the service. The
     /// stream is borrowed so that the exit status goes out before the channel closes.
-    fn serve<'a>(
-        &'a self,
-        stream: &'a mut ChannelStream<Msg>,
-        peer: ChannelPeer,
-    ) -> ServeFuture<'a>;
+    fn serve<'a>(&'a self, stream: &'a mut SubsystemStream, peer: ChannelPeer) -> ServeFuture<'a>;
 }
+
+/// The byte stream of one subsystem channel, read through a [`pump`] so the session
+/// loop never waits on a service that is busy writing.
+pub type SubsystemStream = PumpedStream<ChannelStream<Msg>>;
 
 /// Who is on the other end of a channel, for the service's logs.
 #[derive(Debug, Clone)]
@@ -144,6 +145,9 @@ async fn run_session(
     };
     match result {
         Ok(()) => debug!(%peer, "connection closed"),
+        Err(russh::Error::IO(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            debug!(%peer, "connection closed by the client")
+        }
         Err(e) => info!(%peer, error = %e, "connection ended with an error"),
     }
 }
@@ -242,7 +246,7 @@ impl ConnectionHandler {
         let service = self.service.clone();
         let handle = session.handle();
         self.serving.spawn(async move {
-            let mut stream = chan.into_stream();
+            let mut stream = pump(chan.into_stream(), tuning::PUMP_BUFFER);
             let status = service.serve(&mut stream, peer).await;
             let _ = handle.eof(channel).await;
             let _ = handle.exit_status_request(channel, status).await;

@@ -2,11 +2,9 @@
 
 use std::sync::Arc;
 
-use russh::ChannelStream;
-use russh::server::Msg;
 use tracing::{info, warn};
 
-use super::server::{ChannelPeer, ServeFuture, SubsystemService};
+use super::server::{ChannelPeer, ServeFuture, SubsystemService, SubsystemStream};
 use crate::sender::{Limits, VolumeResolver, serve};
 
 /// Serves every subsystem channel with the sending side of the protocol, resolving
@@ -24,11 +22,7 @@ impl ProtocolService {
 }
 
 impl SubsystemService for ProtocolService {
-    fn serve<'a>(
-        &'a self,
-        stream: &'a mut ChannelStream<Msg>,
-        peer: ChannelPeer,
-    ) -> ServeFuture<'a> {
+    fn serve<'a>(&'a self, stream: &'a mut SubsystemStream, peer: ChannelPeer) -> ServeFuture<'a> {
         Box::pin(async move {
             match serve(stream, self.resolver.as_ref(), &self.limits).await {
                 Ok(stats) => {

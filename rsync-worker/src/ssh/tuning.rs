@@ -15,6 +15,10 @@ pub const MAX_PACKET_SIZE: u32 = 65535 - 1024;
 /// Messages buffered per channel before backpressure reaches TCP.
 pub const CHANNEL_BUFFER: usize = 256;
 
+/// Bytes of incoming channel data buffered per channel before backpressure (see
+/// [`super::pump`]); bounds the memory a peer can make us hold per stream.
+pub const PUMP_BUFFER: usize = 8 * 1024 * 1024;
+
 /// Keepalives let both ends notice a dead peer (node gone, network partition).
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 

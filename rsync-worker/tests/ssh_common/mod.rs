@@ -11,10 +11,9 @@ use std::time::Duration;
 use dr_syncer_rsync::ssh::keys::ed25519_from_seed;
 use dr_syncer_rsync::ssh::{
     AgentServer, AuthorizedKeys, ChannelPeer, ClientSettings, ProtocolService, ServeFuture,
-    ServerSettings, SubsystemService,
+    ServerSettings, SubsystemService, SubsystemStream,
 };
 use dr_syncer_rsync::{Limits, SUBSYSTEM_NAME, StaticVolumes};
-use russh::ChannelStream;
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::{PrivateKey, PublicKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,11 +42,7 @@ pub fn write_public_key(dir: &Path, name: &str, key: &PublicKey) -> PathBuf {
 pub struct EchoService;
 
 impl SubsystemService for EchoService {
-    fn serve<'a>(
-        &'a self,
-        stream: &'a mut ChannelStream<russh::server::Msg>,
-        _peer: ChannelPeer,
-    ) -> ServeFuture<'a> {
+    fn serve<'a>(&'a self, stream: &'a mut SubsystemStream, _peer: ChannelPeer) -> ServeFuture<'a> {
         Box::pin(async move {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
