@@ -761,6 +761,50 @@ async fn recreate_on_immutable_fields_replaces_only_objects_the_mapping_wrote() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_selector_label_selector_and_name_regexes_pick_the_objects() {
+    let _serial = SERIAL.lock().await;
+    let c = clusters().await;
+    let ns = namespace(&c.controller, "dr").await;
+    let src = namespace(&c.source, "select").await;
+    remote_clusters(&c, &ns).await;
+    // (name, tier label): only app-config passes all three filters.
+    let objects = [
+        ("app-config", "app"), // label ok, included, not excluded
+        ("app-cache", "app"),  // excluded by excludeNames
+        ("web-config", "app"), // not matched by includeNames
+        ("app-db", "db"),      // fails the label selector
+    ];
+    for (name, tier) in objects {
+        apply_yaml::<ConfigMap>(
+            &c.source,
+            &src,
+            &format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels:\n    tier: {tier}\ndata:\n  k: v\n"
+            ),
+        )
+        .await;
+    }
+    let controller = start_controller(None).await;
+    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
+    apply_yaml::<NamespaceMapping>(&c.controller, &ns, &format!(
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata:\n  name: select\n  annotations:\n    dr-syncer.io/sync-now: \"1\"\nspec:\n  replicationMode: Manual\n  sourceCluster: source\n  destinationCluster: target\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n  objectSelector:\n    labelSelector:\n      matchLabels:\n        tier: app\n    includeNames: [\"app-.*\"]\n    excludeNames: [\".*-cache\"]\n")).await;
+    let nm = wait_synced_value(&mappings, "select", "1").await;
+    assert_eq!(
+        nm.status.as_ref().and_then(|s| s.phase.clone()),
+        Some(dr_syncer_crds::namespace_mapping::SyncPhase::Completed)
+    );
+    let target: Api<ConfigMap> = Api::namespaced(c.target.clone(), &src);
+    assert!(target.get_opt("app-config").await.unwrap().is_some());
+    for name in ["app-cache", "web-config", "app-db"] {
+        assert!(
+            target.get_opt(name).await.unwrap().is_none(),
+            "{name} should have been filtered out"
+        );
+    }
+    controller.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_mapping_syncs_at_the_next_fire_not_before() {
     let _serial = SERIAL.lock().await;
     let c = clusters().await;
