@@ -1010,18 +1010,53 @@ async fn a_stopped_source_api_server_deletes_nothing_and_the_mapping_recovers_by
         )
         .await;
     }
+    for name in ["s1", "s2"] {
+        apply_yaml::<Secret>(
+            &c.source,
+            &src,
+            &format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: Opaque\ndata:\n  k: dg==\n"),
+        )
+        .await;
+    }
     let controller = start_controller(None).await;
     let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
+    // ConfigMaps are synced before Secrets (resourceTypes order): stopping the source while
+    // ConfigMaps are applied makes the Secrets listing fail mid-sync.
     apply_yaml::<NamespaceMapping>(
         &c.controller,
         &ns,
         &format!(
-            "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata:\n  name: outage\n  annotations:\n    dr-syncer.io/sync-now: \"1\"\nspec:\n  replicationMode: Manual\n  sourceCluster: source\n  destinationCluster: target\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n  prune: true\n  retryConfig:\n    maxRetries: 100\n    initialBackoff: 1s\n    maxBackoff: 3s\n"
+            "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata:\n  name: outage\n  annotations:\n    dr-syncer.io/sync-now: \"1\"\nspec:\n  replicationMode: Manual\n  sourceCluster: source\n  destinationCluster: target\n  sourceNamespace: {src}\n  resourceTypes: [configmaps, secrets]\n  prune: true\n  retryConfig:\n    maxRetries: 100\n    initialBackoff: 1s\n    maxBackoff: 3s\n"
         ),
     )
     .await;
     wait_synced_value(&mappings, "outage", "1").await;
     let target: Api<ConfigMap> = Api::namespaced(c.target.clone(), &src);
+    let target_secrets: Api<Secret> = Api::namespaced(c.target.clone(), &src);
+    for name in ["s1", "s2"] {
+        assert!(target_secrets.get_opt(name).await.unwrap().is_some());
+    }
+
+    // Enough new ConfigMaps that the next sync takes a while to apply them.
+    const N: usize = 1000;
+    let source: Api<ConfigMap> = Api::namespaced(c.source.clone(), &src);
+    futures::stream::iter(0..N)
+        .for_each_concurrent(32, |i| {
+            let source = source.clone();
+            async move {
+                let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}});
+                source
+                    .patch(
+                        &format!("cm-{i}"),
+                        &PatchParams::apply("e2e"),
+                        &Patch::Apply(&body),
+                    )
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
 
     let bed = bed().await;
     let server = bed
@@ -1033,35 +1068,63 @@ async fn a_stopped_source_api_server_deletes_nothing_and_the_mapping_recovers_by
         .server
         .clone();
     let pid = Pid::from_raw(apiserver_pid(&server));
-    kill(pid, Signal::SIGSTOP).unwrap();
     annotate(&c.controller, &ns, "outage", "dr-syncer.io/sync-now", "2").await;
+    // Stop the source API server once the sync has started writing the new ConfigMaps.
+    let managed = kube::api::ListParams::default().labels("dr-syncer.io/managed-by-mapping");
+    let deadline = Instant::now() + DEADLINE;
+    let copied_at_stop = loop {
+        let copied = target
+            .list_metadata(&managed)
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(0);
+        if copied > 3 {
+            kill(pid, Signal::SIGSTOP).unwrap();
+            break copied;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second sync never wrote anything"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let outcome = tokio::time::timeout(DEADLINE, await_source_unavailable(&mappings)).await;
     // Whatever happened, let the API server run again before asserting.
     kill(pid, Signal::SIGCONT).unwrap();
+    assert!(
+        copied_at_stop < N + 3,
+        "the sync had already finished ({copied_at_stop} objects) when the source stopped"
+    );
     let nm = outcome.expect("the mapping never reported the source as unavailable");
     assert!(
         condition_message(&nm, "Ready").contains("source"),
         "{}",
         condition_message(&nm, "Ready")
     );
+    // A partial listing pruned nothing: the Secrets it could not list are still there.
+    for name in ["s1", "s2"] {
+        assert!(
+            target_secrets.get_opt(name).await.unwrap().is_some(),
+            "secret {name} was deleted"
+        );
+    }
     for name in ["a", "b", "c"] {
         assert!(
             target.get_opt(name).await.unwrap().is_some(),
             "{name} was deleted"
         );
     }
-    // Recovers by itself (retryConfig), without a new trigger.
+    // Recovers by itself (retryConfig), without a new trigger, and finishes the job.
     wait_for(
         &mappings,
         "outage",
         has_condition("Ready", "True", "SyncSucceeded"),
     )
     .await;
-    for name in ["a", "b", "c"] {
-        assert!(
-            target.get_opt(name).await.unwrap().is_some(),
-            "{name} was deleted"
-        );
+    let copied = target.list_metadata(&managed).await.unwrap().items.len();
+    assert_eq!(copied, N + 3, "not every ConfigMap arrived after recovery");
+    for name in ["s1", "s2"] {
+        assert!(target_secrets.get_opt(name).await.unwrap().is_some());
     }
     controller.kill().await;
 }
