@@ -24,6 +24,7 @@ crds: ## Regenerate deploy/crds/*.yaml from the API types
 
 e2e: ## End-to-end scenarios on the local multi-cluster test bed (root; builds the control plane)
 	./scripts/build-controlplane.sh
+	./scripts/build-helm.sh
 	$(CARGO) build --locked -p dr-syncer-controller -p dr-syncer-agent -p dr-syncer-rsync-worker -p dr-syncer-e2e
 	$(CARGO) test --locked -p dr-syncer-e2e -- --test-threads=2
 

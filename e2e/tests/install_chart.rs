@@ -1,0 +1,381 @@
+//! Install like a real operator (issue 7): the Helm chart in `deploy/helm/dr-syncer` lints,
+//! its schema rejects bad values, its CRDs are the generated ones, the kustomize manifests
+//! are the rendered chart, and the rendered chart, applied with `kubectl` to the test bed's
+//! controller cluster, runs the controller as a pod (its ServiceAccount, in-cluster config,
+//! the chart's RBAC only) that replicates the `deploy/examples/` namespace.
+//!
+//! Needs `helm` (`scripts/build-helm.sh` builds it into `.cache/helm/bin/`; `HELM` overrides).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod controller_support;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use controller_support::*;
+use dr_syncer_crds::namespace_mapping::SyncPhase;
+use dr_syncer_crds::{NamespaceMapping, RemoteCluster};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use kube::api::{Api, ListParams};
+use kube::runtime::wait::Condition;
+
+/// Namespace the chart is installed in (as in docs/install.md and deploy/manifests/).
+const RELEASE_NS: &str = "dr-syncer";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn chart() -> PathBuf {
+    repo().join("deploy/helm/dr-syncer")
+}
+
+fn helm() -> PathBuf {
+    let path = std::env::var_os("HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".cache/helm/bin/helm"));
+    assert!(
+        path.exists(),
+        "{} not found: run scripts/build-helm.sh (or set HELM)",
+        path.display()
+    );
+    path
+}
+
+/// Runs a command; `Ok(stdout)` on exit 0, `Err(stdout + stderr)` otherwise.
+fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Result<String, String> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "{cmd:?} failed ({}):\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// `helm template dr-syncer <chart> --namespace dr-syncer --include-crds <extra>`.
+fn render(extra: &[&str]) -> Result<String, String> {
+    run(
+        Command::new(helm())
+            .args(["template", "dr-syncer"])
+            .arg(chart())
+            .args(["--namespace", RELEASE_NS, "--include-crds"])
+            .args(extra),
+        None,
+    )
+}
+
+#[test]
+fn helm_lint_passes_strict() {
+    let out = run(
+        Command::new(helm()).args(["lint", "--strict"]).arg(chart()),
+        None,
+    )
+    .unwrap();
+    assert!(out.contains("0 chart(s) failed"), "{out}");
+}
+
+#[test]
+fn values_schema_rejects_bad_values_naming_the_field() {
+    let cases = [
+        ("controller.replicas=many", "/controller/replicas"),
+        ("logging.format=xml", "/logging/format"),
+        ("controler.replicas=1", "controler"),
+        ("metrics.port=70000", "/metrics/port"),
+        (
+            "images.agent.pullPolicy=Sometimes",
+            "/images/agent/pullPolicy",
+        ),
+        ("controller.concurrency=0", "/controller/concurrency"),
+    ];
+    let mut wrong = Vec::new();
+    for (set, field) in cases {
+        match render(&["--set", set]) {
+            Ok(_) => wrong.push(format!("{set}: accepted")),
+            Err(e) if !e.contains(field) => wrong.push(format!("{set}: error lacks {field}: {e}")),
+            Err(_) => {}
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // And good values pass, with what they set rendered.
+    let out = render(&[
+        "--set",
+        "controller.replicas=2,logging.format=text,metrics.serviceMonitor.enabled=true",
+    ])
+    .unwrap();
+    assert!(out.contains("replicas: 2"), "{out}");
+    assert!(out.contains("--log-format=text"), "{out}");
+    assert!(out.contains("kind: ServiceMonitor"), "{out}");
+}
+
+#[test]
+fn chart_crds_are_identical_to_the_generated_deploy_crds() {
+    let names = |dir: &Path| -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".yaml"))
+            .collect()
+    };
+    let generated = repo().join("deploy/crds");
+    let in_chart = chart().join("crds");
+    assert_eq!(names(&generated), names(&in_chart));
+    assert_eq!(names(&generated).len(), 3);
+    for name in names(&generated) {
+        assert_eq!(
+            std::fs::read_to_string(generated.join(&name)).unwrap(),
+            std::fs::read_to_string(in_chart.join(&name)).unwrap(),
+            "{name} differs: cp deploy/crds/*.yaml deploy/helm/dr-syncer/crds/"
+        );
+    }
+}
+
+#[test]
+fn kustomize_manifests_are_the_rendered_chart() {
+    let rendered = render(&[]).unwrap();
+    let path = repo().join("deploy/manifests/dr-syncer.yaml");
+    if std::env::var_os("UPDATE_MANIFESTS").is_some() {
+        std::fs::write(&path, &rendered).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        on_disk == rendered,
+        "{} is not the rendered chart: rerun with UPDATE_MANIFESTS=1",
+        path.display()
+    );
+    let kustomization =
+        std::fs::read_to_string(repo().join("deploy/manifests/kustomization.yaml")).unwrap();
+    assert!(
+        kustomization.contains("- dr-syncer.yaml") && kustomization.contains("- namespace.yaml")
+    );
+}
+
+/// The rendered chart as installed on the bed: the only change from the defaults is binding
+/// the metrics server to the pod IP (on the bed a pod's IP is a unique loopback address of
+/// its node, and 0.0.0.0:8080 could collide with anything else on this machine). The image
+/// `ghcr.io/dr-syncer/dr-syncer-controller` maps to our binary on the simulated node.
+fn bed_manifests() -> String {
+    render(&["--set-string", "metrics.bindAddress=$(POD_IP)"]).unwrap()
+}
+
+fn kubectl(cluster: &str, args: &[&str], stdin: Option<&[u8]>) -> String {
+    let bed = &*BED;
+    run(bed.kubectl(cluster).args(args), stdin).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendered_chart_installs_and_its_controller_pod_replicates_the_example_namespace() {
+    let _serial = SERIAL.lock().await;
+    let bed = bed().await;
+    let examples = repo().join("deploy/examples");
+
+    // Install: what docs/install.md tells users to do, with the rendered chart.
+    kubectl(CONTROLLER, &["create", "namespace", RELEASE_NS], None);
+    let manifests = bed_manifests();
+    kubectl(
+        CONTROLLER,
+        &["apply", "--server-side", "-f", "-"],
+        Some(manifests.as_bytes()),
+    );
+    kubectl(
+        CONTROLLER,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/remoteclusters.dr-syncer.io",
+            "crd/clustermappings.dr-syncer.io",
+            "crd/namespacemappings.dr-syncer.io",
+        ],
+        None,
+    );
+    let controller = bed.client(CONTROLLER).await.unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(controller.clone(), RELEASE_NS);
+    let deployment = wait_for(&deployments, "dr-syncer", |d: Option<&Deployment>| {
+        d.and_then(|d| d.status.as_ref())
+            .is_some_and(|s| s.ready_replicas == Some(1))
+    })
+    .await;
+    let sa = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.service_account_name.clone());
+    assert_eq!(sa.as_deref(), Some("dr-syncer"));
+
+    // The sample app in the source cluster.
+    let app = examples.join("sample-app/app.yaml");
+    kubectl(SOURCE, &["apply", "-f", app.to_str().unwrap()], None);
+
+    // Kubeconfig Secrets exactly as the examples' README says: self-contained (the bed's
+    // kubeconfig files name their CA by path, which the pod cannot see: flattened, it
+    // embeds it), then the example objects.
+    for (secret, cluster) in [("source-kubeconfig", SOURCE), ("dr-kubeconfig", TARGET)] {
+        let flat = kubectl(
+            cluster,
+            &["config", "view", "--raw", "--minify", "--flatten"],
+            None,
+        );
+        let file = bed.dir().join(format!("{secret}.flat"));
+        std::fs::write(&file, flat).unwrap();
+        let from = format!("--from-file=kubeconfig={}", file.display());
+        kubectl(
+            CONTROLLER,
+            &[
+                "-n", RELEASE_NS, "create", "secret", "generic", secret, &from,
+            ],
+            None,
+        );
+    }
+    kubectl(
+        CONTROLLER,
+        &["apply", "-n", RELEASE_NS, "-f", examples.to_str().unwrap()],
+        None,
+    );
+
+    let rcs: Api<RemoteCluster> = Api::namespaced(controller.clone(), RELEASE_NS);
+    for name in ["source", "dr"] {
+        wait_for(
+            &rcs,
+            name,
+            has_condition("Ready", "True", "ApiServerReachable"),
+        )
+        .await;
+    }
+    let mappings: Api<NamespaceMapping> = Api::namespaced(controller.clone(), RELEASE_NS);
+    wait_for(
+        &mappings,
+        "my-app",
+        has_condition("Ready", "False", "AwaitingTrigger"),
+    )
+    .await;
+    kubectl(
+        CONTROLLER,
+        &[
+            "-n",
+            RELEASE_NS,
+            "annotate",
+            "namespacemapping",
+            "my-app",
+            "dr-syncer.io/sync-now=first",
+            "--overwrite",
+        ],
+        None,
+    );
+    let nm = wait_for(&mappings, "my-app", |nm: Option<&NamespaceMapping>| {
+        nm.and_then(|nm| nm.status.as_ref()).is_some_and(|s| {
+            s.last_sync_now_value.as_deref() == Some("first")
+                && matches!(s.phase, Some(SyncPhase::Completed | SyncPhase::Failed))
+        })
+    })
+    .await;
+    let status = nm.status.clone().unwrap();
+    assert_eq!(
+        status.phase,
+        Some(SyncPhase::Completed),
+        "sync failed: {status:#?}"
+    );
+    assert!(
+        has_condition::<NamespaceMapping>("Synced", "True", "SyncSucceeded")
+            .matches_object(Some(&nm)),
+        "{status:#?}"
+    );
+
+    // What arrived in the DR cluster.
+    let target = bed.client(TARGET).await.unwrap();
+    let dst = "my-app-dr";
+    let cm = Api::<ConfigMap>::namespaced(target.clone(), dst)
+        .get("web-config")
+        .await
+        .unwrap();
+    assert_eq!(
+        cm.data.unwrap().get("greeting").map(String::as_str),
+        Some("hello from the source cluster")
+    );
+    let secret = Api::<Secret>::namespaced(target.clone(), dst)
+        .get("web-credentials")
+        .await
+        .unwrap();
+    assert_eq!(
+        secret.data.unwrap().get("password").map(|b| b.0.clone()),
+        Some(b"not-a-real-password".to_vec())
+    );
+    let web = Api::<Deployment>::namespaced(target.clone(), dst)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(web.spec.as_ref().unwrap().replicas, Some(0));
+    assert_eq!(
+        web.metadata
+            .annotations
+            .unwrap_or_default()
+            .get("dr-syncer.io/original-replicas")
+            .map(String::as_str),
+        Some("2")
+    );
+    let svc = Api::<Service>::namespaced(target.clone(), dst)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(svc.spec.unwrap().ports.unwrap()[0].port, 80);
+    let pvc = Api::<PersistentVolumeClaim>::namespaced(target.clone(), dst)
+        .get("web-data")
+        .await
+        .unwrap();
+    assert_eq!(
+        pvc.spec.unwrap().storage_class_name.as_deref(),
+        Some("fast")
+    );
+
+    // It was the chart's pod that did it: it holds the Lease, as the chart's ServiceAccount.
+    let pods: Api<Pod> = Api::namespaced(controller.clone(), RELEASE_NS);
+    let pod = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/name=dr-syncer"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .next()
+        .expect("controller pod");
+    let pod_name = pod.metadata.name.clone().unwrap();
+    assert_eq!(
+        pod.spec.as_ref().unwrap().service_account_name.as_deref(),
+        Some("dr-syncer")
+    );
+    assert_eq!(
+        pod.status.as_ref().unwrap().phase.as_deref(),
+        Some("Running")
+    );
+    let lease = Api::<Lease>::namespaced(controller.clone(), RELEASE_NS)
+        .get("dr-syncer-controller")
+        .await
+        .unwrap();
+    let holder = lease.spec.unwrap().holder_identity.unwrap_or_default();
+    assert!(
+        holder.starts_with(&pod_name),
+        "lease holder {holder} is not the pod {pod_name}"
+    );
+}
