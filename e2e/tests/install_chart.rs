@@ -304,6 +304,32 @@ async fn rendered_chart_installs_and_its_controller_pod_replicates_the_example_n
         "{status:#?}"
     );
 
+    // The SyncSucceeded Event was written (the chart's events.k8s.io rule).
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(controller.clone(), RELEASE_NS);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let found = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("SyncSucceeded")
+                    && e.reporting_controller.as_deref() == Some("dr-syncer-controller")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("my-app")
+            });
+        if found {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no SyncSucceeded Event on my-app"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
     // What arrived in the DR cluster.
     let target = bed.client(TARGET).await.unwrap();
     let dst = "my-app-dr";
@@ -378,4 +404,60 @@ async fn rendered_chart_installs_and_its_controller_pod_replicates_the_example_n
         holder.starts_with(&pod_name),
         "lease holder {holder} is not the pod {pod_name}"
     );
+}
+
+/// Names registered in `controller/src/metrics.rs` (with the `dr_syncer_` prefix; counters
+/// are exposed with `_total`, histograms with `_bucket`/`_count`/`_sum`).
+fn exported_metrics() -> Vec<String> {
+    let source = std::fs::read_to_string(repo().join("controller/src/metrics.rs")).unwrap();
+    let mut names = Vec::new();
+    let mut rest = source.as_str();
+    while let Some(i) = rest.find("registry.register(") {
+        rest = &rest[i + "registry.register(".len()..];
+        let start = rest.find('"').unwrap() + 1;
+        let end = start + rest[start..].find('"').unwrap();
+        names.push(format!("dr_syncer_{}", &rest[start..end]));
+    }
+    names
+}
+
+#[test]
+fn grafana_dashboard_is_valid_json_using_only_exported_metrics_and_renders_as_configmap() {
+    let text = std::fs::read_to_string(chart().join("dashboards/dr-syncer.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let exported = exported_metrics();
+    assert!(exported.len() >= 7, "{exported:?}");
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            exprs.push(target["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(exprs.len() >= 10);
+    let mut unknown = Vec::new();
+    for expr in &exprs {
+        for (i, _) in expr.match_indices("dr_syncer_") {
+            let name: String = expr[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let known = exported.iter().any(|m| {
+                name == *m
+                    || ["_total", "_bucket", "_count", "_sum"]
+                        .iter()
+                        .any(|suffix| name == format!("{m}{suffix}"))
+            });
+            if !known {
+                unknown.push(name);
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "dashboard uses unknown metrics: {unknown:?}"
+    );
+    let rendered = render(&["--set", "metrics.grafanaDashboard.enabled=true"]).unwrap();
+    assert!(rendered.contains("name: dr-syncer-dashboard"), "{rendered}");
+    assert!(rendered.contains("grafana_dashboard: \"1\""), "{rendered}");
+    assert!(rendered.contains("\"uid\": \"dr-syncer\""));
 }
