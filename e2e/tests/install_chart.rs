@@ -166,11 +166,18 @@ fn kustomize_manifests_are_the_rendered_chart() {
         "{} is not the rendered chart: rerun with UPDATE_MANIFESTS=1",
         path.display()
     );
-    let kustomization =
-        std::fs::read_to_string(repo().join("deploy/manifests/kustomization.yaml")).unwrap();
-    assert!(
-        kustomization.contains("- dr-syncer.yaml") && kustomization.contains("- namespace.yaml")
-    );
+    // `kubectl kustomize` builds it: the namespace plus every rendered object.
+    let kubectl = dr_syncer_e2e::testbed::default_controlplane_dir().join("kubectl");
+    let built = run(
+        Command::new(kubectl)
+            .arg("kustomize")
+            .arg(repo().join("deploy/manifests")),
+        None,
+    )
+    .unwrap();
+    let kinds = |text: &str| text.lines().filter(|l| l.starts_with("kind: ")).count();
+    assert_eq!(kinds(&built), kinds(&rendered) + 1, "{built}");
+    assert!(built.contains("pod-security.kubernetes.io/enforce: restricted"));
 }
 
 /// The rendered chart as installed on the bed: the only change from the defaults is binding
@@ -193,7 +200,14 @@ async fn rendered_chart_installs_and_its_controller_pod_replicates_the_example_n
     let examples = repo().join("deploy/examples");
 
     // Install: what docs/install.md tells users to do, with the rendered chart.
-    kubectl(CONTROLLER, &["create", "namespace", RELEASE_NS], None);
+    // The namespace from deploy/manifests/: Pod Security `restricted` is enforced, so the
+    // real API server rejects the controller pod if the chart's securityContext falls short.
+    let namespace = repo().join("deploy/manifests/namespace.yaml");
+    kubectl(
+        CONTROLLER,
+        &["apply", "-f", namespace.to_str().unwrap()],
+        None,
+    );
     let manifests = bed_manifests();
     kubectl(
         CONTROLLER,
