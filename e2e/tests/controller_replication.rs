@@ -790,7 +790,7 @@ async fn object_selector_label_selector_and_name_regexes_pick_the_objects() {
         "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata:\n  name: select\n  annotations:\n    dr-syncer.io/sync-now: \"1\"\nspec:\n  replicationMode: Manual\n  sourceCluster: source\n  destinationCluster: target\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n  objectSelector:\n    labelSelector:\n      matchLabels:\n        tier: app\n    includeNames: [\"app-.*\"]\n    excludeNames: [\".*-cache\"]\n")).await;
     let nm = wait_synced_value(&mappings, "select", "1").await;
     assert_eq!(
-        nm.status.as_ref().and_then(|s| s.phase.clone()),
+        nm.status.as_ref().and_then(|s| s.phase),
         Some(dr_syncer_crds::namespace_mapping::SyncPhase::Completed)
     );
     let target: Api<ConfigMap> = Api::namespaced(c.target.clone(), &src);
