@@ -21,6 +21,7 @@ unit: ## Unit and integration tests (no clusters needed)
 
 crds: ## Regenerate deploy/crds/*.yaml from the API types
 	$(CARGO) run --locked -q -p dr-syncer-crds --features generator --bin crdgen -- deploy/crds docs/api.md
+	cp deploy/crds/*.yaml deploy/helm/dr-syncer/crds/
 
 e2e: ## End-to-end scenarios on the local multi-cluster test bed (root; builds the control plane)
 	./scripts/build-controlplane.sh
