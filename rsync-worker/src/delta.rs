@@ -112,11 +112,107 @@ pub fn parse_signature(bytes: Vec<u8>) -> Result<Signature, DeltaError> {
 /// writing it to `out`.
 pub fn diff_window(sig: Option<&Signature>, data: &[u8], out: &mut impl Write) -> io::Result<()> {
     match sig {
-        Some(sig) => fast_rsync::diff(&sig.index(), data, out).map_err(|e| match e {
-            fast_rsync::DiffError::Io(e) => e,
-            other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
-        }),
+        Some(sig) => diff_indexed(&sig.index(), data, out),
         None => literal_delta(data, out),
+    }
+}
+
+/// Windows smaller than this are diffed on one thread (splitting costs more than it saves).
+const PARALLEL_MIN: usize = 4 * 1024 * 1024;
+
+/// Diffs one window against `sig` (like [`diff_window`]) and feeds it to `hasher`, using
+/// two threads for large windows: the rolling search is CPU-bound (MD4, CRC) and the
+/// agent would otherwise keep one core busy while the other idles.
+///
+/// The window is split in two parts diffed independently against the same index; the
+/// parts' deltas are joined into ONE delta (the first without its end command, the second
+/// without its magic), so the wire format is unchanged. A block straddling the split is
+/// sent literally: at most one block per window. The first part streams straight to
+/// `out`; only the second is buffered (bounded by the window size). The helper thread also
+/// hashes the whole window, so BLAKE3 overlaps the search.
+pub fn diff_window_hashed<W: Write + Send>(
+    sig: Option<&Signature>,
+    data: &[u8],
+    hasher: &mut blake3::Hasher,
+    out: &mut W,
+) -> io::Result<()> {
+    let Some(sig) = sig.filter(|_| data.len() >= PARALLEL_MIN) else {
+        diff_window(sig, data, out)?;
+        hasher.update(data);
+        return Ok(());
+    };
+    let index = sig.index();
+    // the helper also hashes everything (~1/5 of the search's cost): give it less to diff
+    let split = data.len() / 5 * 3;
+    let (head, tail) = data.split_at(split);
+    let (first, second) = std::thread::scope(|s| {
+        let helper = s.spawn(|| {
+            hasher.update(data);
+            let mut buf = Vec::new();
+            diff_indexed(&index, tail, &mut buf).map(|()| buf)
+        });
+        let mut trimmed = HoldLast {
+            inner: out,
+            last: None,
+        };
+        let first = diff_indexed(&index, head, &mut trimmed).and_then(|()| trimmed.end_byte());
+        let second = helper
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("delta helper thread panicked")));
+        (first, second)
+    });
+    if first? != 0 {
+        return Err(io::Error::other(
+            "delta part did not end with an end command",
+        ));
+    }
+    let second = second?;
+    match second.get(..4) {
+        Some(magic) if magic == DELTA_MAGIC.to_be_bytes() => out.write_all(&second[4..]),
+        _ => Err(io::Error::other("delta part did not start with the magic")),
+    }
+}
+
+fn diff_indexed(
+    index: &fast_rsync::IndexedSignature<'_>,
+    data: &[u8],
+    out: &mut impl Write,
+) -> io::Result<()> {
+    fast_rsync::diff(index, data, out).map_err(|e| match e {
+        fast_rsync::DiffError::Io(e) => e,
+        other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+    })
+}
+
+/// Passes writes through but holds back the very last byte (a delta's end command), so
+/// that another delta's commands can follow.
+struct HoldLast<'a, W: Write> {
+    inner: &'a mut W,
+    last: Option<u8>,
+}
+
+impl<W: Write> HoldLast<'_, W> {
+    /// The byte held back (the end of the stream).
+    fn end_byte(&self) -> io::Result<u8> {
+        self.last
+            .ok_or_else(|| io::Error::other("empty delta part"))
+    }
+}
+
+impl<W: Write> Write for HoldLast<'_, W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let Some((&tail, body)) = data.split_last() else {
+            return Ok(0);
+        };
+        if let Some(b) = self.last {
+            self.inner.write_all(&[b])?;
+        }
+        self.inner.write_all(body)?;
+        self.last = Some(tail);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -521,6 +617,46 @@ mod tests {
         a.feed(&delta, &basis, &mut Vec::new()).unwrap();
         assert!(a.matched_bytes > 150_000, "delta path used");
         assert_eq!(a.matched_bytes + a.literal_bytes, new.len() as u64);
+    }
+
+    #[test]
+    fn parallel_window_is_one_valid_delta() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let basis: Vec<u8> = (0..(6 << 20))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut new = basis.clone();
+        new[100_000..100_050].fill(3);
+        let split = new.len() / 5 * 3;
+        new[split - 10..split + 10].fill(5); // an edit right at the split
+        new.splice(5_000_000..5_000_000, vec![7u8; 777]);
+        new.truncate(new.len() - 1234);
+        let sig = signature(&basis, basis.len() as u64);
+        let mut hasher = blake3::Hasher::new();
+        let mut delta = Vec::new();
+        diff_window_hashed(Some(&sig), &new, &mut hasher, &mut delta).unwrap();
+        assert_eq!(hasher.finalize(), blake3::hash(&new));
+        let mut reference = Vec::new();
+        fast_rsync::apply(&basis, &delta, &mut reference).unwrap();
+        assert_eq!(reference, new, "fast_rsync applies the joined delta");
+        for step in [7, 65_536] {
+            assert_eq!(
+                apply_all(&basis, &delta, new.len() as u64, step).unwrap(),
+                new
+            );
+        }
+        assert!(delta.len() < 200_000, "both parts matched: {}", delta.len());
+        // without a basis: a literal delta, same hash
+        let mut h2 = blake3::Hasher::new();
+        let mut lit = Vec::new();
+        diff_window_hashed(None, &new, &mut h2, &mut lit).unwrap();
+        assert_eq!(h2.finalize(), blake3::hash(&new));
+        assert_eq!(apply_all(&[], &lit, new.len() as u64, 4096).unwrap(), new);
     }
 
     #[test]

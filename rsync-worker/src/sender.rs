@@ -542,8 +542,7 @@ fn produce(
             }
         })?;
         let data: &[u8] = map.as_deref().unwrap_or(&[]);
-        delta::diff_window(sig.as_ref(), data, &mut w).map_err(|_| gone())?;
-        hasher.update(data);
+        delta::diff_window_hashed(sig.as_ref(), data, &mut hasher, &mut w).map_err(|_| gone())?;
     }
     io::Write::flush(&mut w).map_err(|_| gone())?;
     out.blocking_send(Message::FileEnd {
