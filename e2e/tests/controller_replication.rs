@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use controller_support::*;
 use dr_syncer_crds::{NamespaceMapping, RemoteCluster};
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use kube::Client;
@@ -1040,23 +1039,7 @@ async fn a_stopped_source_api_server_deletes_nothing_and_the_mapping_recovers_by
     // Enough new ConfigMaps that the next sync takes a while to apply them.
     const N: usize = 1000;
     let source: Api<ConfigMap> = Api::namespaced(c.source.clone(), &src);
-    futures::stream::iter(0..N)
-        .for_each_concurrent(32, |i| {
-            let source = source.clone();
-            async move {
-                let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}});
-                source
-                    .patch(
-                        &format!("cm-{i}"),
-                        &PatchParams::apply("e2e"),
-                        &Patch::Apply(&body),
-                    )
-                    .await
-                    .unwrap();
-            }
-        })
-        .await;
+    create_numbered_configmaps(&source, N).await;
 
     let bed = bed().await;
     let server = bed
@@ -1154,23 +1137,7 @@ async fn killing_the_controller_mid_sync_then_restarting_converges() {
     remote_clusters(&c, &ns).await;
     const N: usize = 400;
     let source: Api<ConfigMap> = Api::namespaced(c.source.clone(), &src);
-    futures::stream::iter(0..N)
-        .for_each_concurrent(32, |i| {
-            let source = source.clone();
-            async move {
-                let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}});
-                source
-                    .patch(
-                        &format!("cm-{i}"),
-                        &PatchParams::apply("e2e"),
-                        &Patch::Apply(&body),
-                    )
-                    .await
-                    .unwrap();
-            }
-        })
-        .await;
+    create_numbered_configmaps(&source, N).await;
     let first = start_controller(None).await;
     let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
     apply_yaml::<NamespaceMapping>(

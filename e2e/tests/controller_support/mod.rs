@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use dr_syncer_crds::manifests::all_crds;
 use dr_syncer_e2e::{TestBed, TestBedOptions};
+use futures::StreamExt;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{Condition, await_condition, conditions};
@@ -212,6 +213,27 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
         .metadata
         .name
         .unwrap()
+}
+
+/// Creates ConfigMaps `cm-0`..`cm-{n-1}` through `api`, 32 at a time (bulk fixtures for the
+/// crash, outage and benchmark scenarios).
+pub async fn create_numbered_configmaps(api: &Api<ConfigMap>, n: usize) {
+    futures::stream::iter(0..n)
+        .for_each_concurrent(32, |i| {
+            let api = api.clone();
+            async move {
+                let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}});
+                api.patch(
+                    &format!("cm-{i}"),
+                    &PatchParams::apply("e2e"),
+                    &Patch::Apply(&body),
+                )
+                .await
+                .unwrap();
+            }
+        })
+        .await;
 }
 
 /// Creates the namespace `name` (for objects that must exist before a mapping runs).
