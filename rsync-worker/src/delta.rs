@@ -68,6 +68,12 @@ pub fn source_range(i: u64, window: u64, len: u64) -> Range<u64> {
     start..(start + window).min(len)
 }
 
+/// Offset in basis window `i` of the first byte of source window `i` (where unchanged data
+/// sits), used to split a window on a block boundary of the signature.
+pub fn basis_shift(i: u64, window: u64) -> u64 {
+    (i * window).min(overlap(window))
+}
+
 /// Basis range whose signature window `i` is diffed against.
 pub fn basis_range(i: u64, window: u64, basis_len: u64) -> Range<u64> {
     let ov = overlap(window);
@@ -127,12 +133,14 @@ const PARALLEL_MIN: usize = 4 * 1024 * 1024;
 /// The window is split in two parts diffed independently against the same index; the
 /// parts' deltas are joined into ONE delta (the first without its end command, the second
 /// without its magic), so the wire format is unchanged. A block straddling the split is
-/// sent literally: at most one block per window. The first part streams straight to
-/// `out`; only the second is buffered (bounded by the window size). The helper thread also
+/// split where unchanged data lines up with a signature block (`basis_shift`: offset in the
+/// basis window of `data[0]`), so unchanged data loses no match. The first part streams to
+/// `out`; only the second is buffered (at most 2/5 of the window). The helper thread also
 /// hashes the whole window, so BLAKE3 overlaps the search.
 pub fn diff_window_hashed<W: Write + Send>(
     sig: Option<&Signature>,
     data: &[u8],
+    basis_shift: u64,
     hasher: &mut blake3::Hasher,
     out: &mut W,
 ) -> io::Result<()> {
@@ -143,7 +151,9 @@ pub fn diff_window_hashed<W: Write + Send>(
     };
     let index = sig.index();
     // the helper also hashes everything (~1/5 of the search's cost): give it less to diff
-    let split = data.len() / 5 * 3;
+    let block = u64::from(block_size_of(sig).max(1));
+    let target = (data.len() / 5 * 3) as u64;
+    let split = (target - (target + basis_shift) % block).max(1) as usize;
     let (head, tail) = data.split_at(split);
     let (first, second) = std::thread::scope(|s| {
         let helper = s.spawn(|| {
@@ -170,6 +180,14 @@ pub fn diff_window_hashed<W: Write + Send>(
     match second.get(..4) {
         Some(magic) if magic == DELTA_MAGIC.to_be_bytes() => out.write_all(&second[4..]),
         _ => Err(io::Error::other("delta part did not start with the magic")),
+    }
+}
+
+/// Block size recorded in a signature's header (validated by [`parse_signature`]).
+fn block_size_of(sig: &Signature) -> u32 {
+    match sig.serialized().get(4..8) {
+        Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        None => 1,
     }
 }
 
@@ -633,13 +651,13 @@ mod tests {
         let mut new = basis.clone();
         new[100_000..100_050].fill(3);
         let split = new.len() / 5 * 3;
-        new[split - 10..split + 10].fill(5); // an edit right at the split
+        new[split - 10..split + 10].fill(5); // an edit near the split
         new.splice(5_000_000..5_000_000, vec![7u8; 777]);
         new.truncate(new.len() - 1234);
         let sig = signature(&basis, basis.len() as u64);
         let mut hasher = blake3::Hasher::new();
         let mut delta = Vec::new();
-        diff_window_hashed(Some(&sig), &new, &mut hasher, &mut delta).unwrap();
+        diff_window_hashed(Some(&sig), &new, 0, &mut hasher, &mut delta).unwrap();
         assert_eq!(hasher.finalize(), blake3::hash(&new));
         let mut reference = Vec::new();
         fast_rsync::apply(&basis, &delta, &mut reference).unwrap();
@@ -651,10 +669,29 @@ mod tests {
             );
         }
         assert!(delta.len() < 200_000, "both parts matched: {}", delta.len());
+        // unchanged data split on a block boundary of the basis loses nothing at the split
+        for shift in [0u64, 12_345] {
+            let part = &basis[shift as usize..];
+            let mut d = Vec::new();
+            let mut h = blake3::Hasher::new();
+            diff_window_hashed(Some(&sig), part, shift, &mut h, &mut d).unwrap();
+            let mut a = DeltaApplier::new(u64::MAX);
+            let mut out = Vec::new();
+            a.feed(&d, &basis, &mut out).unwrap();
+            assert_eq!(out, part);
+            let bs = u64::from(block_size(basis.len() as u64));
+            // only the unaligned start (when shifted) and the short last block go literally
+            let limit = if shift == 0 { bs } else { 2 * bs };
+            assert!(
+                a.literal_bytes < limit,
+                "shift {shift}: {} literal",
+                a.literal_bytes
+            );
+        }
         // without a basis: a literal delta, same hash
         let mut h2 = blake3::Hasher::new();
         let mut lit = Vec::new();
-        diff_window_hashed(None, &new, &mut h2, &mut lit).unwrap();
+        diff_window_hashed(None, &new, 0, &mut h2, &mut lit).unwrap();
         assert_eq!(h2.finalize(), blake3::hash(&new));
         assert_eq!(apply_all(&[], &lit, new.len() as u64, 4096).unwrap(), new);
     }

@@ -725,6 +725,22 @@ mod tests {
         assert_eq!(r.read().await.unwrap(), data);
         assert_eq!(r.read().await.unwrap(), Message::Bye);
 
+        // without compression: deltas go raw, file lists are compressed anyway
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let mut w = FrameWriter::new(a, 0);
+        let list = Message::Entries(vec![entry(); 200]);
+        let raw_list = list.encode().len() as u64;
+        w.send(&data).await.unwrap();
+        let raw_delta = w.bytes;
+        assert!(raw_delta > 100_000, "deltas stay raw: {raw_delta}");
+        w.send(&list).await.unwrap();
+        w.flush().await.unwrap();
+        let list_wire = w.bytes - raw_delta;
+        assert!(list_wire * 4 < raw_list, "list {list_wire} of {raw_list}");
+        let mut r = FrameReader::new(b, MAX_FRAME);
+        assert_eq!(r.read().await.unwrap(), data);
+        assert_eq!(r.read().await.unwrap(), list);
+
         let (mut a, b) = tokio::io::duplex(1024);
         a.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
         a.write_all(&[0]).await.unwrap();

@@ -542,7 +542,9 @@ fn produce(
             }
         })?;
         let data: &[u8] = map.as_deref().unwrap_or(&[]);
-        delta::diff_window_hashed(sig.as_ref(), data, &mut hasher, &mut w).map_err(|_| gone())?;
+        let shift = delta::basis_shift(i, f.window);
+        delta::diff_window_hashed(sig.as_ref(), data, shift, &mut hasher, &mut w)
+            .map_err(|_| gone())?;
     }
     io::Write::flush(&mut w).map_err(|_| gone())?;
     out.blocking_send(Message::FileEnd {
