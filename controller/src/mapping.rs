@@ -22,8 +22,8 @@ use chrono::Utc;
 use dr_syncer_crds::annotations::{SYNC_NOW, TRIGGER_SYNC};
 use dr_syncer_crds::cluster_mapping::ClusterMapping;
 use dr_syncer_crds::namespace_mapping::{
-    DeploymentScale, NamespaceMapping, NamespaceMappingStatus, ReplicationMode, ResourceStatus,
-    ResourceSyncState, RetryStatus, SyncError as StatusError, SyncPhase, SyncStats,
+    DeploymentScale, KindSyncCounts, NamespaceMapping, NamespaceMappingStatus, ReplicationMode,
+    ResourceStatus, ResourceSyncState, RetryStatus, SyncError as StatusError, SyncPhase, SyncStats,
 };
 use dr_syncer_crds::remote_cluster::RemoteCluster;
 use kube::ResourceExt;
@@ -749,6 +749,22 @@ async fn record_success(
         successful_syncs: i32::try_from(report.succeeded()).unwrap_or(i32::MAX),
         failed_syncs: i32::try_from(failed).unwrap_or(i32::MAX),
         last_sync_duration: Some(go_duration(report.duration)),
+        by_kind: report
+            .kinds
+            .iter()
+            .map(|(kind, c)| {
+                let n = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+                KindSyncCounts {
+                    kind: kind.clone(),
+                    created: n(c.created),
+                    updated: n(c.updated),
+                    unchanged: n(c.unchanged),
+                    deleted: n(c.deleted),
+                    failed: n(c.failed),
+                    skipped: n(c.skipped),
+                }
+            })
+            .collect(),
     });
     let mut scales: Vec<DeploymentScale> = report
         .scales

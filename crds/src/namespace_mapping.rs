@@ -730,6 +730,36 @@ pub struct SyncStats {
     /// Wall time of the sync, as a Go duration (`1m2.5s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_duration: Option<String>,
+    /// Extension: what the last full sync did, per resource kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 512))]
+    pub by_kind: Vec<KindSyncCounts>,
+}
+
+/// Extension: outcome counts of one resource kind in the last full sync.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KindSyncCounts {
+    /// Resource kind (`ConfigMap`, `Deployment`, ...).
+    pub kind: String,
+    /// Objects that did not exist at the destination and were created.
+    #[serde(default)]
+    pub created: i32,
+    /// Objects that existed at the destination and changed.
+    #[serde(default)]
+    pub updated: i32,
+    /// Objects already identical at the destination.
+    #[serde(default)]
+    pub unchanged: i32,
+    /// Destination objects pruned because they were deleted at the source.
+    #[serde(default)]
+    pub deleted: i32,
+    /// Objects that could not be written (see `resourceStatus` and `lastError`).
+    #[serde(default)]
+    pub failed: i32,
+    /// Source objects left out by the selection rules (ignore label, selectors, ...).
+    #[serde(default)]
+    pub skipped: i32,
 }
 
 /// Replica count of a workload scaled to zero at the destination.

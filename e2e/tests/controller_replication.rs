@@ -194,6 +194,17 @@ spec:
         .map(|s| (s.name.clone(), s.original_replicas))
         .collect();
     assert_eq!(scales.get("web"), Some(&3), "{scales:?}");
+    // Per-kind counts of the sync (extension `syncStats.byKind`).
+    let by_kind = &status.sync_stats.as_ref().unwrap().by_kind;
+    let configmaps = by_kind.iter().find(|k| k.kind == "ConfigMap").unwrap();
+    assert!(configmaps.created >= 1, "{by_kind:?}");
+    assert!(
+        configmaps.skipped >= 1,
+        "the ignored ConfigMap counts as skipped: {by_kind:?}"
+    );
+    let deployments_count = by_kind.iter().find(|k| k.kind == "Deployment").unwrap();
+    assert_eq!(deployments_count.created, 2, "{by_kind:?}");
+    assert_eq!(deployments_count.failed, 0, "{by_kind:?}");
 
     // Service: cluster IP allocated by the target, not copied.
     let services: Api<Service> = Api::namespaced(c.target.clone(), &dst);
