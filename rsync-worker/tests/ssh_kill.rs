@@ -200,26 +200,31 @@ async fn worker_killed_at_random_points_never_leaves_partial_files_and_rerun_con
     let (old, new) = versions();
     let h = harness(&new).await;
 
-    // Calibrate: how long a full pull from the old version takes on this machine.
-    h.reset_dest(&old);
-    let started = Instant::now();
-    let summary = h.converge().await;
-    let full = started.elapsed();
-    assert_eq!(
-        read_tree(&h.dest),
-        new,
-        "a full pull must reproduce the source"
-    );
-    assert!(
-        summary["matched_bytes"].as_u64().unwrap() > 0,
-        "the delta path must be used: {summary}"
-    );
+    // Calibrate: how long a full pull from the old version takes on this machine. The
+    // fastest of three (the first pays for cold caches) bounds the kill points, so kills land
+    // inside the transfer even when later pulls run faster than the first.
+    let mut full = Duration::MAX;
+    for _ in 0..3 {
+        h.reset_dest(&old);
+        let started = Instant::now();
+        let summary = h.converge().await;
+        full = full.min(started.elapsed());
+        assert_eq!(
+            read_tree(&h.dest),
+            new,
+            "a full pull must reproduce the source"
+        );
+        assert!(
+            summary["matched_bytes"].as_u64().unwrap() > 0,
+            "the delta path must be used: {summary}"
+        );
+    }
 
     let mut rng = Rng(SEED ^ 0x4b11);
     let mut killed_mid_transfer = 0;
     for run in 0..RUNS {
         h.reset_dest(&old);
-        let delay = Duration::from_micros(rng.below(full.as_micros() as u64 * 11 / 10));
+        let delay = Duration::from_micros(rng.below(full.as_micros() as u64 * 9 / 10));
         let mut child = h.worker();
         tokio::time::sleep(delay).await;
         if child.try_wait().unwrap().is_none() {
