@@ -515,7 +515,6 @@ impl SyncPlan {
         let mut targets = Vec::new();
         for kind in &self.kinds {
             let (listed, existing) = self.sync_kind(kind, &mut report).await?;
-            // Pruning only needs identities and marks: keep metadata, drop contents.
             if self.spec.prune {
                 listed_sources.extend(listed);
                 targets.extend(existing);
@@ -528,7 +527,8 @@ impl SyncPlan {
         Ok(report)
     }
 
-    /// Syncs one kind; returns the whole source listing (metadata only) and the target
+    /// Syncs one kind; returns the whole source listing (metadata only; empty unless
+    /// pruning) and the target
     /// listing, for prune. Pruning compares against every source object, selected or not:
     /// it removes copies of objects deleted at the source, never the copy of an object that
     /// still exists but is now filtered out (e.g. newly labelled `dr-syncer.io/ignore`).
@@ -548,10 +548,15 @@ impl SyncPlan {
             .map(|o| (o.name_any(), o.resource_version().unwrap_or_default()))
             .collect();
         let counts = report.kinds.entry(kind.kind.clone()).or_default();
-        let listed: Vec<DynamicObject> = sources
-            .iter()
-            .map(|o| metadata_only(kind, o.metadata.clone()))
-            .collect();
+        // Prune inputs are kept only when pruning (metadata only: identities and marks).
+        let listed: Vec<DynamicObject> = if self.spec.prune {
+            sources
+                .iter()
+                .map(|o| metadata_only(kind, o.metadata.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut kept = Vec::new();
         for obj in sources {
             match replicate::select(&obj, kind, &self.filter) {
