@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::clusters::ClusterRegistry;
+use crate::dataplane::DataPlaneConfig;
 use crate::discovery::DiscoveryCache;
 use crate::metrics::Metrics;
 use crate::watchers::Watchers;
@@ -35,6 +36,8 @@ pub struct Context {
     pub watchers: Watchers,
     /// Discovery results per source cluster.
     pub discovery: DiscoveryCache,
+    /// Images and limits of the PVC data plane.
+    pub dataplane: DataPlaneConfig,
     /// Mappings this process has run a sync for: a `Running` phase on any other mapping
     /// was left by a controller that died mid-sync.
     synced_here: Mutex<HashSet<String>>,
@@ -43,6 +46,16 @@ pub struct Context {
 impl Context {
     /// Builds the context for the given controller-cluster client.
     pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Arc<Self> {
+        Self::with_dataplane(client, metrics, instance, DataPlaneConfig::default())
+    }
+
+    /// Builds the context with the data-plane settings the binary was started with.
+    pub fn with_dataplane(
+        client: Client,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+        dataplane: DataPlaneConfig,
+    ) -> Arc<Self> {
         let reporter = Reporter {
             controller: CONTROLLER_NAME.to_owned(),
             instance,
@@ -54,6 +67,7 @@ impl Context {
             metrics: metrics.clone(),
             watchers: Watchers::with_gauge(metrics.watched_mappings.clone()),
             discovery: DiscoveryCache::default(),
+            dataplane,
             synced_here: Mutex::new(HashSet::new()),
         })
     }

@@ -10,6 +10,7 @@
 //! - [`sync`]: the engine of one sync (list, select, transform, apply, prune).
 //! - [`watchers`]: Continuous-mode per-object propagation.
 //! - [`mapping`]: the NamespaceMapping reconciler and its three modes.
+//! - [`dataplane`]: PVC data: agents, keys, worker pods, their orchestration and status.
 //! - [`status`]: condition types, reasons and status helpers.
 //! - [`context`]: state shared by the reconcilers; [`metrics`], [`http`]: Prometheus and probes;
 //!   [`leader`]: Lease-based leader election; [`run`]: wiring it all together.
@@ -17,6 +18,7 @@
 pub mod cluster_mapping;
 pub mod clusters;
 pub mod context;
+pub mod dataplane;
 pub mod discovery;
 pub mod http;
 pub mod leader;

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{ArgAction, Parser};
+use dr_syncer_controller::dataplane::{self, DataPlaneConfig};
 use dr_syncer_controller::leader::LeaderConfig;
 use dr_syncer_controller::run::{RunConfig, run};
 use tokio_util::sync::CancellationToken;
@@ -37,6 +38,16 @@ struct Cli {
     /// Log format: `json` (structured, for log pipelines) or `text`.
     #[arg(long, env = "DR_SYNCER_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
+    /// Agent image deployed into source clusters when `RemoteCluster.spec.pvcSync.image`
+    /// does not name one.
+    #[arg(long, env = "DR_SYNCER_AGENT_IMAGE", default_value = dataplane::DEFAULT_AGENT_IMAGE)]
+    agent_image: String,
+    /// Image of the rsync-worker pods the controller runs in target clusters.
+    #[arg(long, env = "DR_SYNCER_RSYNC_WORKER_IMAGE", default_value = dataplane::DEFAULT_WORKER_IMAGE)]
+    worker_image: String,
+    /// Most PVC copies running at once over all mappings.
+    #[arg(long, env = "DR_SYNCER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
 }
 
 fn init_logging(format: &str) {
@@ -107,6 +118,11 @@ fn main() -> ExitCode {
             )
         }),
         identity,
+        dataplane: DataPlaneConfig {
+            agent_image: cli.agent_image.clone(),
+            worker_image: cli.worker_image.clone(),
+            global_concurrency: usize::from(cli.concurrency),
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

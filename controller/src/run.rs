@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::Context;
 use crate::http::{self, Health};
 use crate::leader::{self, LeaderConfig};
+use crate::dataplane::DataPlaneConfig;
 use crate::metrics::Metrics;
 use crate::{cluster_mapping, clusters, mapping};
 
@@ -31,6 +32,8 @@ pub struct RunConfig {
     pub leader: Option<LeaderConfig>,
     /// Identity reported in Events.
     pub identity: String,
+    /// Images and limits of the PVC data plane.
+    pub dataplane: DataPlaneConfig,
 }
 
 /// Why the controller stopped with an error.
@@ -104,7 +107,12 @@ pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<(), R
         });
     }
     health.set_ready(true);
-    let ctx = Context::new(client.clone(), metrics, Some(config.identity.clone()));
+    let ctx = Context::with_dataplane(
+        client.clone(),
+        metrics,
+        Some(config.identity.clone()),
+        config.dataplane.clone(),
+    );
     run_controllers(client.clone(), ctx.clone(), stop).await;
     ctx.watchers.stop_all();
     health.set_ready(false);
