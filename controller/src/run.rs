@@ -17,9 +17,9 @@ use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
+use crate::dataplane::DataPlaneConfig;
 use crate::http::{self, Health};
 use crate::leader::{self, LeaderConfig};
-use crate::dataplane::DataPlaneConfig;
 use crate::metrics::Metrics;
 use crate::{cluster_mapping, clusters, mapping};
 

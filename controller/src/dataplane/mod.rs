@@ -22,4 +22,4 @@ pub mod locate;
 pub mod orchestrate;
 pub mod worker;
 
-pub use config::DataPlaneConfig;
+pub use config::{DEFAULT_AGENT_IMAGE, DEFAULT_WORKER_IMAGE, DataPlaneConfig};
