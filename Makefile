@@ -36,8 +36,8 @@ bench: ## Data-plane and controller benchmarks against rsync -e ssh
 	$(CARGO) build --release --locked -p dr-syncer-controller -p dr-syncer-e2e
 	$(CARGO) test --release --locked -p dr-syncer-e2e --test controller_bench -- --ignored --nocapture
 
-demo: ## Start three local clusters and replicate a sample namespace with a PVC
-	@echo "make demo: not yet implemented (install/demo issue)" >&2; exit 1
+demo: ## Start three local clusters in .demo/ and replicate a sample namespace with its PVC data (root)
+	@CARGO="$(CARGO)" ./scripts/demo.sh up
 
-demo-down: ## Stop the demo clusters
-	@echo "make demo-down: not yet implemented (install/demo issue)" >&2; exit 1
+demo-down: ## Stop the demo clusters and remove .demo/
+	@CARGO="$(CARGO)" ./scripts/demo.sh down
