@@ -4,15 +4,17 @@
 //! Public-key auth only (authorized keys from a mounted file), host key from a mounted
 //! file, one subsystem speaking the data-plane protocol, nothing else: no shell, no exec,
 //! no forwarding. The SSH policy lives in `dr_syncer_rsync::ssh::server`; this binary
-//! reads flags, loads keys, binds and handles signals.
+//! reads flags, loads keys, starts the cluster caches that resolve `<namespace>/<pvc>`
+//! volumes on this node (`dr_syncer_agent::resolve`), binds and handles signals.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use dr_syncer_agent::{ClusterResolver, ClusterStores, LayeredResolver, NodeContext};
 use dr_syncer_rsync::ssh::{
     AgentServer, AuthorizedKeys, ProtocolService, ServerSettings, fingerprint, load_private_key,
 };
@@ -26,12 +28,40 @@ use tracing::info;
 #[command(
     name = "dr-syncer-agent",
     version,
-    about = "DR-Syncer agent: SSH server serving volume data read-only to rsync-workers"
+    about = "DR-Syncer agent: SSH server serving volume data read-only to rsync-workers",
+    long_about = "DR-Syncer agent: SSH server serving volume data read-only to rsync-workers.\n\n\
+        A worker names a volume `<namespace>/<pvc>`. With --node-name the agent resolves it \
+        on its own node through the Kubernetes API (in-cluster config, or KUBECONFIG): \
+        PVC -> bound PV; hostPath/local PVs -> <host-root>/<path> when the PV's node \
+        affinity selects this node or a pod on this node uses the claim; CSI -> \
+        <host-root>/<kubelet-dir>/pods/<pod-uid>/volumes/kubernetes.io~csi/<pv>/mount of a \
+        pod on this node using the claim; other plugins -> .../kubernetes.io~<plugin>/<pv>. \
+        Volumes on other nodes are refused. --volume name=/dir serves fixed directories \
+        (tests, local use); they are looked up first."
 )]
 struct Args {
-    /// Address and port to listen on (the DaemonSet passes the node IP).
+    /// Address and port to listen on; --listen-ip and --port override its parts.
     #[arg(long, env = "DR_SYNCER_AGENT_LISTEN", default_value = "0.0.0.0:2222")]
     listen: SocketAddr,
+    /// IP to listen on (the DaemonSet passes the node IP, `status.hostIP`).
+    #[arg(long, env = "DR_SYNCER_AGENT_LISTEN_IP")]
+    listen_ip: Option<IpAddr>,
+    /// Port to listen on (`pvcSync.ssh.port`, default 2222).
+    #[arg(long, env = "DR_SYNCER_AGENT_PORT")]
+    port: Option<u16>,
+    /// This node's name (`spec.nodeName`); enables resolving `<namespace>/<pvc>` volumes.
+    #[arg(long, env = "DR_SYNCER_AGENT_NODE_NAME")]
+    node_name: Option<String>,
+    /// Where the node's `/` is mounted in the agent (read-only).
+    #[arg(long, env = "DR_SYNCER_AGENT_HOST_ROOT", default_value = "/host")]
+    host_root: PathBuf,
+    /// The kubelet's root directory as seen on the node.
+    #[arg(
+        long,
+        env = "DR_SYNCER_AGENT_KUBELET_DIR",
+        default_value = "/var/lib/kubelet"
+    )]
+    kubelet_dir: PathBuf,
     /// Host key, OpenSSH private key format (unencrypted).
     #[arg(long, env = "DR_SYNCER_AGENT_HOST_KEY_FILE")]
     host_key_file: PathBuf,
@@ -105,6 +135,37 @@ fn settings(args: &Args) -> anyhow::Result<ServerSettings> {
     })
 }
 
+/// The address to bind: `--listen` with `--listen-ip`/`--port` applied.
+fn listen_addr(args: &Args) -> SocketAddr {
+    SocketAddr::new(
+        args.listen_ip.unwrap_or(args.listen.ip()),
+        args.port.unwrap_or(args.listen.port()),
+    )
+}
+
+/// PVC resolution for this node, once its caches hold a first list (so the SSH port, and
+/// with it the readiness probe, only opens when the agent can answer).
+async fn cluster_resolver(args: &Args) -> anyhow::Result<Option<ClusterResolver>> {
+    let Some(node_name) = args.node_name.clone() else {
+        return Ok(None);
+    };
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
+    let stores = ClusterStores::start(&client, &node_name);
+    anyhow::ensure!(
+        stores.wait_ready(Duration::from_secs(30)).await,
+        "cluster watches stopped before their first list"
+    );
+    info!(node = %node_name, host_root = %args.host_root.display(), "resolving PVCs on this node");
+    let node = NodeContext {
+        node_name,
+        host_root: args.host_root.clone(),
+        kubelet_dir: args.kubelet_dir.clone(),
+    };
+    Ok(Some(ClusterResolver::new(stores, node)))
+}
+
 /// Resolves on SIGTERM (pod deletion) or SIGINT.
 async fn shutdown_signal() {
     let Ok(mut term) = signal(SignalKind::terminate()) else {
@@ -124,11 +185,17 @@ async fn main() -> anyhow::Result<()> {
     let volumes = volumes(&args.volumes)?;
     let names: Vec<&String> = volumes.0.keys().collect();
     info!(volumes = ?names, "volumes configured");
-    let service = ProtocolService::new(Arc::new(volumes.clone()), Limits::default());
-    let server = AgentServer::new(settings(&args)?, Arc::new(service));
-    let listener = TcpListener::bind(args.listen)
+    let settings = settings(&args)?;
+    let resolver = LayeredResolver {
+        fixed: volumes,
+        cluster: cluster_resolver(&args).await?,
+    };
+    let service = ProtocolService::new(Arc::new(resolver), Limits::default());
+    let server = AgentServer::new(settings, Arc::new(service));
+    let listen = listen_addr(&args);
+    let listener = TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     info!(listen = %listener.local_addr()?, "agent listening");
     server.run(listener, shutdown_signal()).await;
     info!("agent stopped");
