@@ -193,7 +193,7 @@ async fn reconcile_inner(
         let mut c = condition(
             types::AGENTS_CONNECTED,
             false,
-            reasons::AGENT_CHECK_NOT_IMPLEMENTED,
+            reasons::AGENTS_NOT_READY,
             "verifyConnectivity is set, but agent SSH connectivity checks are not implemented yet (they come with PVC data sync); resource replication does not need them",
             generation,
         );

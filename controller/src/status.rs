@@ -96,10 +96,18 @@ pub mod reasons {
     pub const CLUSTERS_HEALTHY: &str = "ClustersHealthy";
     /// One of the RemoteClusters is not healthy.
     pub const CLUSTER_UNHEALTHY: &str = "ClusterUnhealthy";
-    /// Agent connectivity checks come with PVC data sync and are not performed yet.
-    pub const AGENT_CHECK_NOT_IMPLEMENTED: &str = "AgentCheckNotImplemented";
     /// `verifyConnectivity` is false.
     pub const VERIFICATION_DISABLED: &str = "VerificationDisabled";
+    /// PVC data sync asked for, but the source RemoteCluster has no `pvcSync.enabled`.
+    pub const PVC_SYNC_DISABLED: &str = "PvcSyncDisabled";
+    /// A referenced SSH key Secret is absent, lacks a key, or holds no usable key.
+    pub const KEY_SECRET_MISSING: &str = "KeySecretMissing";
+    /// The agent DaemonSet did not become Ready (on the current keys) in time.
+    pub const AGENTS_NOT_READY: &str = "AgentsNotReady";
+    /// The check pod in the target cluster reached and authenticated to every agent.
+    pub const CONNECTIVITY_VERIFIED: &str = "ConnectivityVerified";
+    /// The check pod could not reach or authenticate to some agent; see connectionStatus.
+    pub const CONNECTIVITY_FAILED: &str = "ConnectivityFailed";
 }
 
 /// The current time as a Kubernetes `Time`.
