@@ -35,6 +35,7 @@ bench: ## Data-plane and controller benchmarks against rsync -e ssh
 	  --bin-dir $${CARGO_TARGET_DIR:-target}/release --out target/bench
 	$(CARGO) build --release --locked -p dr-syncer-controller -p dr-syncer-e2e
 	$(CARGO) test --release --locked -p dr-syncer-e2e --test controller_bench -- --ignored --nocapture
+	$(CARGO) test --release --locked -p dr-syncer-e2e --test controller_pvc_bench -- --ignored --nocapture
 
 demo: ## Start three local clusters in .demo/ and replicate a sample namespace with its PVC data (root)
 	@CARGO="$(CARGO)" ./scripts/demo.sh up

@@ -34,12 +34,16 @@ pub const TARGET: &str = "target";
 /// Deadline for anything the controller does (busy 2-core machine).
 pub const DEADLINE: Duration = Duration::from_secs(90);
 
+/// Simulated nodes per cluster of this binary's bed: 1 unless the test binary sets it before
+/// the bed starts (the PVC data scenarios need two nodes per cluster, as issue 6 asks).
+pub static NODES_PER_CLUSTER: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
 /// One bed per test binary; told to stop by itself when this process exits.
 pub static BED: LazyLock<TestBed> = LazyLock::new(|| {
     let mut opts = TestBedOptions::new(
         env!("CARGO_BIN_EXE_testbed"),
         &[CONTROLLER, SOURCE, TARGET],
-        1,
+        *NODES_PER_CLUSTER.get_or_init(|| 1),
     );
     opts.owner_pid = Some(std::process::id());
     TestBed::start(&opts).expect("starting the controller test bed")

@@ -1,0 +1,720 @@
+//! PVC data replication end to end (issue 6), on a bed of three clusters (controller,
+//! source, target) with two simulated nodes each: the real controller deploys the real
+//! agent DaemonSet into the source cluster and runs real rsync-worker pods in the target
+//! cluster, which pull over SSH from the agent on the node holding each source volume.
+//!
+//! Data is written straight into the source PV directories on the node and read back from
+//! the target PV directories, and every test ends by checking that no worker pod and no
+//! per-run credential Secret is left in its target namespace, after success or failure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod controller_support;
+mod pvc_support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use controller_support::*;
+use dr_syncer_crds::NamespaceMapping;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use pvc_support::tree::{self, manifest, temp_names};
+use pvc_support::*;
+use serde_json::json;
+
+const MIB: u64 = 1 << 20;
+
+/// Everything a data test starts from: clients, its controller-cluster namespace, a fresh
+/// source namespace, the remapped destination namespace name, and the mappings API.
+struct Scenario {
+    c: Clusters,
+    ns: String,
+    src: String,
+    dst: String,
+    mappings: Api<NamespaceMapping>,
+}
+
+/// Fresh namespaces and RemoteClusters (`source` with the given `pvcSync` YAML).
+async fn scenario(pvc_sync: &str) -> Scenario {
+    let c = setup().await;
+    let ns = namespace(&c.controller, "dr").await;
+    let src = namespace(&c.source, "app").await;
+    let dst = format!("{src}-dr");
+    remote_clusters_with_pvc_sync(&c, &ns, pvc_sync).await;
+    let mappings = Api::namespaced(c.controller.clone(), &ns);
+    Scenario {
+        c,
+        ns,
+        src,
+        dst,
+        mappings,
+    }
+}
+
+impl Scenario {
+    async fn mapping(&self, name: &str, clusters: &str, data_sync_config: &str) {
+        apply_yaml::<NamespaceMapping>(
+            &self.c.controller,
+            &self.ns,
+            &data_mapping(name, clusters, &self.src, &self.dst, data_sync_config),
+        )
+        .await;
+    }
+
+    /// The target copy of a source PVC: bound (the worker pod was its first consumer).
+    async fn target_dir(&self, pvc: &str) -> PathBuf {
+        volume_dir(&self.c.target, TARGET, &self.dst, pvc, SYNC_DEADLINE)
+            .await
+            .1
+    }
+
+    /// Triggers `value` and waits for the data sync of `pvcs`.
+    async fn sync(
+        &self,
+        name: &str,
+        value: &str,
+        pvcs: &[&str],
+        previous: Option<&NamespaceMapping>,
+    ) -> NamespaceMapping {
+        trigger(&self.mappings, name, value).await;
+        wait_data_sync(&self.mappings, name, value, pvcs, previous, SYNC_DEADLINE).await
+    }
+}
+
+/// Asserts the last data sync of `pvc` succeeded; returns its status entry.
+fn succeeded(nm: &NamespaceMapping, pvc: &str) -> serde_json::Value {
+    let entry = pvc_status(nm, pvc).unwrap_or_else(|| panic!("no pvcSyncStatus for {pvc}"));
+    assert_eq!(
+        entry["result"],
+        "Succeeded",
+        "{pvc}: {entry:#}\nconditions: {:#}",
+        as_json(nm)["status"]["conditions"]
+    );
+    entry
+}
+
+/// Asserts the target copy equals the source tree and holds no temporary name.
+fn assert_identical(source: &Path, target: &Path) {
+    let diff = tree::diff(&manifest(source), &manifest(target));
+    assert!(
+        diff.is_empty(),
+        "target differs from source:\n{}",
+        diff.join("\n")
+    );
+    assert_eq!(
+        temp_names(target),
+        Vec::<String>::new(),
+        "temporary names left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_sync_copies_an_identical_tree_then_a_one_percent_change_moves_little() {
+    let _serial = SERIAL.lock().await;
+    let s = scenario("enabled: true\n").await;
+    let source = source_volume(&s.c, &s.src, "data", None).await;
+    let total = tree::write_tree(&source, 1, 200, 40 * MIB);
+    let (source_node, _) = volume_dir(&s.c.source, SOURCE, &s.src, "data", DEADLINE).await;
+
+    let controller = start_controller(None).await;
+    s.mapping(
+        "app",
+        DIRECT,
+        "      concurrentSyncs: 2\n      timeout: 10m\n",
+    )
+    .await;
+    let started = Instant::now();
+    let nm = s.sync("app", "1", &["data"], None).await;
+    eprintln!("initial data sync: {:?}", started.elapsed());
+    let entry = succeeded(&nm, "data");
+    let (status, reason, _) = condition(&nm, "DataSynced").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "DataSyncSucceeded")
+    );
+    assert_eq!(entry["node"], source_node.as_str(), "{entry:#}");
+    assert!(int(&entry, "filesTransferred") >= 200, "{entry:#}");
+    assert!(int(&entry, "filesScanned") >= 200, "{entry:#}");
+    assert!(int(&entry, "bytesTransferred") as u64 >= total, "{entry:#}");
+    assert!(int(&entry, "literalBytes") as u64 >= total, "{entry:#}");
+    assert!(int(&entry, "wireBytes") as u64 >= total, "{entry:#}");
+    assert!(entry["lastSyncTime"].is_string(), "{entry:#}");
+
+    // The target PVC: remapped namespace, class through storageClassMappings, same tree.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(s.c.target.clone(), &s.dst);
+    let claim = claims.get("data").await.unwrap();
+    assert_eq!(
+        claim.spec.unwrap().storage_class_name.as_deref(),
+        Some("fast")
+    );
+    let target = s.target_dir("data").await;
+    assert_identical(&source, &target);
+
+    // Events on the mapping and the target PVC; the bytes metric.
+    for reason in ["DataSyncStarted", "DataSyncSucceeded"] {
+        wait_event(
+            &s.c.controller,
+            &s.ns,
+            "NamespaceMapping",
+            "app",
+            reason,
+            &["data"],
+            DEADLINE,
+        )
+        .await;
+        wait_event(
+            &s.c.target,
+            &s.dst,
+            "PersistentVolumeClaim",
+            "data",
+            reason,
+            &[],
+            DEADLINE,
+        )
+        .await;
+    }
+    let bytes = metric_with(
+        &controller,
+        "dr_syncer_data_bytes_transferred_total",
+        &[("pvc", "data")],
+    )
+    .await;
+    assert!(
+        bytes.is_some_and(|b| b as u64 >= total),
+        "dr_syncer_data_bytes_transferred_total for pvc=data: {bytes:?}"
+    );
+    assert_no_leftovers(&s.c.target, &s.dst).await;
+
+    // 1% of the data changes: the second sync reuses the target's data.
+    let changed = tree::change_one_percent(&source, "big.bin", total, 1);
+    let started = Instant::now();
+    let nm2 = s.sync("app", "2", &["data"], Some(&nm)).await;
+    eprintln!("1% change data sync: {:?}", started.elapsed());
+    let entry = succeeded(&nm2, "data");
+    let (matched, wire) = (int(&entry, "matchedBytes"), int(&entry, "wireBytes") as u64);
+    eprintln!("after {changed} changed bytes of {total}: {entry:#}");
+    assert!(matched > 0, "nothing matched: {entry:#}");
+    assert!(
+        wire < total / 10,
+        "wire bytes {wire} not well under the data size {total}: {entry:#}"
+    );
+    assert!(int(&entry, "filesDeleted") >= 1, "{entry:#}");
+    assert_identical(&source, &target);
+    assert_no_leftovers(&s.c.target, &s.dst).await;
+    controller.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pvcs_on_two_nodes_sync_concurrently_within_concurrent_syncs_and_a_third_waits() {
+    let _serial = SERIAL.lock().await;
+    let s = scenario("enabled: true\n").await;
+    let (n1, n2) = (node(SOURCE, 1), node(SOURCE, 2));
+    let mut sources = Vec::new();
+    for (pvc, on) in [("vol-a", &n1), ("vol-b", &n2), ("vol-c", &n1)] {
+        let dir = source_volume(&s.c, &s.src, pvc, Some(on)).await;
+        tree::write_tree(&dir, 2, 8, 24 * MIB);
+        sources.push((pvc, on.clone(), dir));
+    }
+
+    let controller = start_controller(None).await;
+    // 8 MiB/s per copy: each worker runs for seconds, so overlaps are real.
+    s.mapping(
+        "three",
+        DIRECT,
+        "      concurrentSyncs: 2\n      bandwidthLimit: 8192\n      timeout: 10m\n",
+    )
+    .await;
+    let (seen, watch) = watch_workers(&s.c.target, &s.dst);
+    let nm = s
+        .sync("three", "1", &["vol-a", "vol-b", "vol-c"], None)
+        .await;
+    watch.abort();
+    let seen = seen.lock().unwrap().clone();
+    for (pvc, on, dir) in &sources {
+        let entry = succeeded(&nm, pvc);
+        assert_eq!(entry["node"], on.as_str(), "{pvc}: {entry:#}");
+        assert_identical(dir, &s.target_dir(pvc).await);
+    }
+    assert_eq!(
+        seen.max_active, 2,
+        "worker pods active at once (concurrentSyncs 2, 3 PVCs): {seen:#?}"
+    );
+    let pvcs: BTreeSet<&str> = seen.seen.values().map(String::as_str).collect();
+    assert_eq!(
+        pvcs,
+        ["vol-a", "vol-b", "vol-c"].into(),
+        "worker pods by their dr-syncer.io/pvc label: {seen:#?}"
+    );
+    assert_no_leftovers(&s.c.target, &s.dst).await;
+    controller.kill().await;
+}
+
+/// Polls a target directory while a sync runs: every regular file under a final name must
+/// be the source's file (same size and content) or absent; temporary names are ignored.
+/// Returns (violations, polls, largest temporary file seen).
+struct PartialWatch {
+    stop: Arc<AtomicBool>,
+    largest_part: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<(Vec<String>, u64)>,
+}
+
+impl PartialWatch {
+    fn start(source: &Path, target: PathBuf) -> PartialWatch {
+        let expected = manifest(source);
+        let stop = Arc::new(AtomicBool::new(false));
+        let largest_part = Arc::new(AtomicU64::new(0));
+        let (stop2, largest2) = (stop.clone(), largest_part.clone());
+        let thread = std::thread::spawn(move || {
+            let mut verified = BTreeSet::new();
+            let mut violations = Vec::new();
+            let mut polls = 0;
+            while !stop2.load(Ordering::Relaxed) {
+                polls += 1;
+                for (rel, meta) in files_below(&target) {
+                    let name = Path::new(&rel).file_name().unwrap().to_string_lossy();
+                    if name.starts_with(tree::TEMP_PREFIX) {
+                        largest2.fetch_max(meta.len(), Ordering::Relaxed);
+                        continue;
+                    }
+                    let Some(want) = expected.get(&rel) else {
+                        continue;
+                    };
+                    use std::os::unix::fs::MetadataExt;
+                    if meta.len() != want.size {
+                        violations.push(format!("{rel}: {} of {} bytes", meta.len(), want.size));
+                        continue;
+                    }
+                    let key = (meta.ino(), meta.mtime(), meta.mtime_nsec());
+                    if verified.insert((rel.clone(), key))
+                        && let Ok(hash) = tree::try_hash_file(&target.join(&rel))
+                        && Some(&hash) != want.hash.as_ref()
+                    {
+                        violations.push(format!("{rel}: content differs under its final name"));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (violations, polls)
+        });
+        PartialWatch {
+            stop,
+            largest_part,
+            thread,
+        }
+    }
+
+    fn finish(self) -> (Vec<String>, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Regular files below a directory (relative path, metadata); entries that vanish while
+/// walking are skipped.
+fn files_below(root: &Path) -> Vec<(String, std::fs::Metadata)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                dirs.push(entry.path());
+            } else if meta.is_file() {
+                let rel = entry
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((rel, meta));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_agent_mid_transfer_fails_cleanly_is_retried_and_never_exposes_a_partial_file()
+{
+    let _serial = SERIAL.lock().await;
+    let s = scenario("enabled: true\n").await;
+    let source = source_volume(&s.c, &s.src, "big", None).await;
+    let size = 320 * MIB;
+    let t = Instant::now();
+    tree::random_file(&source.join("huge.bin"), size, 3);
+    std::fs::create_dir_all(source.join("etc")).unwrap();
+    for i in 0..20 {
+        tree::random_file(&source.join(format!("etc/f{i}")), 4096 + i * 100, 3);
+    }
+    eprintln!("wrote {size} bytes in {:?}", t.elapsed());
+    let (source_node, _) = volume_dir(&s.c.source, SOURCE, &s.src, "big", DEADLINE).await;
+
+    let controller = start_controller(None).await;
+    // 32 MiB/s: the copy lasts ~10 s, long enough to kill the agent in the middle.
+    s.mapping(
+        "kill",
+        DIRECT,
+        "      bandwidthLimit: 32768\n      timeout: 10m\n",
+    )
+    .await;
+    let (seen, watch) = watch_workers(&s.c.target, &s.dst);
+    trigger(&s.mappings, "kill", "1").await;
+    let target = s.target_dir("big").await;
+    let partials = PartialWatch::start(&source, target.clone());
+
+    // Wait until bytes are moving: a temporary file of at least 16 MiB, not the whole file.
+    let until = Instant::now() + SYNC_DEADLINE;
+    loop {
+        let part = partials.largest_part.load(Ordering::Relaxed);
+        if part >= 16 * MIB {
+            assert!(
+                part < size,
+                "the transfer finished before the agent could be killed"
+            );
+            break;
+        }
+        assert!(
+            !target.join("huge.bin").exists(),
+            "huge.bin arrived before any partial was seen"
+        );
+        assert!(Instant::now() < until, "no transfer started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let agents = agent_pods(&s.c.source).await;
+    let victim = agents
+        .get(&source_node)
+        .unwrap_or_else(|| panic!("no agent pod on {source_node}: {:?}", agents.keys()));
+    let victim_uid = victim.metadata.uid.clone().unwrap();
+    let pods: Api<Pod> = Api::namespaced(s.c.source.clone(), AGENT_NAMESPACE);
+    let kill = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    pods.delete(victim.metadata.name.as_deref().unwrap(), &kill)
+        .await
+        .unwrap();
+    eprintln!(
+        "killed agent {:?} on {source_node} with {} bytes in a partial",
+        victim.metadata.name,
+        partials.largest_part.load(Ordering::Relaxed)
+    );
+
+    let nm = wait_data_sync(
+        &s.mappings,
+        "kill",
+        "1",
+        &["big"],
+        None,
+        Duration::from_secs(600),
+    )
+    .await;
+    let (violations, polls) = partials.finish();
+    watch.abort();
+    let entry = succeeded(&nm, "big");
+    assert!(polls > 10, "the target was polled only {polls} times");
+    assert!(
+        violations.is_empty(),
+        "partial files under final names: {violations:#?}"
+    );
+    assert_identical(&source, &target);
+
+    // The agent really was replaced, and the copy really was retried.
+    let now = agent_pods(&s.c.source).await;
+    assert_ne!(
+        now.get(&source_node).and_then(|p| p.metadata.uid.clone()),
+        Some(victim_uid)
+    );
+    let workers = seen.lock().unwrap().seen.len();
+    let logs = pod_logs(TARGET, &s.dst, "dr-syncer-worker-").await;
+    assert!(
+        int(&entry, "attempts") >= 2 || workers >= 2 || logs.contains("retrying"),
+        "no sign of a retry: attempts {}, worker pods {workers}, worker log:\n{logs}",
+        int(&entry, "attempts")
+    );
+    assert_no_leftovers(&s.c.target, &s.dst).await;
+    controller.kill().await;
+}
+
+/// A small source volume and a first successful sync (the agents are deployed and work).
+async fn deployed(s: &Scenario, name: &str, data_sync_config: &str) -> NamespaceMapping {
+    let dir = source_volume(&s.c, &s.src, "data", None).await;
+    tree::write_tree(&dir, 4, 5, MIB);
+    s.mapping(name, DIRECT, data_sync_config).await;
+    let nm = s.sync(name, "1", &["data"], None).await;
+    succeeded(&nm, "data");
+    nm
+}
+
+/// A fresh Ed25519 host key in OpenSSH format (`ssh-keygen`).
+fn other_host_key() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_pinned_host_key_is_reported_with_condition_and_event() {
+    let _serial = SERIAL.lock().await;
+    let s = scenario("enabled: true\n").await;
+    let controller = start_controller(None).await;
+    let nm = deployed(&s, "hostkey", "      timeout: 60s\n").await;
+    controller.kill().await;
+
+    // The agents restart with another host key than the one the controller pins.
+    let secrets: Api<Secret> = Api::namespaced(s.c.source.clone(), AGENT_NAMESPACE);
+    let patch = json!({"stringData": {"ssh_host_ed25519_key": other_host_key()}});
+    secrets
+        .patch(AGENT_NAME, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let old: BTreeSet<String> = agent_pods(&s.c.source)
+        .await
+        .values()
+        .filter_map(|p| p.metadata.uid.clone())
+        .collect();
+    let pods: Api<Pod> = Api::namespaced(s.c.source.clone(), AGENT_NAMESPACE);
+    for p in agent_pods(&s.c.source).await.values() {
+        let kill = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        pods.delete(p.metadata.name.as_deref().unwrap(), &kill)
+            .await
+            .unwrap();
+    }
+    wait_agents_ready(&s.c.source, &old, DEADLINE).await;
+
+    let controller = start_controller(None).await;
+    trigger(&s.mappings, "hostkey", "2").await;
+    let message = wait_data_condition(
+        &s.mappings,
+        "hostkey",
+        "False",
+        "HostKeyMismatch",
+        SYNC_DEADLINE,
+    )
+    .await;
+    assert!(message.contains("data"), "{message}");
+    let nm2 = wait_data_sync(
+        &s.mappings,
+        "hostkey",
+        "2",
+        &["data"],
+        Some(&nm),
+        SYNC_DEADLINE,
+    )
+    .await;
+    let entry = pvc_status(&nm2, "data").unwrap();
+    assert_eq!(entry["result"], "Failed", "{entry:#}");
+    assert_eq!(entry["reason"], "HostKeyMismatch", "{entry:#}");
+    wait_event(
+        &s.c.controller,
+        &s.ns,
+        "NamespaceMapping",
+        "hostkey",
+        "DataSyncFailed",
+        &["data", "host key"],
+        DEADLINE,
+    )
+    .await;
+    wait_event(
+        &s.c.target,
+        &s.dst,
+        "PersistentVolumeClaim",
+        "data",
+        "DataSyncFailed",
+        &["host key"],
+        DEADLINE,
+    )
+    .await;
+    assert_no_leftovers(&s.c.target, &s.dst).await;
+    controller.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_key_secret_is_reported_with_condition_and_event() {
+    let _serial = SERIAL.lock().await;
+    let s = scenario("enabled: true\n").await;
+    apply_yaml::<dr_syncer_crds::ClusterMapping>(
+        &s.c.controller,
+        &s.ns,
+        &format!(
+            "apiVersion: dr-syncer.io/v1alpha1\nkind: ClusterMapping\nmetadata:\n  name: pair\nspec:\n  sourceCluster: source\n  targetCluster: target\n  verifyConnectivity: false\n  sshKeySecretRef:\n    name: no-such-worker-key\n    namespace: {}\n",
+            s.ns
+        ),
+    )
+    .await;
+    let dir = source_volume(&s.c, &s.src, "data", None).await;
+    tree::write_tree(&dir, 5, 5, MIB);
+    let controller = start_controller(None).await;
+    let clusters = format!(
+        "  clusterMappingRef:\n    name: pair\n    namespace: {}\n",
+        s.ns
+    );
+    s.mapping("nokey", &clusters, "      timeout: 60s\n").await;
+    trigger(&s.mappings, "nokey", "1").await;
+    let message = wait_data_condition(
+        &s.mappings,
+        "nokey",
+        "False",
+        "KeySecretMissing",
+        SYNC_DEADLINE,
+    )
+    .await;
+    assert!(message.contains("no-such-worker-key"), "{message}");
+    wait_event(
+        &s.c.controller,
+        &s.ns,
+        "NamespaceMapping",
+        "nokey",
+        "DataSyncFailed",
+        &["no-such-worker-key"],
+        DEADLINE,
+    )
+    .await;
+    assert_no_leftovers(&s.c.target, &s.dst).await;
+    controller.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_agent_is_reported_with_condition_and_event() {
+    let _serial = SERIAL.lock().await;
+    let s = scenario("enabled: true\nretryConfig:\n  maxRetries: 0\n").await;
+    let controller = start_controller(None).await;
+    // A 10 s timeout bounds each connection attempt of the worker.
+    let nm = deployed(&s, "unreach", "      timeout: 10s\n").await;
+    let (source_node, _) = volume_dir(&s.c.source, SOURCE, &s.src, "data", DEADLINE).await;
+
+    // The agent on the volume's node stops answering (its port still accepts: the kernel
+    // completes handshakes for a stopped process, so its readiness probe still passes).
+    let pids = agent_pids(&source_node).await;
+    assert!(!pids.is_empty(), "no agent process for {source_node}");
+    let frozen = Frozen::freeze(pids);
+    trigger(&s.mappings, "unreach", "2").await;
+    let message = wait_data_condition(
+        &s.mappings,
+        "unreach",
+        "False",
+        "AgentUnreachable",
+        Duration::from_secs(400),
+    )
+    .await;
+    assert!(message.contains("data"), "{message}");
+    wait_event(
+        &s.c.controller,
+        &s.ns,
+        "NamespaceMapping",
+        "unreach",
+        "DataSyncFailed",
+        &["data"],
+        DEADLINE,
+    )
+    .await;
+    let nm2 = wait_data_sync(&s.mappings, "unreach", "2", &["data"], Some(&nm), DEADLINE).await;
+    assert_eq!(pvc_status(&nm2, "data").unwrap()["result"], "Failed");
+    drop(frozen);
+    assert_no_leftovers(&s.c.target, &s.dst).await;
+    controller.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmounted_csi_volume_is_reported_with_condition_and_event() {
+    let _serial = SERIAL.lock().await;
+    let s = scenario("enabled: true\n").await;
+    // A CSI PV of a driver no node runs, bound to the claim by name, used by no pod.
+    let pv_name = format!("csi-{}", s.src);
+    let pvs: Api<PersistentVolume> = Api::all(s.c.source.clone());
+    let pv: PersistentVolume = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": pv_name},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "standard",
+            "csi": {"driver": "csi.fake.dr-syncer.io", "volumeHandle": format!("vol-{}", s.src)},
+            "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "namespace": s.src, "name": "csi-data"},
+        },
+    }))
+    .unwrap();
+    pvs.create(&Default::default(), &pv).await.unwrap();
+    apply_yaml::<PersistentVolumeClaim>(
+        &s.c.source,
+        &s.src,
+        &format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: csi-data\nspec:\n  storageClassName: standard\n  volumeName: {pv_name}\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n"
+        ),
+    )
+    .await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(s.c.source.clone(), &s.src);
+    wait_for(&claims, "csi-data", |p: Option<&PersistentVolumeClaim>| {
+        p.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.phase.as_deref())
+            == Some("Bound")
+    })
+    .await;
+
+    let controller = start_controller(None).await;
+    s.mapping("csi", DIRECT, "      timeout: 60s\n").await;
+    trigger(&s.mappings, "csi", "1").await;
+    let message = wait_data_condition(
+        &s.mappings,
+        "csi",
+        "False",
+        "VolumeNotMounted",
+        SYNC_DEADLINE,
+    )
+    .await;
+    assert!(message.contains("csi-data"), "{message}");
+    wait_event(
+        &s.c.controller,
+        &s.ns,
+        "NamespaceMapping",
+        "csi",
+        "DataSyncFailed",
+        &["csi-data"],
+        DEADLINE,
+    )
+    .await;
+    assert_no_leftovers(&s.c.target, &s.dst).await;
+    controller.kill().await;
+    let _ = pvs.delete(&pv_name, &DeleteParams::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_data_without_pvc_sync_enabled_is_reported() {
+    let _serial = SERIAL.lock().await;
+    let s = scenario("enabled: false\n").await;
+    let dir = source_volume(&s.c, &s.src, "data", None).await;
+    tree::write_tree(&dir, 6, 2, MIB);
+    let controller = start_controller(None).await;
+    s.mapping("off", DIRECT, "      timeout: 60s\n").await;
+    trigger(&s.mappings, "off", "1").await;
+    let message = wait_data_condition(
+        &s.mappings,
+        "off",
+        "False",
+        "PvcSyncDisabled",
+        SYNC_DEADLINE,
+    )
+    .await;
+    assert!(message.contains("source"), "{message}");
+    assert!(worker_pods(&s.c.target, &s.dst).await.is_empty());
+    controller.kill().await;
+}
