@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::clusters::ClusterRegistry;
 use crate::dataplane::DataPlaneConfig;
+use crate::dataplane::orchestrate::DataSlots;
 use crate::discovery::DiscoveryCache;
 use crate::metrics::Metrics;
 use crate::watchers::Watchers;
@@ -38,6 +39,8 @@ pub struct Context {
     pub discovery: DiscoveryCache,
     /// Images and limits of the PVC data plane.
     pub dataplane: DataPlaneConfig,
+    /// Concurrency slots of PVC data copies (global and per source cluster).
+    pub data_slots: DataSlots,
     /// Mappings this process has run a sync for: a `Running` phase on any other mapping
     /// was left by a controller that died mid-sync.
     synced_here: Mutex<HashSet<String>>,
@@ -67,6 +70,7 @@ impl Context {
             metrics: metrics.clone(),
             watchers: Watchers::with_gauge(metrics.watched_mappings.clone()),
             discovery: DiscoveryCache::default(),
+            data_slots: DataSlots::new(dataplane.global_concurrency),
             dataplane,
             synced_here: Mutex::new(HashSet::new()),
         })

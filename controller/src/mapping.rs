@@ -34,6 +34,7 @@ use tracing::Instrument;
 
 use crate::clusters::{ClusterKey, RemoteClient};
 use crate::context::{Context, apply_status};
+use crate::dataplane::orchestrate;
 use crate::metrics::MappingLabels;
 use crate::replicate::{MappingId, unsupported_fields};
 use crate::schedule::Schedule;
@@ -113,6 +114,9 @@ pub struct Resolved {
     pub dest: RemoteClient,
     /// The source RemoteCluster object (defaults).
     pub source_rc: RemoteCluster,
+    /// The ClusterMapping, when the mapping goes through one (PVC data keys are per
+    /// ClusterMapping).
+    pub cluster_mapping: Option<ClusterMapping>,
 }
 
 async fn remote_cluster(
@@ -143,6 +147,7 @@ async fn remote_cluster(
 /// Finds the source and destination clusters: through `clusterMappingRef`, or directly.
 pub async fn resolve(nm: &NamespaceMapping, ctx: &Context) -> Result<Resolved, ResolveError> {
     let namespace = nm.namespace().unwrap_or_default();
+    let mut cluster_mapping = None;
     let (source_key, dest_key) = match &nm.spec.cluster_mapping_ref {
         Some(r) => {
             let cm_namespace = r.namespace.clone().unwrap_or_else(|| namespace.clone());
@@ -154,7 +159,7 @@ pub async fn resolve(nm: &NamespaceMapping, ctx: &Context) -> Result<Resolved, R
             if cm.spec.paused {
                 return Err(ResolveError::ClusterMappingPaused(name));
             }
-            (
+            let keys = (
                 ClusterKey {
                     namespace: cm_namespace.clone(),
                     name: cm.spec.source_cluster.clone(),
@@ -163,7 +168,9 @@ pub async fn resolve(nm: &NamespaceMapping, ctx: &Context) -> Result<Resolved, R
                     namespace: cm_namespace,
                     name: cm.spec.target_cluster.clone(),
                 },
-            )
+            );
+            cluster_mapping = Some(cm);
+            keys
         }
         None => (
             ClusterKey {
@@ -184,6 +191,7 @@ pub async fn resolve(nm: &NamespaceMapping, ctx: &Context) -> Result<Resolved, R
         source,
         dest,
         source_rc,
+        cluster_mapping,
     })
 }
 
@@ -509,9 +517,16 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: Arc<Context>) -> Result<Action, M
     };
     ctx.mark_synced_here(&key);
     let labels = mapping_labels(&nm);
+    let mut before_sync = before_sync;
     let requeue = match result {
         Ok(report) => {
             record_success(&ctx, &nm, &labels, &report, &mut status, generation).await;
+            if orchestrate::wants_data(&nm) {
+                before_sync =
+                    run_data_sync(&ctx, &api, &nm, &resolved, &before_sync, &mut status).await?;
+            } else {
+                orchestrate::clear_status(&mut status);
+            }
             after_success(mode, &nm, schedule.as_ref(), &mut status)
         }
         Err(error) => {
@@ -521,6 +536,29 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: Arc<Context>) -> Result<Action, M
     };
     write_status(&api, &nm, &before_sync, &status).await?;
     Ok(requeue)
+}
+
+/// The PVC data sync after a successful resource sync: writes the resource results first
+/// (phase still Running, `DataSynced` in progress) so they are visible during the copy,
+/// then runs the copy and folds its report into `status`. Returns the status as written.
+async fn run_data_sync(
+    ctx: &Context,
+    api: &Api<NamespaceMapping>,
+    nm: &NamespaceMapping,
+    resolved: &Resolved,
+    written: &NamespaceMappingStatus,
+    status: &mut NamespaceMappingStatus,
+) -> Result<NamespaceMappingStatus, MappingError> {
+    let generation = nm.metadata.generation;
+    let final_phase = status.phase;
+    status.phase = Some(SyncPhase::Running);
+    orchestrate::mark_in_progress(status, generation);
+    write_status(api, nm, written, status).await?;
+    let interim = status.clone();
+    status.phase = final_phase;
+    let report = orchestrate::sync_data(ctx, nm, resolved).await;
+    orchestrate::apply_to_status(status, &report, generation);
+    Ok(interim)
 }
 
 /// Writes status if it differs from what was read.

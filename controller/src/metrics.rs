@@ -44,6 +44,17 @@ pub struct SyncLabels {
     pub result: String,
 }
 
+/// Labels of the per-PVC data-sync series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DataLabels {
+    /// Namespace of the NamespaceMapping.
+    pub namespace: String,
+    /// Name of the NamespaceMapping.
+    pub mapping: String,
+    /// PVC name (source namespace).
+    pub pvc: String,
+}
+
 /// Every metric the controller exports, and the registry that renders them.
 pub struct Metrics {
     registry: Registry,
@@ -61,6 +72,14 @@ pub struct Metrics {
     pub watch_events: Family<MappingLabels, Counter>,
     /// Mappings with Continuous-mode watchers running.
     pub watched_mappings: Gauge,
+    /// File content bytes written at the destination by PVC copies (literal + matched).
+    pub data_bytes_transferred: Family<DataLabels, Counter>,
+    /// Bytes PVC copies sent over the network.
+    pub data_wire_bytes: Family<DataLabels, Counter>,
+    /// Wall time of PVC copies (with retries).
+    pub data_sync_duration: Family<DataLabels, Histogram>,
+    /// PVC copies that failed after their retries.
+    pub data_sync_failures: Family<DataLabels, Counter>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -79,6 +98,31 @@ impl Metrics {
         let missed_schedules = Family::<MappingLabels, Counter>::default();
         let watch_events = Family::<MappingLabels, Counter>::default();
         let watched_mappings = Gauge::default();
+        let data_bytes_transferred = Family::<DataLabels, Counter>::default();
+        let data_wire_bytes = Family::<DataLabels, Counter>::default();
+        let data_sync_duration =
+            Family::<DataLabels, Histogram>::new_with_constructor(duration_histogram as fn() -> _);
+        let data_sync_failures = Family::<DataLabels, Counter>::default();
+        registry.register(
+            "data_bytes_transferred",
+            "File content bytes written at the destination by PVC data copies",
+            data_bytes_transferred.clone(),
+        );
+        registry.register(
+            "data_wire_bytes",
+            "Bytes PVC data copies sent over the network",
+            data_wire_bytes.clone(),
+        );
+        registry.register(
+            "data_sync_duration_seconds",
+            "Wall time of a PVC data copy, retries included",
+            data_sync_duration.clone(),
+        );
+        registry.register(
+            "data_sync_failures",
+            "PVC data copies that failed after their retries",
+            data_sync_failures.clone(),
+        );
         registry.register(
             "watched_mappings",
             "Mappings with Continuous-mode watchers running",
@@ -123,6 +167,10 @@ impl Metrics {
             missed_schedules,
             watch_events,
             watched_mappings,
+            data_bytes_transferred,
+            data_wire_bytes,
+            data_sync_duration,
+            data_sync_failures,
         }
     }
 
@@ -169,6 +217,37 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc_by(count);
+    }
+
+    /// Records one PVC copy: its byte counts on success (`None`: it failed).
+    pub fn record_data(
+        &self,
+        mapping: &MappingLabels,
+        pvc: &str,
+        summary: Option<&crate::dataplane::worker::WorkerSummary>,
+        seconds: f64,
+    ) {
+        let labels = DataLabels {
+            namespace: mapping.namespace.clone(),
+            mapping: mapping.mapping.clone(),
+            pvc: pvc.to_owned(),
+        };
+        self.data_sync_duration
+            .get_or_create(&labels)
+            .observe(seconds);
+        match summary {
+            Some(s) => {
+                self.data_bytes_transferred
+                    .get_or_create(&labels)
+                    .inc_by(s.literal_bytes.saturating_add(s.matched_bytes));
+                self.data_wire_bytes
+                    .get_or_create(&labels)
+                    .inc_by(s.wire_bytes);
+            }
+            None => {
+                self.data_sync_failures.get_or_create(&labels).inc();
+            }
+        }
     }
 
     /// Drops the series of a deleted mapping so dashboards do not show ghosts.
@@ -218,6 +297,37 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("dr_syncer_missed_schedules_total"), "{text}");
+        let summary = crate::dataplane::worker::WorkerSummary {
+            literal_bytes: 10,
+            matched_bytes: 90,
+            wire_bytes: 25,
+            ..Default::default()
+        };
+        metrics.record_data(&mapping, "data", Some(&summary), 1.0);
+        metrics.record_data(&mapping, "logs", None, 2.0);
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"dr_syncer_data_bytes_transferred_total{namespace="dr",mapping="web",pvc="data"} 100"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"dr_syncer_data_wire_bytes_total{namespace="dr",mapping="web",pvc="data"} 25"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"dr_syncer_data_sync_failures_total{namespace="dr",mapping="web",pvc="logs"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("dr_syncer_data_sync_duration_seconds_count{"),
+            "{text}"
+        );
         metrics.record_sync(&mapping, 0.1, true);
         assert!(
             metrics

@@ -30,6 +30,9 @@ pub mod types {
     pub const CLUSTERS_READY: &str = "ClustersReady";
     /// ClusterMapping: SSH connectivity between workers and agents was verified.
     pub const AGENTS_CONNECTED: &str = "AgentsConnected";
+    /// NamespaceMapping with `pvcConfig.syncData`: every PVC of the last data sync was
+    /// copied (reported apart from `Synced`, which is about the resources).
+    pub const DATA_SYNCED: &str = "DataSynced";
 }
 
 /// Condition reasons (CamelCase, as Kubernetes requires).
@@ -98,8 +101,29 @@ pub mod reasons {
     pub const CLUSTER_UNHEALTHY: &str = "ClusterUnhealthy";
     /// `verifyConnectivity` is false.
     pub const VERIFICATION_DISABLED: &str = "VerificationDisabled";
-    /// PVC data sync asked for, but the source RemoteCluster has no `pvcSync.enabled`.
+
+    // PVC data sync (NamespaceMapping condition `DataSynced`, events, `pvcSyncStatus`).
+    /// Every PVC of the last data sync was copied.
+    pub const DATA_SYNC_SUCCEEDED: &str = "DataSyncSucceeded";
+    /// A PVC copy failed for a reason without a more specific name (see the message).
+    pub const DATA_SYNC_FAILED: &str = "DataSyncFailed";
+    /// PVC copies are running.
+    pub const DATA_SYNC_IN_PROGRESS: &str = "DataSyncInProgress";
+    /// `pvcConfig.syncData` is set but the source RemoteCluster has no `pvcSync.enabled`.
     pub const PVC_SYNC_DISABLED: &str = "PvcSyncDisabled";
+    /// No agent pod runs on the node holding a source PVC.
+    pub const AGENT_NOT_FOUND: &str = "AgentNotFound";
+    /// The worker could not connect to the agent (network, agent down, no address).
+    pub const AGENT_UNREACHABLE: &str = "AgentUnreachable";
+    /// The agent's host key is not the one the controller pinned for the worker.
+    pub const HOST_KEY_MISMATCH: &str = "HostKeyMismatch";
+    /// The agent refused the worker's client key.
+    pub const AUTH_REJECTED: &str = "AuthRejected";
+    /// A source volume is mounted on no node (CSI or other attachable volume, no pod using
+    /// it), so no agent can read it.
+    pub const VOLUME_NOT_MOUNTED: &str = "VolumeNotMounted";
+    /// The target PVC the data is copied into does not exist at the destination.
+    pub const TARGET_PVC_MISSING: &str = "TargetPvcMissing";
     /// A referenced SSH key Secret is absent, lacks a key, or holds no usable key.
     pub const KEY_SECRET_MISSING: &str = "KeySecretMissing";
     /// The agent DaemonSet did not become Ready (on the current keys) in time.

@@ -6,6 +6,7 @@
 //! it can drop the item (`retain`) until the entry is removed here.
 
 use dr_syncer_crds::NamespaceMappingSpec;
+use dr_syncer_crds::common::VerificationMode;
 use dr_syncer_crds::namespace_mapping::{FailureHandlingConfig, FailureHandlingMode};
 
 /// One accepted-but-not-acted-on field.
@@ -26,11 +27,10 @@ impl std::fmt::Display for Unsupported {
 /// The fields of `spec` that are set to something this controller does not do (yet).
 /// Empty for a spec that only uses what is built.
 pub fn unsupported_fields(spec: &NamespaceMappingSpec) -> Vec<Unsupported> {
-    let checks: [fn(&NamespaceMappingSpec) -> Option<Unsupported>; 7] = [
+    let checks: [fn(&NamespaceMappingSpec) -> Option<Unsupported>; 6] = [
         temp_pod_key,
         failure_handling,
-        sync_data,
-        data_sync_config,
+        sample_verification,
         sync_persistent_volumes,
         preserve_volume_attributes,
         preserve_backends,
@@ -82,21 +82,16 @@ fn failure_handling(spec: &NamespaceMappingSpec) -> Option<Unsupported> {
     )
 }
 
-fn sync_data(spec: &NamespaceMappingSpec) -> Option<Unsupported> {
-    if !spec.pvc_config.as_ref()?.sync_data {
+/// `sample` verification: there is no separate re-hashing pass (a PVC annotation or the
+/// RemoteCluster default can also ask for it; those are not visible in the spec).
+fn sample_verification(spec: &NamespaceMappingSpec) -> Option<Unsupported> {
+    let cfg = spec.pvc_config.as_ref()?.data_sync_config.as_ref()?;
+    if cfg.verification_mode != Some(VerificationMode::Sample) {
         return None;
     }
     item(
-        "spec.pvcConfig.syncData",
-        "PVC data copy is not built yet: claims are replicated empty",
-    )
-}
-
-fn data_sync_config(spec: &NamespaceMappingSpec) -> Option<Unsupported> {
-    spec.pvc_config.as_ref()?.data_sync_config.as_ref()?;
-    item(
-        "spec.pvcConfig.dataSyncConfig",
-        "PVC data copy is not built yet, so its settings have no effect",
+        "spec.pvcConfig.dataSyncConfig.verificationMode",
+        "sample (and samplePercent) re-hashes nothing extra: every transferred file is already verified by its whole-file BLAKE3 hash, files skipped by the size+mtime quick check are not re-read; use full to compare every file by content",
     )
 }
 

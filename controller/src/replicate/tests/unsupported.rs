@@ -31,12 +31,8 @@ fn each_unbuilt_field_is_listed_by_path() {
             "spec.failureHandling",
         ),
         (
-            json!({"pvcConfig": {"syncData": true}}),
-            "spec.pvcConfig.syncData",
-        ),
-        (
-            json!({"pvcConfig": {"dataSyncConfig": {"concurrentSyncs": 3}}}),
-            "spec.pvcConfig.dataSyncConfig",
+            json!({"pvcConfig": {"syncData": true, "dataSyncConfig": {"verificationMode": "sample"}}}),
+            "spec.pvcConfig.dataSyncConfig.verificationMode",
         ),
         (
             json!({"pvcConfig": {"syncPersistentVolumes": true}}),
@@ -68,4 +64,14 @@ fn each_unbuilt_field_is_listed_by_path() {
             "{msg}"
         );
     }
+}
+
+#[test]
+fn pvc_data_sync_is_built() {
+    let s = spec(
+        json!({"sourceNamespace": "shop", "pvcConfig": {"syncData": true,
+        "dataSyncConfig": {"concurrentSyncs": 3, "excludePaths": ["tmp/"], "rsyncOptions": ["--delete"],
+            "bandwidthLimit": 1024, "timeout": "10m", "verificationMode": "full"}}}),
+    );
+    assert_eq!(unsupported_fields(&s), vec![]);
 }
