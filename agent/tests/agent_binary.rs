@@ -222,3 +222,53 @@ fn agent_has_help_and_version() {
 fn path_str(p: &Path) -> String {
     PathBuf::from(p).display().to_string()
 }
+
+#[test]
+fn listen_ip_and_port_from_the_environment_override_listen() {
+    let s = setup();
+    let d = s.dir.path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dr-syncer-agent"))
+        .args(["--listen", "0.0.0.0:1"])
+        .arg("--host-key-file")
+        .arg(d.join("host_key"))
+        .arg("--authorized-keys-file")
+        .arg(d.join("authorized_keys"))
+        .env("DR_SYNCER_AGENT_LISTEN_IP", "127.0.0.1")
+        .env("DR_SYNCER_AGENT_PORT", s.port.to_string())
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = wait_for_line(&mut child, "agent listening");
+    let listening = lines.last().unwrap();
+    assert!(
+        listening.contains(&format!("127.0.0.1:{}", s.port)),
+        "{listening}"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", s.port)).is_ok());
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+}
+
+#[test]
+fn node_name_without_any_cluster_config_is_a_clear_startup_error() {
+    let s = setup();
+    let out = Command::new(env!("CARGO_BIN_EXE_dr-syncer-agent"))
+        .arg("--host-key-file")
+        .arg(s.dir.path().join("host_key"))
+        .arg("--authorized-keys-file")
+        .arg(s.dir.path().join("authorized_keys"))
+        .args(["--node-name", "node-a"])
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env("HOME", s.dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no Kubernetes client configuration (in-cluster or KUBECONFIG)"),
+        "{stderr}"
+    );
+}
