@@ -5,12 +5,17 @@
 //! reordered. The first listing after a watch starts is not re-applied (the reconciler runs
 //! a full sync whenever it starts watchers); a later re-listing (after the watch broke off)
 //! applies only objects that changed since, and treats objects that vanished meanwhile as
-//! deletions. Watchers stop when the mapping's spec or clusters change (a new
-//! fingerprint), when it is paused, switched to another mode, or deleted.
+//! deletions. A change that fails to apply (the target API server is briefly unavailable,
+//! a conflict) is retried with backoff from the source object's *current* state, so a
+//! transient error never leaves a stale copy until the next background resync. Watchers
+//! stop when the mapping's spec or clusters change (a new fingerprint), when it is paused,
+//! switched to another mode, or deleted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use dr_syncer_crds::NamespaceMapping;
 use futures::StreamExt;
@@ -193,6 +198,50 @@ enum WatchAction {
     Delete(String, Option<String>),
 }
 
+/// First delay before retrying a change that failed to apply.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+
+/// Longest delay between retries of one change.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Changes that failed to apply, by object name, with when to try again. A retry re-reads
+/// the source object, so it always applies (or deletes) the latest state, and a newer event
+/// for the same name simply replaces the pending retry.
+#[derive(Debug, Default)]
+struct RetryQueue {
+    pending: BTreeMap<String, (Instant, u32)>,
+}
+
+impl RetryQueue {
+    /// Schedules `name` again after a failure, backing off exponentially per name.
+    fn failed(&mut self, name: &str, now: Instant) {
+        let attempt = self.pending.get(name).map_or(0, |(_, a)| a + 1);
+        let delay = RETRY_FIRST
+            .saturating_mul(1u32 << attempt.min(8))
+            .min(RETRY_MAX);
+        self.pending.insert(name.to_owned(), (now + delay, attempt));
+    }
+
+    /// Forgets `name` (it was applied, or a newer event took over).
+    fn succeeded(&mut self, name: &str) {
+        self.pending.remove(name);
+    }
+
+    /// When the next retry is due, if any.
+    fn next_due(&self) -> Option<Instant> {
+        self.pending.values().map(|(at, _)| *at).min()
+    }
+
+    /// Names whose retry is due at `now` (they stay queued until they succeed).
+    fn due(&self, now: Instant) -> Vec<String> {
+        self.pending
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+}
+
 /// Updates what the watcher remembers and decides what to do for one event. The first
 /// listing is only recorded (the reconciler's full sync covers it); a re-listing after the
 /// watch broke off applies what changed meanwhile and deletes what vanished meanwhile.
@@ -268,12 +317,21 @@ async fn watch_kind(
         &plan.source_namespace,
         &kind.api_resource(),
     );
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let stream = watcher::watcher(api.clone(), watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
     let mut seen = Seen::default();
+    let mut retries = RetryQueue::default();
     loop {
+        let next_retry = retries.next_due();
         let event = tokio::select! {
             _ = cancel.cancelled() => return,
+            () = sleep_until(next_retry) => {
+                for name in retries.due(Instant::now()) {
+                    let ok = retry(&plan, &kind, &sink, &last_event, &api, &name).await;
+                    settle(&mut retries, &name, ok);
+                }
+                continue;
+            }
             event = stream.next() => event,
         };
         match event {
@@ -283,11 +341,56 @@ async fn watch_kind(
             }
             Some(Ok(event)) => {
                 let first_done = !seen.started && matches!(event, Event::InitDone);
-                handle_event(&plan, &kind, &sink, &last_event, &mut seen, event).await;
+                for (name, ok) in
+                    handle_event(&plan, &kind, &sink, &last_event, &mut seen, event).await
+                {
+                    settle(&mut retries, &name, ok);
+                }
                 if first_done {
                     ready.add_permits(1);
                 }
             }
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever when nothing is scheduled.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn settle(retries: &mut RetryQueue, name: &str, ok: bool) {
+    if ok {
+        retries.succeeded(name);
+    } else {
+        retries.failed(name, Instant::now());
+    }
+}
+
+/// Applies the source object's current state again (or propagates its deletion if it is
+/// gone). Returns whether that worked.
+async fn retry(
+    plan: &SharedPlan,
+    kind: &ResourceKind,
+    sink: &WatchSink,
+    last_event: &Mutex<Option<Timestamp>>,
+    api: &Api<DynamicObject>,
+    name: &str,
+) -> bool {
+    tracing::debug!(kind = %kind.kind, name, "retrying a change that failed to apply");
+    match api.get_opt(name).await {
+        Ok(Some(obj)) => apply(plan, kind, sink, last_event, &obj).await,
+        Ok(None) => {
+            let mut obj = DynamicObject::new(name, &kind.api_resource());
+            obj.metadata.namespace = Some(plan.source_namespace.clone());
+            delete(plan, kind, sink, last_event, &obj).await
+        }
+        Err(error) => {
+            tracing::debug!(%error, kind = %kind.kind, name, "re-reading the source object failed");
+            false
         }
     }
 }
@@ -299,18 +402,24 @@ async fn handle_event(
     last_event: &Mutex<Option<Timestamp>>,
     seen: &mut Seen,
     event: Event<DynamicObject>,
-) {
+) -> Vec<(String, bool)> {
+    let mut outcomes = Vec::new();
     for action in plan_event(seen, event) {
         match action {
-            WatchAction::Apply(obj) => apply(plan, kind, sink, last_event, &obj).await,
+            WatchAction::Apply(obj) => {
+                let ok = apply(plan, kind, sink, last_event, &obj).await;
+                outcomes.push((obj.name_any(), ok));
+            }
             WatchAction::Delete(name, uid) => {
                 let mut obj = DynamicObject::new(&name, &kind.api_resource());
                 obj.metadata.namespace = Some(plan.source_namespace.clone());
                 obj.metadata.uid = uid;
-                delete(plan, kind, sink, last_event, &obj).await;
+                let ok = delete(plan, kind, sink, last_event, &obj).await;
+                outcomes.push((name, ok));
             }
         }
     }
+    outcomes
 }
 
 fn labels(sink: &WatchSink) -> MappingLabels {
@@ -332,7 +441,7 @@ async fn apply(
     sink: &WatchSink,
     last_event: &Mutex<Option<Timestamp>>,
     obj: &DynamicObject,
-) {
+) -> bool {
     let labels = labels(sink);
     match plan.apply_source_object(kind, obj).await {
         Ok(Some(outcome)) => {
@@ -341,12 +450,14 @@ async fn apply(
                 .record_objects(&labels, &kind.kind, outcome.label(), 1);
             touch(last_event);
             tracing::debug!(kind = %kind.kind, name = %obj.name_any(), ?outcome, "applied change");
+            true
         }
-        Ok(None) => {}
+        Ok(None) => true,
         Err(error) => {
             sink.metrics
                 .record_objects(&labels, &kind.kind, "failed", 1);
-            tracing::warn!(kind = %kind.kind, name = %obj.name_any(), %error, "applying a change failed");
+            tracing::warn!(kind = %kind.kind, name = %obj.name_any(), %error, "applying a change failed; will retry");
+            false
         }
     }
 }
@@ -357,7 +468,7 @@ async fn delete(
     sink: &WatchSink,
     last_event: &Mutex<Option<Timestamp>>,
     obj: &DynamicObject,
-) {
+) -> bool {
     let labels = labels(sink);
     match plan.delete_for_source(kind, obj).await {
         Ok(true) => {
@@ -366,10 +477,12 @@ async fn delete(
                 .record_objects(&labels, &kind.kind, "deleted", 1);
             touch(last_event);
             tracing::debug!(kind = %kind.kind, name = %obj.name_any(), "pruned deleted object");
+            true
         }
-        Ok(false) => {}
+        Ok(false) => true,
         Err(error) => {
-            tracing::warn!(kind = %kind.kind, name = %obj.name_any(), %error, "propagating a deletion failed");
+            tracing::warn!(kind = %kind.kind, name = %obj.name_any(), %error, "propagating a deletion failed; will retry");
+            false
         }
     }
 }
@@ -431,6 +544,30 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn failed_changes_back_off_per_name_and_leave_the_queue_on_success() {
+        let t0 = Instant::now();
+        let mut q = RetryQueue::default();
+        assert_eq!(q.next_due(), None);
+        q.failed("a", t0);
+        assert_eq!(q.next_due(), Some(t0 + RETRY_FIRST));
+        assert!(q.due(t0).is_empty());
+        assert_eq!(q.due(t0 + RETRY_FIRST), ["a"]);
+        // A second failure of the same name waits twice as long; others are independent.
+        q.failed("a", t0);
+        q.failed("b", t0);
+        assert_eq!(q.due(t0 + RETRY_FIRST), ["b"]);
+        assert_eq!(q.due(t0 + RETRY_FIRST * 2), ["a", "b"]);
+        // The delay is capped.
+        for _ in 0..20 {
+            q.failed("a", t0);
+        }
+        assert_eq!(q.due(t0 + RETRY_MAX), ["a", "b"]);
+        q.succeeded("a");
+        q.succeeded("b");
+        assert_eq!(q.next_due(), None);
     }
 
     #[test]

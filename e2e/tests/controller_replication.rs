@@ -319,7 +319,11 @@ spec:
     )
     .await;
 
-    let limit = Duration::from_secs(3); // the issue asks for 1 s; margin for a busy 2-core box
+    // The issue asks for 1 s, and an idle machine does it in tens of milliseconds (the
+    // latencies are printed below). The bound only has to tell a watch-driven copy from
+    // the background resync (1 h here), so it leaves room for a 2-core CI box that is
+    // compiling while the test runs (a 3 s bound failed there once).
+    let limit = Duration::from_secs(10);
     let mut latencies = Vec::new();
 
     // ConfigMap

@@ -117,6 +117,27 @@ pub struct ControllerProcess {
     pub child: Child,
     /// Its metrics/health port.
     pub port: u16,
+    /// Its log file (stderr).
+    pub log: std::path::PathBuf,
+}
+
+impl Drop for ControllerProcess {
+    /// When a test fails while the controller runs, shows the end of its log: the test
+    /// bed's directory (and the log with it) is gone once the test binary exits.
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Ok(text) = std::fs::read_to_string(&self.log)
+        {
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(120)..];
+            eprintln!(
+                "---- last {} lines of {} ----\n{}\n---- end of controller log ----",
+                tail.len(),
+                self.log.display(),
+                tail.join("\n")
+            );
+        }
+    }
 }
 
 /// Starts the controller against the controller cluster. `lease`: leader election with
@@ -132,7 +153,8 @@ pub async fn start_controller(lease: Option<(&str, &str)>) -> ControllerProcess 
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .kill_on_drop(true);
-    let log = std::fs::File::create(bed.dir().join(format!("controller-{port}.log"))).unwrap();
+    let log_path = bed.dir().join(format!("controller-{port}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
     cmd.stderr(log);
     match lease {
         None => {
@@ -145,7 +167,11 @@ pub async fn start_controller(lease: Option<(&str, &str)>) -> ControllerProcess 
         }
     }
     let child = cmd.spawn().unwrap();
-    let process = ControllerProcess { child, port };
+    let process = ControllerProcess {
+        child,
+        port,
+        log: log_path,
+    };
     if lease.is_none() {
         process.wait_ready().await;
     }
