@@ -10,7 +10,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use dr_syncer_crds::remote_cluster::{ClusterHealth, RemoteCluster, RemoteClusterStatus};
+use dr_syncer_crds::remote_cluster::{
+    ClusterHealth, PvcSyncStatus, RemoteCluster, RemoteClusterStatus,
+};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -19,6 +21,7 @@ use kube::{Client, Config, ResourceExt};
 use tracing::Instrument;
 
 use crate::context::{Context, apply_status};
+use crate::dataplane::agents;
 use crate::status::{condition, now, reasons, set_condition, types};
 
 /// Longest wait for one API request to a remote cluster.
@@ -325,10 +328,81 @@ pub fn conditions_for(
 
 fn unsupported_fields(rc: &RemoteCluster) -> Vec<&'static str> {
     let mut fields = Vec::new();
-    if rc.spec.pvc_sync.as_ref().is_some_and(|p| p.enabled) {
-        fields.push("spec.pvcSync (agent deployment and PVC data sync are not implemented yet)");
+    if rc
+        .spec
+        .pvc_sync
+        .as_ref()
+        .is_some_and(|p| p.enabled && p.health_check.is_some())
+    {
+        fields.push(
+            "spec.pvcSync.healthCheck.sshTimeout/retryAttempts/retryInterval (agents are \
+             checked through their pods' readiness probes; only healthCheck.interval is used)",
+        );
     }
     fields
+}
+
+/// The agents' part of a reconcile: deploy (or remove) them and say how they are doing.
+/// `None` leaves `status.pvcSync` out (never enabled, or cleaned up).
+async fn reconcile_agents(
+    ctx: &Context,
+    rc: &RemoteCluster,
+    source: &Client,
+    previous: Option<&PvcSyncStatus>,
+) -> Option<PvcSyncStatus> {
+    let enabled = rc.spec.pvc_sync.as_ref().is_some_and(|p| p.enabled);
+    if !enabled {
+        previous?;
+        return match agents::remove(source).await {
+            Ok(_) => None,
+            Err(error) => Some(PvcSyncStatus {
+                phase: Some("Failed".to_owned()),
+                message: Some(format!(
+                    "pvcSync disabled but removing the agent DaemonSet failed: {error}"
+                )),
+                ..PvcSyncStatus::default()
+            }),
+        };
+    }
+    let mut status = match agents::ensure_deployed(ctx, rc, source).await {
+        Err(error) => {
+            tracing::warn!(%error, "deploying the agents failed");
+            PvcSyncStatus {
+                phase: Some("Failed".to_owned()),
+                message: Some(error.to_string()),
+                ..previous.cloned().unwrap_or_default()
+            }
+        }
+        Ok(_) => match agents::status(source).await {
+            Ok(mut s) => {
+                s.last_deployment_time = previous
+                    .and_then(|p| p.last_deployment_time.clone())
+                    .or_else(|| Some(now()));
+                s
+            }
+            Err(error) => PvcSyncStatus {
+                phase: Some("Failed".to_owned()),
+                message: Some(format!("cannot read the agent DaemonSet: {error}")),
+                ..previous.cloned().unwrap_or_default()
+            },
+        },
+    };
+    if let Some(p) = previous {
+        status.last_successful_sync = p.last_successful_sync.clone();
+        status.failed_syncs = p.failed_syncs;
+        // Keep a node's last heartbeat while it is not ready.
+        if let (Some(new), Some(old)) = (status.agent_status.as_mut(), p.agent_status.as_ref()) {
+            for (node, line) in new.node_statuses.iter_mut() {
+                if line.last_heartbeat.is_none() {
+                    line.last_heartbeat = old
+                        .node_statuses
+                        .get(node)
+                        .and_then(|o| o.last_heartbeat.clone());
+                }
+            }
+        }
+    }
+    Some(status)
 }
 
 /// Reconciles one RemoteCluster: client, health, status. Requeues at the health interval.
@@ -418,6 +492,19 @@ async fn reconcile_inner(
             }
         }
     }
+    let previous_agents = status.pvc_sync.take();
+    if status.health == Some(ClusterHealth::Healthy)
+        && let Some(remote) = ctx.clusters.get(&key)
+    {
+        status.pvc_sync =
+            reconcile_agents(&ctx, &rc, &remote.client, previous_agents.as_ref()).await;
+    } else {
+        status.pvc_sync = previous_agents;
+    }
+    let agents_settling = status
+        .pvc_sync
+        .as_ref()
+        .is_some_and(|p| p.phase.as_deref() != Some("Running"));
     let unsupported = unsupported_fields(&rc);
     let unsupported_condition = if unsupported.is_empty() {
         condition(
@@ -470,7 +557,10 @@ async fn reconcile_inner(
     let api: Api<RemoteCluster> = Api::namespaced(ctx.client.clone(), &namespace);
     apply_status(&api, &rc.name_any(), &status).await?;
     // Unhealthy clusters are re-checked sooner so recovery shows up quickly.
-    Ok(Action::requeue(if healthy {
+    Ok(Action::requeue(if healthy && agents_settling {
+        // Agents rolling out: report progress every few seconds until they run.
+        interval.min(Duration::from_secs(3))
+    } else if healthy {
         interval
     } else {
         interval.min(Duration::from_secs(10))

@@ -6,6 +6,10 @@
 //! worker authenticates with its own key, opens N channels on one connection and runs
 //! [`dr_syncer_rsync::pull`] over them. Transient network errors are retried with bounded
 //! exponential backoff; key and configuration errors fail at once.
+//!
+//! `--check` mode moves no data: for every `--agent` it connects, authenticates and opens
+//! the subsystem, then writes one JSON result per agent (the controller's ClusterMapping
+//! connectivity check).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,9 +32,13 @@ use tracing::{info, warn};
     about = "DR-Syncer worker: pulls a volume from a dr-syncer-agent over SSH"
 )]
 struct Args {
-    /// Agent address, HOST:PORT.
+    /// Agent address, HOST:PORT (repeatable with `--check`; exactly one for a pull).
+    #[arg(long, required = true)]
+    agent: Vec<String>,
+    /// Only check that every agent accepts us (connect, authenticate, open the
+    /// subsystem); no volume is read and nothing is written but the result.
     #[arg(long)]
-    agent: String,
+    check: bool,
     /// The agent's pinned host key: one OpenSSH public key line.
     #[arg(long)]
     host_key_file: PathBuf,
@@ -38,11 +46,11 @@ struct Args {
     #[arg(long)]
     key_file: PathBuf,
     /// Volume name the agent serves.
-    #[arg(long)]
-    volume: String,
+    #[arg(long, required_unless_present = "check")]
+    volume: Option<String>,
     /// Destination directory (the mounted target PVC).
-    #[arg(long)]
-    dest: PathBuf,
+    #[arg(long, required_unless_present = "check")]
+    dest: Option<PathBuf>,
     /// Parallel file streams (SSH channels on one connection).
     #[arg(long, default_value_t = 4)]
     streams: usize,
@@ -94,6 +102,8 @@ enum WorkerError {
     Sync(#[from] SyncError),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    #[error("a pull needs exactly one --agent, --volume and --dest")]
+    Usage,
 }
 
 impl WorkerError {
@@ -106,6 +116,7 @@ impl WorkerError {
             Self::Ssh(_) => "connection",
             Self::Sync(_) => "sync",
             Self::Timeout(_) => "timeout",
+            Self::Usage => "option",
         }
     }
 
@@ -114,7 +125,7 @@ impl WorkerError {
             Self::Ssh(e) => e.is_transient(),
             Self::Sync(e) => e.is_transient(),
             Self::Timeout(_) => true,
-            Self::Key(_) | Self::Option(_) => false,
+            Self::Key(_) | Self::Option(_) | Self::Usage => false,
         }
     }
 }
@@ -161,9 +172,13 @@ async fn attempt(
     settings: &ClientSettings,
     opts: &SyncOptions,
 ) -> Result<SyncSummary, WorkerError> {
-    let conn = connect(&args.agent, settings).await?;
+    let (agent, volume, dest) = match (args.agent.as_slice(), &args.volume, &args.dest) {
+        ([agent], Some(volume), Some(dest)) => (agent, volume, dest),
+        _ => return Err(WorkerError::Usage),
+    };
+    let conn = connect(agent, settings).await?;
     let streams = conn.open_streams(args.streams).await?;
-    let work = pull(streams, &args.volume, &args.dest, opts);
+    let work = pull(streams, volume, dest, opts);
     let summary = match opts.timeout {
         Some(t) => tokio::time::timeout(t, work)
             .await
@@ -197,6 +212,80 @@ async fn run(args: &Args) -> (Result<SyncSummary, WorkerError>, u32) {
                 tokio::time::sleep(delay).await;
             }
             result => return (result, attempts),
+        }
+    }
+}
+
+/// Result of checking one agent in `--check` mode.
+#[derive(Debug, Serialize)]
+struct AgentCheck {
+    agent: String,
+    connected: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+}
+
+/// The `--check` report: one entry per `--agent`, in order.
+#[derive(Debug, Serialize)]
+struct CheckReport {
+    check: bool,
+    connected: usize,
+    total: usize,
+    agents: Vec<AgentCheck>,
+}
+
+/// Connect, authenticate, open the subsystem, close: proves the keys and the path work.
+async fn check_one(agent: &str, settings: &ClientSettings) -> Result<(), WorkerError> {
+    let conn = connect(agent, settings).await?;
+    let stream = conn.open_stream().await;
+    conn.close().await;
+    stream.map(|_| ()).map_err(WorkerError::from)
+}
+
+async fn check_all(args: &Args) -> Result<CheckReport, WorkerError> {
+    let timeout = Duration::from_secs(args.timeout.unwrap_or(10));
+    let settings = client_settings(args, Some(timeout))?;
+    let checks = args.agent.iter().map(|agent| {
+        let settings = &settings;
+        async move {
+            let result = tokio::time::timeout(timeout, check_one(agent, settings))
+                .await
+                .unwrap_or(Err(WorkerError::Timeout(timeout)));
+            AgentCheck {
+                agent: agent.clone(),
+                connected: result.is_ok(),
+                kind: result.as_ref().err().map(WorkerError::kind),
+                error: result.err().map(|e| e.to_string()),
+            }
+        }
+    });
+    let agents = futures::future::join_all(checks).await;
+    Ok(CheckReport {
+        check: true,
+        connected: agents.iter().filter(|a| a.connected).count(),
+        total: agents.len(),
+        agents,
+    })
+}
+
+/// Runs `--check`: exit 0 when every agent accepted us, 1 otherwise.
+async fn run_check(args: &Args) -> std::process::ExitCode {
+    match check_all(args).await {
+        Ok(report) => {
+            let json = serde_json::to_string(&report).unwrap_or_default();
+            write_termination_log(args.termination_log.as_deref(), &json);
+            let _ = writeln!(std::io::stdout().lock(), "{json}");
+            if report.connected == report.total {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            report_failure(args, &e, 0);
+            std::process::ExitCode::FAILURE
         }
     }
 }
@@ -244,6 +333,9 @@ fn init_logging() {
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     init_logging();
+    if args.check {
+        return run_check(&args).await;
+    }
     let (result, attempts) = run(&args).await;
     match result {
         Ok(summary) => {

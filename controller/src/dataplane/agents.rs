@@ -782,3 +782,326 @@ pub fn status_from(ds: Option<&DaemonSet>, pods: &[Pod]) -> PvcSyncStatus {
         ..PvcSyncStatus::default()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn rc(pvc_sync: serde_json::Value) -> RemoteCluster {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "dr-syncer.io/v1alpha1",
+            "kind": "RemoteCluster",
+            "metadata": {"name": "prod", "namespace": "dr"},
+            "spec": {
+                "kubeconfigSecretRef": {"name": "kc", "namespace": "dr"},
+                "pvcSync": pvc_sync,
+            }
+        }))
+        .unwrap()
+    }
+
+    fn pod_spec(r: &Rendered) -> PodSpec {
+        r.daemon_set.spec.clone().unwrap().template.spec.unwrap()
+    }
+
+    fn env_value(c: &Container, name: &str) -> EnvVar {
+        c.env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no env {name}"))
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let r = render(&rc(serde_json::json!({"enabled": true})), "img:1", "h1");
+        let ds = &r.daemon_set;
+        assert_eq!(ds.metadata.name.as_deref(), Some(AGENT_NAME));
+        assert_eq!(ds.metadata.namespace.as_deref(), Some(AGENT_NAMESPACE));
+        let template = ds.spec.as_ref().unwrap().template.metadata.clone().unwrap();
+        assert_eq!(
+            template.annotations.unwrap()[KEYS_HASH_ANNOTATION],
+            "h1",
+            "key changes must roll the pods"
+        );
+        let labels = template.labels.unwrap();
+        for pair in AGENT_SELECTOR.split(',') {
+            let (k, v) = pair.split_once('=').unwrap();
+            assert_eq!(labels[k], v, "pods must match AGENT_SELECTOR");
+        }
+        let spec = pod_spec(&r);
+        assert_eq!(spec.host_network, Some(true));
+        assert_eq!(spec.service_account_name.as_deref(), Some(AGENT_NAME));
+        let c = &spec.containers[0];
+        assert_eq!(c.image.as_deref(), Some("img:1"));
+        assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(true));
+        assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 2222);
+        assert_eq!(
+            c.readiness_probe
+                .as_ref()
+                .unwrap()
+                .tcp_socket
+                .as_ref()
+                .unwrap()
+                .port,
+            IntOrString::Int(2222)
+        );
+        assert_eq!(
+            env_value(c, "DR_SYNCER_AGENT_PORT").value.as_deref(),
+            Some("2222")
+        );
+        assert_eq!(
+            env_value(c, "DR_SYNCER_AGENT_LISTEN_IP")
+                .value_from
+                .unwrap()
+                .field_ref
+                .unwrap()
+                .field_path,
+            "status.hostIP"
+        );
+        assert_eq!(
+            env_value(c, "DR_SYNCER_AGENT_NODE_NAME")
+                .value_from
+                .unwrap()
+                .field_ref
+                .unwrap()
+                .field_path,
+            "spec.nodeName"
+        );
+        assert_eq!(
+            env_value(c, "DR_SYNCER_AGENT_HOST_KEY_FILE")
+                .value
+                .as_deref(),
+            Some("/etc/dr-syncer/ssh/ssh_host_ed25519_key")
+        );
+        assert_eq!(
+            env_value(c, "DR_SYNCER_AGENT_AUTHORIZED_KEYS_FILE")
+                .value
+                .as_deref(),
+            Some("/etc/dr-syncer/ssh/authorized_keys")
+        );
+        assert_eq!(
+            env_value(c, "DR_SYNCER_AGENT_HOST_ROOT").value.as_deref(),
+            Some("/host")
+        );
+        let mounts = c.volume_mounts.as_ref().unwrap();
+        let host = mounts.iter().find(|m| m.mount_path == "/host").unwrap();
+        assert_eq!(host.read_only, Some(true));
+        assert_eq!(host.mount_propagation.as_deref(), Some("HostToContainer"));
+        let ssh = mounts.iter().find(|m| m.mount_path == SSH_MOUNT).unwrap();
+        assert_eq!(ssh.read_only, Some(true));
+        let vols = spec.volumes.unwrap();
+        let host_vol = vols.iter().find(|v| v.name == host.name).unwrap();
+        assert_eq!(host_vol.host_path.as_ref().unwrap().path, "/");
+        let ssh_vol = vols.iter().find(|v| v.name == ssh.name).unwrap();
+        assert_eq!(
+            ssh_vol.secret.as_ref().unwrap().secret_name.as_deref(),
+            Some(AGENT_SECRET)
+        );
+    }
+
+    #[test]
+    fn every_deployment_field_lands_in_the_pod() {
+        let r = render(
+            &rc(serde_json::json!({
+                "enabled": true,
+                "image": {"repository": "reg:5000/x/agent", "tag": "v9", "pullPolicy": "Always"},
+                "ssh": {"port": 2400},
+                "deployment": {
+                    "hostNetwork": false,
+                    "privileged": false,
+                    "nodeSelector": {"disk": "ssd"},
+                    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "dr",
+                                     "effect": "NoSchedule", "tolerationSeconds": "30"}],
+                    "resources": {"limits": {"memory": "256Mi"}, "requests": {"cpu": "100m"}},
+                    "annotations": {"team": "storage"},
+                    "labels": {"tier": "dr", "app.kubernetes.io/name": "evil"},
+                    "priorityClassName": "system-node-critical",
+                    "extraEnv": [{"name": "RUST_LOG", "value": "debug"},
+                                 {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+                }
+            })),
+            "default:1",
+            "h",
+        );
+        let spec = pod_spec(&r);
+        assert_eq!(spec.host_network, Some(false));
+        assert_eq!(spec.node_selector.unwrap()["disk"], "ssd");
+        let t = &spec.tolerations.unwrap()[0];
+        assert_eq!(
+            (
+                t.key.as_deref(),
+                t.operator.as_deref(),
+                t.value.as_deref(),
+                t.effect.as_deref()
+            ),
+            (
+                Some("dedicated"),
+                Some("Equal"),
+                Some("dr"),
+                Some("NoSchedule")
+            )
+        );
+        assert_eq!(t.toleration_seconds, Some(30));
+        assert_eq!(
+            spec.priority_class_name.as_deref(),
+            Some("system-node-critical")
+        );
+        let c = &spec.containers[0];
+        assert_eq!(c.image.as_deref(), Some("reg:5000/x/agent:v9"));
+        assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
+        assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(false));
+        assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 2400);
+        assert_eq!(
+            env_value(c, "DR_SYNCER_AGENT_PORT").value.as_deref(),
+            Some("2400")
+        );
+        let res = c.resources.as_ref().unwrap();
+        assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "256Mi");
+        assert_eq!(res.requests.as_ref().unwrap()["cpu"].0, "100m");
+        let env = c.env.as_ref().unwrap();
+        let last_two: Vec<&str> = env[env.len() - 2..]
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(last_two, ["RUST_LOG", "POD"], "extraEnv comes after ours");
+        assert_eq!(
+            env_value(c, "POD")
+                .value_from
+                .unwrap()
+                .field_ref
+                .unwrap()
+                .field_path,
+            "metadata.name"
+        );
+        let meta = r.daemon_set.spec.unwrap().template.metadata.unwrap();
+        assert_eq!(meta.annotations.as_ref().unwrap()["team"], "storage");
+        assert!(meta.annotations.unwrap().contains_key(KEYS_HASH_ANNOTATION));
+        let labels = meta.labels.unwrap();
+        assert_eq!(labels["tier"], "dr");
+        assert_eq!(
+            labels["app.kubernetes.io/name"], AGENT_NAME,
+            "selector label wins"
+        );
+    }
+
+    #[test]
+    fn image_tag_alone_keeps_the_default_repository() {
+        let r = rc(serde_json::json!({"enabled": true, "image": {"tag": "v2"}}));
+        assert_eq!(
+            agent_image(&r, "reg:5000/a/agent:v1"),
+            "reg:5000/a/agent:v2"
+        );
+        assert_eq!(agent_image(&r, "reg:5000/a/agent"), "reg:5000/a/agent:v2");
+    }
+
+    #[test]
+    fn cluster_role_is_read_only_on_exactly_what_resolution_needs() {
+        let r = render(&rc(serde_json::json!({"enabled": true})), "i", "h");
+        let mut seen = Vec::new();
+        for rule in r.cluster_role.rules.unwrap() {
+            assert_eq!(rule.verbs, ["get", "list", "watch"]);
+            seen.extend(rule.resources.unwrap());
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                "nodes",
+                "persistentvolumeclaims",
+                "persistentvolumes",
+                "pods",
+                "volumeattachments"
+            ]
+        );
+        let subject = &r.binding.subjects.unwrap()[0];
+        assert_eq!(subject.namespace.as_deref(), Some(AGENT_NAMESPACE));
+        assert_eq!(r.binding.role_ref.name, AGENT_NAME);
+    }
+
+    #[test]
+    fn secret_holds_only_host_private_key_and_authorized_keys() {
+        let s = render_secret("PRIV", "ssh-ed25519 AAAA x\n");
+        let data = s.data.unwrap();
+        let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+        assert_eq!(keys, [AUTHORIZED_KEYS, HOST_PRIVATE_KEY]);
+        assert_eq!(s.metadata.labels.unwrap()[MANAGED_BY_LABEL], MANAGED_BY);
+    }
+
+    fn pod(name: &str, node: &str, ready: bool, hash: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "annotations": {KEYS_HASH_ANNOTATION: hash}},
+            "spec": {"nodeName": node, "containers": []},
+            "status": {"hostIP": format!("10.0.0.{}", node.len()),
+                       "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn status_counts_ready_agents_on_current_keys_per_node() {
+        let ds = render(&rc(serde_json::json!({"enabled": true})), "i", "new").daemon_set;
+        let mut ds = ds;
+        ds.status = Some(
+            serde_json::from_value(serde_json::json!({
+                "currentNumberScheduled": 2, "desiredNumberScheduled": 2,
+                "numberMisscheduled": 0, "numberReady": 2
+            }))
+            .unwrap(),
+        );
+        let pods = [
+            pod("a-1", "node-a", true, "new"),
+            pod("b-1", "node-b", true, "old"),
+        ];
+        let s = status_from(Some(&ds), &pods);
+        let agents = s.agent_status.unwrap();
+        assert_eq!((agents.ready_nodes, agents.total_nodes), (1, 2));
+        assert!(agents.node_statuses["node-a"].ready);
+        assert!(agents.node_statuses["node-a"].last_heartbeat.is_some());
+        assert!(
+            !agents.node_statuses["node-b"].ready,
+            "old keys do not count"
+        );
+        assert_eq!(s.phase.as_deref(), Some("Deploying"));
+
+        let pods = [
+            pod("a-1", "node-a", true, "new"),
+            pod("b-2", "node-b", true, "new"),
+        ];
+        let s = status_from(Some(&ds), &pods);
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(s.agent_status.unwrap().ready_nodes, 2);
+        assert_eq!(status_from(None, &[]).phase.as_deref(), Some("Deploying"));
+    }
+
+    #[test]
+    fn agents_by_node_prefers_the_ready_pod_during_a_roll() {
+        let pods = [pod("old", "n1", true, "h"), pod("new", "n1", false, "h")];
+        let map = agent_pods(&pods, None);
+        assert_eq!(map["n1"].pod, "old");
+        assert!(map["n1"].ready);
+        assert_eq!(map["n1"].host_ip.as_deref(), Some("10.0.0.2"));
+    }
+
+    #[test]
+    fn error_reasons() {
+        assert_eq!(
+            AgentError::Disabled("dr/x".into()).reason(),
+            reasons::PVC_SYNC_DISABLED
+        );
+        let missing = AgentError::Keys(KeyError::SecretMissing {
+            secret: "dr/k".into(),
+            field: "spec.sshKeySecretRef".into(),
+        });
+        assert_eq!(missing.reason(), reasons::KEY_SECRET_MISSING);
+        assert!(missing.to_string().contains("dr/k"));
+        let slow = AgentError::NotReady {
+            waited: Duration::from_secs(5),
+            detail: "x".into(),
+        };
+        assert_eq!(slow.reason(), reasons::AGENTS_NOT_READY);
+    }
+}
