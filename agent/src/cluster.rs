@@ -1,5 +1,5 @@
-//! The agent's view of the cluster: reflector caches of PVCs, PVs, the pods of its own node
-//! and its own Node, kept current by watches. Resolving from caches keeps
+//! The agent's view of the cluster: reflector caches of PVCs, PVs, the pods of its own node,
+//! its own Node and VolumeAttachments, kept current by watches. Resolving from caches keeps
 //! [`VolumeResolver::resolve`] synchronous and free of API round trips per connection.
 
 use std::fmt::Debug;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use dr_syncer_rsync::{ResolveError as WireResolveError, VolumeResolver};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -26,6 +27,7 @@ pub struct ClusterStores {
     pvs: Store<PersistentVolume>,
     pods: Store<Pod>,
     nodes: Store<Node>,
+    attachments: Store<VolumeAttachment>,
 }
 
 impl ClusterStores {
@@ -46,10 +48,12 @@ impl ClusterStores {
                 Api::all(client.clone()),
                 watcher::Config::default().fields(&this_node),
             ),
+            attachments: spawn_reflector(Api::all(client.clone()), watcher::Config::default()),
         }
     }
 
-    /// Waits until every cache holds a first full list, logging while it waits (missing
+    /// Waits until every cache the rules need holds a first full list (VolumeAttachments
+    /// only improve refusal messages, so they are not waited for), logging while it waits (missing
     /// RBAC shows up here as repeated watch errors in the log). Returns false if a watch
     /// task ended before its first list.
     pub async fn wait_ready(&self, log_every: Duration) -> bool {
@@ -107,6 +111,15 @@ impl ClusterView for ClusterStores {
 
     fn node(&self) -> Option<Arc<Node>> {
         self.nodes.state().into_iter().next()
+    }
+
+    fn attached_node(&self, pv: &str) -> Option<String> {
+        self.attachments
+            .find(|va| {
+                va.spec.source.persistent_volume_name.as_deref() == Some(pv)
+                    && va.status.as_ref().is_some_and(|s| s.attached)
+            })
+            .map(|va| va.spec.node_name.clone())
     }
 }
 

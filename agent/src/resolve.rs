@@ -38,6 +38,11 @@ pub trait ClusterView {
     fn pods_on_node(&self) -> Vec<Arc<Pod>>;
     /// This node's Node object, for its labels (node affinity).
     fn node(&self) -> Option<Arc<Node>>;
+    /// The node a PV is attached to according to its VolumeAttachment, if known; only used
+    /// to say where a volume is when refusing it.
+    fn attached_node(&self, _pv: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Where this agent runs: the facts every resolution is relative to.
@@ -110,13 +115,16 @@ pub enum ResolveError {
     },
     /// A network/CSI volume with no pod on this node using it, so nothing is mounted here.
     #[error(
-        "volume {volume} not mounted on this node ({node}): no running pod on this node uses the claim"
+        "volume {volume} not mounted on this node ({node}): no running pod on this node uses the claim{}",
+        attached_hint(.attached.as_deref())
     )]
     NotMounted {
         /// `namespace/pvc`.
         volume: String,
         /// This agent's node.
         node: String,
+        /// The node its VolumeAttachment names, if any.
+        attached: Option<String>,
     },
     /// The directory the rules lead to does not exist or is not a directory.
     #[error("volume {volume}: directory {path} is missing or not a directory")]
@@ -126,6 +134,11 @@ pub enum ResolveError {
         /// The path as seen in the agent (under the host root).
         path: String,
     },
+}
+
+fn attached_hint(node: Option<&str>) -> String {
+    node.map(|n| format!(" (it is attached to node {n})"))
+        .unwrap_or_default()
 }
 
 fn on_hint(on: Option<&str>) -> String {
@@ -221,7 +234,15 @@ pub fn resolve(
     match source {
         Source::NodePath(path) => node_path(view, node, spec, &pods, &vol, &path),
         Source::Kubelet { plugin_dir, csi } => {
-            kubelet_path(node, &pods, &vol, &pv_name(&pv), &plugin_dir, csi)
+            let pv = pv_name(&pv);
+            kubelet_path(node, &pods, &vol, &pv, &plugin_dir, csi).map_err(|e| match e {
+                ResolveError::NotMounted { volume, node, .. } => ResolveError::NotMounted {
+                    volume,
+                    node,
+                    attached: view.attached_node(&pv),
+                },
+                other => other,
+            })
         }
     }
 }
@@ -406,6 +427,7 @@ fn kubelet_path(
     Err(last.unwrap_or_else(|| ResolveError::NotMounted {
         volume: vol.to_string(),
         node: node.node_name.clone(),
+        attached: None,
     }))
 }
 

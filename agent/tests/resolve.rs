@@ -24,6 +24,7 @@ struct Bed {
     pvs: BTreeMap<String, Arc<PersistentVolume>>,
     pods: Vec<Arc<Pod>>,
     node: Option<Arc<Node>>,
+    attached: BTreeMap<String, String>,
 }
 
 impl ClusterView for Bed {
@@ -41,6 +42,9 @@ impl ClusterView for Bed {
     fn node(&self) -> Option<Arc<Node>> {
         self.node.clone()
     }
+    fn attached_node(&self, pv: &str) -> Option<String> {
+        self.attached.get(pv).cloned()
+    }
 }
 
 impl Bed {
@@ -51,6 +55,7 @@ impl Bed {
             pvs: BTreeMap::new(),
             pods: Vec::new(),
             node: None,
+            attached: BTreeMap::new(),
         };
         bed.with_node(json!({"kubernetes.io/hostname": NODE}))
     }
@@ -457,6 +462,7 @@ fn bed_clone(bed: &Bed) -> Bed {
         pvs: bed.pvs.clone(),
         pods: bed.pods.clone(),
         node: bed.node.clone(),
+        attached: bed.attached.clone(),
     }
 }
 
@@ -468,6 +474,17 @@ fn csi_volume_without_a_pod_on_this_node_is_not_mounted_here() {
     assert_eq!(
         e.to_string(),
         "volume ns/data not mounted on this node (node-a): no running pod on this node uses the claim"
+    );
+}
+
+#[test]
+fn csi_volume_attached_elsewhere_is_refused_naming_that_node() {
+    let mut bed = Bed::new().pvc(json!({})).pv(csi_pv());
+    bed.attached.insert("pv-data".into(), "node-b".into());
+    assert_eq!(
+        bed.resolve("ns/data").unwrap_err().to_string(),
+        "volume ns/data not mounted on this node (node-a): no running pod on this node uses \
+         the claim (it is attached to node node-b)"
     );
 }
 

@@ -14,7 +14,8 @@ use common::{BED, CLUSTER, client, namespace, wait_for, yaml};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::storage::v1::VolumeAttachment;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::conditions;
 use serde_json::{Value, json};
 
@@ -51,6 +52,8 @@ async fn grant_agent_rbac(client: &kube::Client, ns: &str) {
         "metadata": {"name": format!("agent-e2e-{ns}")},
         "rules": [{"apiGroups": [""], "resources":
             ["persistentvolumeclaims", "persistentvolumes", "pods", "nodes"],
+            "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["storage.k8s.io"], "resources": ["volumeattachments"],
             "verbs": ["get", "list", "watch"]}]}))
     .unwrap();
     let binding: ClusterRoleBinding = serde_json::from_value(json!({
@@ -207,6 +210,9 @@ async fn agent_resolves_a_standard_pvc_on_its_node_and_the_other_node_refuses_it
         .await
         .unwrap();
 
+    let csi_pv = unmounted_csi_claim(&client, &ns).await;
+    attach(&client, &csi_pv, &home.name).await;
+
     let port = 20000 + (std::process::id() % 20000) as u16;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     for (name, node) in [("agent-home", &home.name), ("agent-other", &other.name)] {
@@ -269,4 +275,83 @@ async fn agent_resolves_a_standard_pvc_on_its_node_and_the_other_node_refuses_it
     let error = result["error"].as_str().unwrap();
     eprintln!("bad name: {result}");
     assert!(error.contains("invalid volume name \"../etc\""), "{error}");
+
+    // A CSI volume no pod uses is mounted nowhere: refused, naming where it is attached.
+    let csi_volume = format!("{ns}/csi-data");
+    let expected = format!(
+        "volume {csi_volume} not mounted on this node ({}): no running pod on this node uses \
+         the claim (it is attached to node {})",
+        other.name, home.name
+    );
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    loop {
+        // The attachment cache is not awaited at agent start; poll until it shows.
+        let (ok, result) = pull(
+            keys.path(),
+            &format!("{}:{port}", other.ip),
+            &csi_volume,
+            &dest,
+        );
+        assert!(!ok, "{result}");
+        let error = result["error"].as_str().unwrap().to_string();
+        if error.contains(&expected) {
+            eprintln!("unmounted CSI: {result}");
+            break;
+        }
+        assert!(error.contains("not mounted on this node"), "{error}");
+        assert!(std::time::Instant::now() < deadline, "{error}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// A statically bound CSI PV/PVC pair `csi-data` (no pod uses it); returns the PV name once
+/// the PV controller has bound both (claimRef uid set).
+async fn unmounted_csi_claim(client: &kube::Client, ns: &str) -> String {
+    let pv_name = format!("csi-{ns}");
+    let pv: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": pv_name},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "", "persistentVolumeReclaimPolicy": "Retain",
+            "csi": {"driver": "csi.example.com", "volumeHandle": pv_name},
+            "claimRef": {"namespace": ns, "name": "csi-data"}}}))
+    .unwrap();
+    let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "csi-data"},
+        "spec": {"storageClassName": "", "volumeName": pv_name,
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}))
+    .unwrap();
+    let pp = PostParams::default();
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    pvs.create(&pp, &pv).await.unwrap();
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    pvcs.create(&pp, &pvc).await.unwrap();
+    wait_for(&pvcs, "csi-data", |p: Option<&PersistentVolumeClaim>| {
+        p.and_then(|p| p.status.as_ref()?.phase.as_deref()) == Some("Bound")
+    })
+    .await;
+    wait_for(&pvs, &pv_name, |p: Option<&PersistentVolume>| {
+        p.and_then(|p| p.spec.as_ref()?.claim_ref.as_ref()?.uid.as_ref())
+            .is_some()
+    })
+    .await;
+    pv_name
+}
+
+/// A VolumeAttachment saying `pv` is attached to `node` (as an external attacher would).
+async fn attach(client: &kube::Client, pv: &str, node: &str) {
+    let vas: Api<VolumeAttachment> = Api::all(client.clone());
+    let va: VolumeAttachment = serde_json::from_value(json!({
+        "metadata": {"name": format!("va-{pv}")},
+        "spec": {"attacher": "csi.example.com", "nodeName": node,
+            "source": {"persistentVolumeName": pv}}}))
+    .unwrap();
+    vas.create(&PostParams::default(), &va).await.unwrap();
+    let status = json!({"status": {"attached": true}});
+    vas.patch_status(
+        &format!("va-{pv}"),
+        &PatchParams::default(),
+        &Patch::Merge(&status),
+    )
+    .await
+    .unwrap();
 }
