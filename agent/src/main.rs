@@ -166,16 +166,18 @@ async fn cluster_resolver(args: &Args) -> anyhow::Result<Option<ClusterResolver>
     Ok(Some(ClusterResolver::new(stores, node)))
 }
 
-/// Resolves on SIGTERM (pod deletion) or SIGINT.
-async fn shutdown_signal() {
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
-    }
+/// Installs the SIGTERM (pod deletion) and SIGINT handlers now, before the port opens, so a
+/// signal that arrives right after "agent listening" is a clean stop and not the default
+/// (fatal) disposition; the returned future resolves on either signal.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
+    })
 }
 
 #[tokio::main]
@@ -192,12 +194,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let service = ProtocolService::new(Arc::new(resolver), Limits::default());
     let server = AgentServer::new(settings, Arc::new(service));
+    let shutdown = shutdown_signal().context("cannot install signal handlers")?;
     let listen = listen_addr(&args);
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     info!(listen = %listener.local_addr()?, "agent listening");
-    server.run(listener, shutdown_signal()).await;
+    server.run(listener, shutdown).await;
     info!("agent stopped");
     Ok(())
 }
