@@ -1,20 +1,35 @@
 //! `ClusterMapping`: pairs two RemoteClusters and reports whether the pair is usable.
 //!
-//! Both clusters must exist and be healthy for the mapping to be Connected. Agent SSH
-//! connectivity (the `verifyConnectivity` part) comes with PVC data sync; until then the
-//! `AgentsConnected` condition says so explicitly instead of pretending.
+//! Both clusters must exist and be healthy for the mapping to be Connected. With
+//! `verifyConnectivity` and a source with `pvcSync.enabled`, the controller also proves the
+//! data path: it prepares the agents and keys, runs a short-lived check pod (the worker
+//! image in `--check` mode) in the target cluster against every source agent, and reports
+//! per-agent results in `connectionStatus` (condition `AgentsConnected`). The pod and its
+//! per-run Secret are deleted afterwards.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use dr_syncer_crds::cluster_mapping::{ClusterMapping, ClusterMappingPhase, ClusterMappingStatus};
+use std::collections::BTreeMap;
+
+use dr_syncer_crds::cluster_mapping::{
+    AgentConnectionDetail, ClusterMapping, ClusterMappingPhase, ClusterMappingStatus,
+    ConnectionStatus,
+};
 use dr_syncer_crds::remote_cluster::{ClusterHealth, RemoteCluster};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::ResourceExt;
 use kube::api::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::{Client, Resource};
 use tracing::Instrument;
 
-use crate::context::{Context, apply_status};
+use crate::clusters::ClusterKey;
+use crate::context::{Context, FIELD_MANAGER, apply_status};
+use crate::dataplane::agents;
+use crate::dataplane::keys::{KeyScope, WorkerCredentials};
 use crate::status::{condition, find_condition, now, reasons, set_condition, types};
 
 /// Why a ClusterMapping reconcile failed (status could not be written, ...).
@@ -84,6 +99,53 @@ pub fn side_problem(
             ),
         )),
     }
+}
+
+/// The AgentsConnected condition: runs the connectivity check when due and records its
+/// outcome. `Some(true)` verified, `Some(false)` failed, `None` not applicable/not checked.
+async fn agents_condition(
+    ctx: &Context,
+    cm: &ClusterMapping,
+    clusters: &Api<RemoteCluster>,
+    status: &mut ClusterMappingStatus,
+    api: &Api<ClusterMapping>,
+) -> Result<Option<bool>, ClusterMappingError> {
+    if !cm.spec.verify_connectivity {
+        return Ok(None);
+    }
+    if !check_due(cm, status) {
+        return Ok(Some(true));
+    }
+    let Some(source_rc) = clusters.get_opt(&cm.spec.source_cluster).await? else {
+        return Ok(None);
+    };
+    if source_rc.spec.pvc_sync.as_ref().is_some_and(|p| p.enabled)
+        && status.phase != Some(ClusterMappingPhase::Connected)
+    {
+        // The check can take a while (agents rolling out): say so meanwhile.
+        status.phase = Some(ClusterMappingPhase::Connecting);
+        status.message = Some("verifying agent connectivity from the target cluster".to_owned());
+        apply_status(api, &cm.name_any(), &*status).await?;
+    }
+    let result = verify_connectivity(ctx, cm, &source_rc).await;
+    let mut c = condition(
+        types::AGENTS_CONNECTED,
+        result.ok == Some(true),
+        result.reason,
+        result.message,
+        cm.metadata.generation,
+    );
+    if result.ok.is_none() {
+        c.status = "Unknown".to_owned();
+    }
+    set_condition(&mut status.conditions, c);
+    if result.connection.is_some() {
+        status.connection_status = result.connection;
+    }
+    if result.ok == Some(true) {
+        status.last_verified = Some(now());
+    }
+    Ok(result.ok)
 }
 
 /// Reconciles one ClusterMapping.
@@ -159,15 +221,6 @@ async fn reconcile_inner(
             condition(types::READY, false, reason, message, generation),
         );
     } else {
-        status.phase = Some(ClusterMappingPhase::Connected);
-        status.consecutive_failures = 0;
-        status.last_verified = Some(now());
-        let message = if cm.spec.verify_connectivity {
-            "both clusters reachable; agent SSH connectivity is not verified yet (comes with PVC data sync)"
-        } else {
-            "both clusters reachable"
-        };
-        status.message = Some(message.to_owned());
         set_condition(
             &mut status.conditions,
             condition(
@@ -178,37 +231,60 @@ async fn reconcile_inner(
                 generation,
             ),
         );
+        let agents_ok = agents_condition(&ctx, &cm, &clusters, &mut status, &api).await?;
+        let message = match (cm.spec.verify_connectivity, agents_ok) {
+            (false, _) => "both clusters reachable".to_owned(),
+            (true, None) => {
+                "both clusters reachable; agent connectivity not checked (see AgentsConnected)"
+                    .to_owned()
+            }
+            (true, Some(true)) => {
+                "both clusters reachable; workers in the target authenticate to every source agent"
+                    .to_owned()
+            }
+            (true, Some(false)) => find_condition(&status.conditions, types::AGENTS_CONNECTED)
+                .map(|c| c.message.clone())
+                .unwrap_or_default(),
+        };
+        let ok = agents_ok != Some(false);
+        status.phase = Some(if ok {
+            ClusterMappingPhase::Connected
+        } else {
+            ClusterMappingPhase::Failed
+        });
+        if ok {
+            status.consecutive_failures = 0;
+        } else {
+            status.consecutive_failures = status.consecutive_failures.saturating_add(1);
+        }
+        status.message = Some(message.clone());
+        let reason = if ok {
+            reasons::CLUSTERS_HEALTHY.to_owned()
+        } else {
+            find_condition(&status.conditions, types::AGENTS_CONNECTED)
+                .map(|c| c.reason.clone())
+                .unwrap_or_else(|| reasons::CONNECTIVITY_FAILED.to_owned())
+        };
+        set_condition(
+            &mut status.conditions,
+            condition(types::READY, ok, &reason, message, generation),
+        );
+    }
+    if problems.is_empty() && !cm.spec.verify_connectivity {
+        status.connection_status = None;
+    }
+    if !cm.spec.verify_connectivity {
         set_condition(
             &mut status.conditions,
             condition(
-                types::READY,
-                true,
-                reasons::CLUSTERS_HEALTHY,
-                message,
+                types::AGENTS_CONNECTED,
+                false,
+                reasons::VERIFICATION_DISABLED,
+                "spec.verifyConnectivity is false",
                 generation,
             ),
         );
     }
-    let agents = if cm.spec.verify_connectivity {
-        let mut c = condition(
-            types::AGENTS_CONNECTED,
-            false,
-            reasons::AGENTS_NOT_READY,
-            "verifyConnectivity is set, but agent SSH connectivity checks are not implemented yet (they come with PVC data sync); resource replication does not need them",
-            generation,
-        );
-        c.status = "Unknown".to_owned();
-        c
-    } else {
-        condition(
-            types::AGENTS_CONNECTED,
-            false,
-            reasons::VERIFICATION_DISABLED,
-            "spec.verifyConnectivity is false",
-            generation,
-        )
-    };
-    set_condition(&mut status.conditions, agents);
 
     // lastAttemptTime changes every time; only write when something else changed too, or
     // at most once per requeue period.
@@ -224,6 +300,399 @@ async fn reconcile_inner(
     } else {
         60
     })))
+}
+
+/// Namespace of the connectivity check pods in target clusters.
+pub const CHECK_NAMESPACE: &str = "dr-syncer-system";
+
+/// How often a Connected mapping is re-verified.
+pub const REVERIFY_AFTER: Duration = Duration::from_secs(600);
+
+/// Outcome of the agent connectivity check of a ClusterMapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connectivity {
+    /// Condition status: `Some(true)` verified, `Some(false)` failed, `None` not checked.
+    pub ok: Option<bool>,
+    /// Condition reason.
+    pub reason: &'static str,
+    /// Condition message: what was found and what to do.
+    pub message: String,
+    /// Per-agent details (when a check pod ran).
+    pub connection: Option<ConnectionStatus>,
+}
+
+impl Connectivity {
+    fn failed(reason: &'static str, message: String) -> Self {
+        Connectivity {
+            ok: Some(false),
+            reason,
+            message,
+            connection: None,
+        }
+    }
+}
+
+/// What the check pod wrote (the worker's `--check` report).
+#[derive(Debug, serde::Deserialize)]
+struct CheckReport {
+    /// Always true in a check report; its absence marks a failure report.
+    #[allow(dead_code)]
+    check: bool,
+    agents: Vec<CheckedAgent>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct CheckedAgent {
+    agent: String,
+    connected: bool,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// Builds the mapping's connection status from the check report: one line per source
+/// agent (by node), matched by address.
+pub fn connection_status(
+    agents: &[(String, String)],
+    report_json: &str,
+    target_node: &str,
+) -> Result<ConnectionStatus, String> {
+    let report: CheckReport = serde_json::from_str(report_json).map_err(|e| {
+        // A failure report (`{error, kind}`) is not a check report: say what it said.
+        serde_json::from_str::<serde_json::Value>(report_json)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| format!("unreadable check result: {e}"))
+    })?;
+    let details: Vec<AgentConnectionDetail> = agents
+        .iter()
+        .map(|(node, addr)| {
+            let found = report.agents.iter().find(|a| &a.agent == addr);
+            AgentConnectionDetail {
+                source_node: node.clone(),
+                target_node: target_node.to_owned(),
+                connected: found.is_some_and(|a| a.connected),
+                error: match found {
+                    None => Some(format!("agent {addr} was not checked")),
+                    Some(a) if !a.connected => Some(
+                        a.error
+                            .clone()
+                            .unwrap_or_else(|| "not connected".to_owned()),
+                    ),
+                    Some(_) => None,
+                },
+            }
+        })
+        .collect();
+    Ok(ConnectionStatus {
+        total_source_agents: agents.len() as i32,
+        total_target_agents: 1,
+        connected_agents: details.iter().filter(|d| d.connected).count() as i32,
+        connection_details: details,
+    })
+}
+
+/// Per-run names: pod and Secret share it.
+fn check_name(cm: &str) -> String {
+    let suffix: String = (0..5)
+        .map(|_| {
+            let n: u8 = rand::random_range(0..36);
+            (if n < 10 { b'0' + n } else { b'a' + n - 10 }) as char
+        })
+        .collect();
+    let mut base = format!("dr-syncer-check-{cm}");
+    base.truncate(56);
+    format!("{}-{suffix}", base.trim_end_matches('-'))
+}
+
+/// The check pod: the worker image in `--check` mode against every agent address.
+pub fn check_pod(name: &str, image: &str, addresses: &[String], timeout: Duration) -> Pod {
+    let mut args = vec!["--check".to_owned()];
+    for addr in addresses {
+        args.push("--agent".to_owned());
+        args.push(addr.clone());
+    }
+    args.extend(
+        [
+            "--host-key-file",
+            "/etc/dr-syncer/ssh/known_host",
+            "--key-file",
+            "/etc/dr-syncer/ssh/id_ed25519",
+            "--termination-log",
+            "/dev/termination-log",
+            "--timeout",
+        ]
+        .map(str::to_owned),
+    );
+    args.push(timeout.as_secs().max(1).to_string());
+    serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": name,
+            "namespace": CHECK_NAMESPACE,
+            "labels": {
+                "app.kubernetes.io/name": "dr-syncer-rsync-worker",
+                "app.kubernetes.io/managed-by": "dr-syncer",
+                "app.kubernetes.io/component": "connectivity-check",
+            },
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": timeout.as_secs() + 30,
+            "automountServiceAccountToken": false,
+            "containers": [{
+                "name": "check",
+                "image": image,
+                "args": args,
+                "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "File",
+                "volumeMounts": [{"name": "ssh", "mountPath": "/etc/dr-syncer/ssh", "readOnly": true}],
+            }],
+            "volumes": [{"name": "ssh", "secret": {"secretName": name, "defaultMode": 0o400}}],
+        }
+    }))
+    .unwrap_or_default()
+}
+
+/// The per-run Secret: only the client private key and the agents' public host key.
+fn check_secret(name: &str, creds: &WorkerCredentials, owner: Option<OwnerReference>) -> Secret {
+    let mut secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(CHECK_NAMESPACE.to_owned()),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/managed-by".to_owned(),
+                "dr-syncer".to_owned(),
+            )])),
+            owner_references: owner.map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        ..Secret::default()
+    };
+    secret.string_data = Some(BTreeMap::from([
+        ("id_ed25519".to_owned(), creds.client_private_key.clone()),
+        ("known_host".to_owned(), creds.agent_host_public_key.clone()),
+    ]));
+    secret
+}
+
+/// Waits (polling with a deadline) for the pod to finish; returns (termination message,
+/// node it ran on), or why it did not finish.
+async fn wait_for_pod(
+    pods: &Api<Pod>,
+    name: &str,
+    timeout: Duration,
+) -> Result<(String, String), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let pod = pods.get_opt(name).await.map_err(|e| e.to_string())?;
+        let phase = pod
+            .as_ref()
+            .and_then(|p| p.status.as_ref())
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        if phase == "Succeeded" || phase == "Failed" {
+            let pod = pod.unwrap_or_default();
+            let node = pod.spec.and_then(|s| s.node_name).unwrap_or_default();
+            let message = pod
+                .status
+                .and_then(|s| s.container_statuses)
+                .and_then(|cs| cs.into_iter().next())
+                .and_then(|c| c.state)
+                .and_then(|s| s.terminated)
+                .and_then(|t| t.message)
+                .unwrap_or_default();
+            return Ok((message, node));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "the check pod {CHECK_NAMESPACE}/{name} did not finish within {}s (phase {})",
+                timeout.as_secs(),
+                if phase.is_empty() { "unknown" } else { &phase }
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Runs one check pod in the target cluster and always deletes it and its Secret.
+async fn run_check_pod(
+    ctx: &Context,
+    cm: &ClusterMapping,
+    target: &Client,
+    creds: &WorkerCredentials,
+    addresses: &[String],
+    timeout: Duration,
+) -> Result<(String, String), String> {
+    let namespaces: Api<Namespace> = Api::all(target.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": CHECK_NAMESPACE, "labels": {"app.kubernetes.io/managed-by": "dr-syncer"}}
+    }))
+    .unwrap_or_default();
+    namespaces
+        .patch(
+            CHECK_NAMESPACE,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&ns),
+        )
+        .await
+        .map_err(|e| {
+            format!("cannot create namespace {CHECK_NAMESPACE} in the target cluster: {e}")
+        })?;
+    let name = check_name(&cm.name_any());
+    let pods: Api<Pod> = Api::namespaced(target.clone(), CHECK_NAMESPACE);
+    let secrets: Api<Secret> = Api::namespaced(target.clone(), CHECK_NAMESPACE);
+    let pod = pods
+        .create(
+            &PostParams::default(),
+            &check_pod(&name, &ctx.dataplane.worker_image, addresses, timeout),
+        )
+        .await
+        .map_err(|e| format!("cannot create the check pod in the target cluster: {e}"))?;
+    // The Secret is owned by the pod, so GC removes it even if we die before cleanup.
+    let owner = pod.controller_owner_ref(&()).map(|mut o| {
+        o.controller = Some(false);
+        o
+    });
+    let result = match secrets
+        .create(&PostParams::default(), &check_secret(&name, creds, owner))
+        .await
+    {
+        Ok(_) => wait_for_pod(&pods, &name, timeout + Duration::from_secs(60)).await,
+        Err(e) => Err(format!("cannot create the check Secret: {e}")),
+    };
+    if let Err(error) = pods.delete(&name, &DeleteParams::background()).await {
+        tracing::warn!(%error, pod = %name, "deleting the check pod failed");
+    }
+    if let Err(error) = secrets.delete(&name, &DeleteParams::default()).await {
+        tracing::debug!(%error, secret = %name, "deleting the check Secret failed");
+    }
+    result
+}
+
+/// Verifies that a worker in the target cluster can reach and authenticate to every agent
+/// of the source cluster: prepares the agents (keys, DaemonSet), runs a check pod, reads
+/// its per-agent report.
+pub async fn verify_connectivity(
+    ctx: &Context,
+    cm: &ClusterMapping,
+    source_rc: &RemoteCluster,
+) -> Connectivity {
+    let namespace = cm.namespace().unwrap_or_default();
+    if !source_rc.spec.pvc_sync.as_ref().is_some_and(|p| p.enabled) {
+        return Connectivity {
+            ok: None,
+            reason: reasons::PVC_SYNC_DISABLED,
+            message: format!(
+                "not checked: source RemoteCluster {namespace}/{} does not have spec.pvcSync.enabled, so no agents run there; enable pvcSync to sync PVC data (resource replication does not need agents)",
+                cm.spec.source_cluster
+            ),
+            connection: None,
+        };
+    }
+    let key = |name: &str| ClusterKey {
+        namespace: namespace.clone(),
+        name: name.to_owned(),
+    };
+    let (Some(source), Some(target)) = (
+        ctx.clusters.get(&key(&cm.spec.source_cluster)),
+        ctx.clusters.get(&key(&cm.spec.target_cluster)),
+    ) else {
+        return Connectivity::failed(
+            reasons::REMOTE_CLUSTER_NOT_READY,
+            "no client for the source or target cluster yet".to_owned(),
+        );
+    };
+    let timeout = Duration::from_secs(cm.spec.connectivity_timeout_seconds.max(1) as u64);
+    let scope = KeyScope::for_cluster_mapping(cm);
+    let creds = match agents::prepare_with_timeout(
+        ctx,
+        &scope,
+        source_rc,
+        &source.client,
+        timeout.max(agents::READY_TIMEOUT),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(error) => return Connectivity::failed(error.reason(), error.to_string()),
+    };
+    let port = agents::agent_port(source_rc);
+    let found = match agents::agents_by_node(&source.client).await {
+        Ok(a) => a,
+        Err(e) => {
+            return Connectivity::failed(
+                reasons::AGENTS_NOT_READY,
+                format!("cannot list agent pods in the source cluster: {e}"),
+            );
+        }
+    };
+    let agents: Vec<(String, String)> = found
+        .values()
+        .filter_map(|a| Some((a.node.clone(), format!("{}:{port}", a.host_ip.clone()?))))
+        .collect();
+    if agents.is_empty() {
+        return Connectivity::failed(
+            reasons::AGENTS_NOT_READY,
+            "no agent pod with a node address in the source cluster".to_owned(),
+        );
+    }
+    let addresses: Vec<String> = agents.iter().map(|(_, a)| a.clone()).collect();
+    let ran = run_check_pod(ctx, cm, &target.client, &creds, &addresses, timeout).await;
+    let connection =
+        match ran.and_then(|(message, node)| connection_status(&agents, &message, &node)) {
+            Ok(c) => c,
+            Err(message) => return Connectivity::failed(reasons::CONNECTIVITY_FAILED, message),
+        };
+    let failed: Vec<String> = connection
+        .connection_details
+        .iter()
+        .filter(|d| !d.connected)
+        .map(|d| {
+            format!(
+                "{}: {}",
+                d.source_node,
+                d.error.as_deref().unwrap_or("not connected")
+            )
+        })
+        .collect();
+    let total = connection.total_source_agents;
+    if failed.is_empty() {
+        Connectivity {
+            ok: Some(true),
+            reason: reasons::CONNECTIVITY_VERIFIED,
+            message: format!(
+                "a check pod in the target cluster authenticated to all {total} source agents"
+            ),
+            connection: Some(connection),
+        }
+    } else {
+        Connectivity {
+            ok: Some(false),
+            reason: reasons::CONNECTIVITY_FAILED,
+            message: format!(
+                "{} of {total} source agents not reachable from the target cluster: {}",
+                failed.len(),
+                failed.join("; ")
+            ),
+            connection: Some(connection),
+        }
+    }
+}
+
+/// Whether the connectivity check is due: never verified, failed, spec changed, rotation
+/// asked, or the last verification is older than [`REVERIFY_AFTER`].
+pub fn check_due(cm: &ClusterMapping, status: &ClusterMappingStatus) -> bool {
+    let condition = find_condition(&status.conditions, types::AGENTS_CONNECTED);
+    let verified = condition
+        .is_some_and(|c| c.status == "True" && c.observed_generation == cm.metadata.generation);
+    let fresh = status
+        .last_verified
+        .as_ref()
+        .and_then(crate::status::time_to_chrono)
+        .is_some_and(|t| {
+            chrono::Utc::now().signed_duration_since(t).num_seconds()
+                < REVERIFY_AFTER.as_secs() as i64
+        });
+    !(verified && fresh)
 }
 
 /// Retry policy after a failed reconcile.
@@ -265,5 +734,68 @@ mod tests {
             message: String::new(),
         };
         assert!(side_problem("Target", "dr", "x", &healthy).is_none());
+    }
+
+    #[test]
+    fn check_report_becomes_per_agent_details() {
+        let agents = vec![
+            ("node-a".to_owned(), "10.0.0.1:2222".to_owned()),
+            ("node-b".to_owned(), "10.0.0.2:2222".to_owned()),
+        ];
+        let report = r#"{"check":true,"connected":1,"total":2,"agents":[
+            {"agent":"10.0.0.1:2222","connected":true},
+            {"agent":"10.0.0.2:2222","connected":false,"error":"authentication refused","kind":"auth_rejected"}]}"#;
+        let status = connection_status(&agents, report, "t-1").unwrap();
+        assert_eq!(status.total_source_agents, 2);
+        assert_eq!(status.connected_agents, 1);
+        let b = &status.connection_details[1];
+        assert_eq!(
+            (b.source_node.as_str(), b.target_node.as_str()),
+            ("node-b", "t-1")
+        );
+        assert!(!b.connected);
+        assert!(
+            b.error
+                .as_deref()
+                .unwrap()
+                .contains("authentication refused")
+        );
+        // A failure report from the worker is surfaced with its message.
+        let err = connection_status(
+            &agents,
+            r#"{"error":"cannot read key file","kind":"key"}"#,
+            "t",
+        )
+        .unwrap_err();
+        assert!(err.contains("cannot read key file"), "{err}");
+    }
+
+    #[test]
+    fn check_pod_runs_the_worker_in_check_mode_against_every_agent() {
+        let pod = check_pod(
+            "dr-syncer-check-x-abcde",
+            "w:1",
+            &["10.0.0.1:2222".to_owned(), "10.0.0.2:2222".to_owned()],
+            Duration::from_secs(60),
+        );
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(spec.active_deadline_seconds, Some(90));
+        let c = &spec.containers[0];
+        assert_eq!(c.image.as_deref(), Some("w:1"));
+        let args = c.args.clone().unwrap().join(" ");
+        assert!(
+            args.starts_with("--check --agent 10.0.0.1:2222 --agent 10.0.0.2:2222"),
+            "{args}"
+        );
+        assert!(args.contains("--host-key-file /etc/dr-syncer/ssh/known_host"));
+        assert!(args.contains("--key-file /etc/dr-syncer/ssh/id_ed25519"));
+        let vol = &spec.volumes.unwrap()[0];
+        assert_eq!(
+            vol.secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("dr-syncer-check-x-abcde")
+        );
+        let name = check_name(&"x".repeat(80));
+        assert!(name.len() <= 63, "{name}");
     }
 }

@@ -1241,9 +1241,10 @@ async fn cluster_mapping_pairs_the_clusters_and_namespace_mappings_sync_through_
             .is_some_and(|p| p == dr_syncer_crds::cluster_mapping::ClusterMappingPhase::Connected)
     })
     .await;
-    // Agent connectivity is not checked yet, and the status says so.
+    // The source runs no agents (no pvcSync): connectivity is not checked, and the status
+    // says why.
     let agents = condition_message(&cm, "AgentsConnected");
-    assert!(agents.contains("not implemented"), "{agents}");
+    assert!(agents.contains("pvcSync.enabled"), "{agents}");
     // A ClusterMapping naming a missing RemoteCluster fails with the name.
     apply_yaml::<ClusterMapping>(
         &c.controller,
