@@ -234,15 +234,12 @@ pub fn resolve(
     match source {
         Source::NodePath(path) => node_path(view, node, spec, &pods, &vol, &path),
         Source::Kubelet { plugin_dir, csi } => {
-            let pv = pv_name(&pv);
-            kubelet_path(node, &pods, &vol, &pv, &plugin_dir, csi).map_err(|e| match e {
-                ResolveError::NotMounted { volume, node, .. } => ResolveError::NotMounted {
-                    volume,
-                    node,
-                    attached: view.attached_node(&pv),
-                },
-                other => other,
-            })
+            let mount = KubeletMount {
+                pv: pv_name(&pv),
+                plugin_dir,
+                csi,
+            };
+            kubelet_path(view, node, &pods, &vol, &mount)
         }
     }
 }
@@ -399,14 +396,21 @@ fn node_path(
     existing_dir(&node.host_root, Path::new(path), vol)
 }
 
-/// A kubelet-mounted PV: the mount of the first pod on this node whose directory exists.
+/// Where the kubelet mounts a PV for a pod: `volumes/<plugin_dir>/<pv>[/mount]`.
+struct KubeletMount {
+    pv: String,
+    plugin_dir: String,
+    csi: bool,
+}
+
+/// A kubelet-mounted PV: the mount of the first pod on this node whose directory exists;
+/// with no such pod, not mounted here (naming the node it is attached to, if known).
 fn kubelet_path(
+    view: &dyn ClusterView,
     node: &NodeContext,
     pods: &[Arc<Pod>],
     vol: &str,
-    pv: &str,
-    plugin_dir: &str,
-    csi: bool,
+    mount: &KubeletMount,
 ) -> Result<PathBuf, ResolveError> {
     let mut last = None;
     for pod in pods {
@@ -414,9 +418,9 @@ fn kubelet_path(
             continue;
         };
         let mut rel = node.kubelet_dir.join("pods").join(uid).join("volumes");
-        rel.push(plugin_dir);
-        rel.push(pv);
-        if csi {
+        rel.push(&mount.plugin_dir);
+        rel.push(&mount.pv);
+        if mount.csi {
             rel.push("mount");
         }
         match existing_dir(&node.host_root, &rel, vol) {
@@ -427,7 +431,7 @@ fn kubelet_path(
     Err(last.unwrap_or_else(|| ResolveError::NotMounted {
         volume: vol.to_string(),
         node: node.node_name.clone(),
-        attached: None,
+        attached: view.attached_node(&mount.pv),
     }))
 }
 
