@@ -550,6 +550,7 @@ async fn run_check_pod(
     // The Secret is owned by the pod, so GC removes it even if we die before cleanup.
     let owner = pod.controller_owner_ref(&()).map(|mut o| {
         o.controller = Some(false);
+        o.block_owner_deletion = None;
         o
     });
     let result = match secrets

@@ -336,8 +336,13 @@ fn private_from_secret(secret: &Secret, secret_name: &str, key: &str) -> Result<
     })
 }
 
+/// Owner reference for garbage collection only: no `blockOwnerDeletion`, which would need
+/// `update` on the owner's finalizers (the controller's RBAC does not grant it).
 fn owner_ref<K: Resource<DynamicType = ()>>(obj: &K) -> Option<OwnerReference> {
-    obj.controller_owner_ref(&())
+    obj.controller_owner_ref(&()).map(|mut o| {
+        o.block_owner_deletion = None;
+        o
+    })
 }
 
 /// What a generated-key Secret should look like.
