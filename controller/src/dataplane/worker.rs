@@ -219,6 +219,10 @@ pub fn worker_args(req: &WorkerRequest) -> Vec<String> {
         TERMINATION_LOG.into(),
         "--timeout".into(),
         o.timeout_secs().to_string(),
+        // Retries are the controller's (per pvcSync.retryConfig, each in a fresh pod after
+        // locating the volume again), so one pod never outlives its deadline retrying.
+        "--retries".into(),
+        "0".into(),
     ];
     for pattern in &o.excludes {
         args.push(format!("--exclude={pattern}"));
@@ -670,6 +674,7 @@ mod tests {
         );
         // Default timeout 30m.
         assert_eq!(pair(&args, "--timeout").as_deref(), Some("1800"));
+        assert_eq!(pair(&args, "--retries").as_deref(), Some("0"));
         assert!(!args.iter().any(|a| a == "--checksum"));
         assert!(!args.iter().any(|a| a.starts_with("--bwlimit")));
     }
