@@ -25,6 +25,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::ssh_key::private::Ed25519Keypair;
+use russh::keys::ssh_key::public::Ed25519PublicKey;
 use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
 
 use crate::clusters::ClusterKey;
@@ -258,6 +259,11 @@ pub fn render_authorized_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> St
             .entry(fingerprint)
             .or_insert_with(|| line.to_owned());
     }
+    if by_data.is_empty() {
+        // The agent refuses an empty file (it would lock everyone out silently); a key
+        // nobody holds keeps it running until a mapping's key is authorized.
+        return format!("{}\n", no_client_key());
+    }
     let mut out = String::new();
     for line in by_data.values() {
         out.push_str(line);
@@ -265,6 +271,23 @@ pub fn render_authorized_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> St
     }
     out
 }
+
+/// A public key line no one can authenticate with: its point is a SHA-256 output (a
+/// nothing-up-my-sleeve value), so no private key is known for it. It stands in the
+/// agents' `authorized_keys` while no ClusterMapping or NamespaceMapping reads from the
+/// cluster yet.
+pub fn no_client_key() -> String {
+    let digest = HashAlg::Sha256.digest(b"dr-syncer: no client key is authorized yet");
+    let mut bytes = [0u8; 32];
+    bytes.copy_from_slice(&digest[..32]);
+    let mut key = PublicKey::from(Ed25519PublicKey(bytes));
+    key.set_comment(NO_CLIENT_KEY_COMMENT);
+    key.to_openssh()
+        .unwrap_or_else(|_| format!("ssh-ed25519 invalid {NO_CLIENT_KEY_COMMENT}"))
+}
+
+/// Comment of the [`no_client_key`] line, so operators recognise it.
+pub const NO_CLIENT_KEY_COMMENT: &str = "dr-syncer-no-client-key-yet";
 
 /// SHA-256 (hex) over a Secret's data, keys and values in order: the value of the
 /// `dr-syncer.io/keys-hash` pod annotation that rolls the agents when keys change.
@@ -585,6 +608,13 @@ mod tests {
         );
         let one = render_authorized_keys([a.as_str(), b.as_str(), "garbage", &a_other_comment]);
         let two = render_authorized_keys([b.as_str(), a.as_str()]);
+        // No key at all: one stable line nobody can use, never an empty file.
+        let none = render_authorized_keys(["garbage"]);
+        assert_eq!(none, render_authorized_keys([]));
+        assert_eq!(none.lines().count(), 1);
+        assert!(none.contains(NO_CLIENT_KEY_COMMENT));
+        parse_public(none.trim()).unwrap();
+        assert!(!one.contains(NO_CLIENT_KEY_COMMENT));
         assert_eq!(one.lines().count(), 2, "{one}");
         assert_eq!(one, two, "order of input must not matter");
         assert!(one.ends_with('\n'));
