@@ -420,6 +420,7 @@ async fn killing_the_agent_mid_transfer_fails_cleanly_is_retried_and_never_expos
     let (violations, polls) = partials.finish();
     watch.abort();
     let entry = succeeded(&nm, "big");
+    eprintln!("after the kill: {entry:#}");
     assert!(polls > 10, "the target was polled only {polls} times");
     assert!(
         violations.is_empty(),
@@ -479,7 +480,7 @@ async fn a_wrong_pinned_host_key_is_reported_with_condition_and_event() {
     let secrets: Api<Secret> = Api::namespaced(s.c.source.clone(), AGENT_NAMESPACE);
     let patch = json!({"stringData": {"ssh_host_ed25519_key": other_host_key()}});
     secrets
-        .patch(AGENT_NAME, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(AGENT_SECRET, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
     let old: BTreeSet<String> = agent_pods(&s.c.source)
@@ -704,11 +705,11 @@ async fn sync_data_without_pvc_sync_enabled_is_reported() {
     let dir = source_volume(&s.c, &s.src, "data", None).await;
     tree::write_tree(&dir, 6, 2, MIB);
     let controller = start_controller(None).await;
-    s.mapping("off", DIRECT, "      timeout: 60s\n").await;
-    trigger(&s.mappings, "off", "1").await;
+    s.mapping("disabled", DIRECT, "      timeout: 60s\n").await;
+    trigger(&s.mappings, "disabled", "1").await;
     let message = wait_data_condition(
         &s.mappings,
-        "off",
+        "disabled",
         "False",
         "PvcSyncDisabled",
         SYNC_DEADLINE,

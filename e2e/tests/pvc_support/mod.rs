@@ -32,8 +32,10 @@ use serde_json::{Value, json};
 pub const NODES: usize = 2;
 /// Namespace of the agents in the source cluster (contract of issue 6).
 pub const AGENT_NAMESPACE: &str = "dr-syncer-agent";
-/// Their DaemonSet and Secret.
+/// Their DaemonSet.
 pub const AGENT_NAME: &str = "dr-syncer-agent";
+/// The agents' Secret (host private key, authorized_keys).
+pub const AGENT_SECRET: &str = "dr-syncer-agent-ssh";
 /// Label selector of the agent pods.
 pub const AGENT_SELECTOR: &str = "app.kubernetes.io/name=dr-syncer-agent";
 /// Label selector of the worker pods in target namespaces.

@@ -100,7 +100,7 @@ pub fn change_one_percent(root: &Path, file: &str, bytes_total: u64, seed: u64) 
     f.sync_all().unwrap();
     fs::write(root.join("docs/secret.txt"), "rotated secret\n").unwrap();
     fs::write(root.join("docs/new.txt"), "added after the first sync\n").unwrap();
-    fs::remove_file(root.join("a/small-1.txt")).unwrap();
+    fs::remove_file(root.join("a/b/small-1.txt")).unwrap();
     run * runs
 }
 
