@@ -281,6 +281,9 @@ async fn cleanup(nm: Arc<NamespaceMapping>, ctx: Arc<Context>) -> Result<Action,
     let id = mapping_id(&nm);
     ctx.watchers.stop(&id.to_string());
     ctx.metrics.forget(&mapping_labels(&nm));
+    let pvcs = nm.status.iter().flat_map(|s| s.pvc_sync_status.iter());
+    ctx.metrics
+        .forget_data(&mapping_labels(&nm), pvcs.map(|e| e.pvc.as_str()));
     tracing::info!(mapping = %id, "mapping deleted; replicated objects are kept");
     Ok(Action::await_change())
 }

@@ -250,6 +250,21 @@ impl Metrics {
         }
     }
 
+    /// Drops the per-PVC data series of a deleted mapping (its PVCs from its status).
+    pub fn forget_data<'a>(&self, mapping: &MappingLabels, pvcs: impl Iterator<Item = &'a str>) {
+        for pvc in pvcs {
+            let labels = DataLabels {
+                namespace: mapping.namespace.clone(),
+                mapping: mapping.mapping.clone(),
+                pvc: pvc.to_owned(),
+            };
+            self.data_bytes_transferred.remove(&labels);
+            self.data_wire_bytes.remove(&labels);
+            self.data_sync_duration.remove(&labels);
+            self.data_sync_failures.remove(&labels);
+        }
+    }
+
     /// Drops the series of a deleted mapping so dashboards do not show ghosts.
     pub fn forget(&self, mapping: &MappingLabels) {
         self.last_success.remove(mapping);
@@ -328,6 +343,10 @@ mod tests {
             text.contains("dr_syncer_data_sync_duration_seconds_count{"),
             "{text}"
         );
+        metrics.forget_data(&mapping, ["data", "logs"].into_iter());
+        let text = metrics.render();
+        assert!(!text.contains(r#"pvc="data""#), "{text}");
+        assert!(!text.contains(r#"pvc="logs""#), "{text}");
         metrics.record_sync(&mapping, 0.1, true);
         assert!(
             metrics
