@@ -199,7 +199,8 @@ pub fn plugin_name(pv: &PersistentVolume) -> String {
         return format!("csi {}", csi.driver);
     }
     let value = serde_json::to_value(spec).unwrap_or_default();
-    const NOT_PLUGINS: [&str; 8] = [
+    // Every PV spec field that is not a volume source; the one field left names the plugin.
+    const NOT_PLUGINS: [&str; 9] = [
         "accessModes",
         "capacity",
         "claimRef",
@@ -207,13 +208,14 @@ pub fn plugin_name(pv: &PersistentVolume) -> String {
         "nodeAffinity",
         "persistentVolumeReclaimPolicy",
         "storageClassName",
+        "volumeAttributesClassName",
         "volumeMode",
     ];
     value
         .as_object()
         .and_then(|o| {
             o.keys()
-                .find(|k| !NOT_PLUGINS.contains(&k.as_str()) && *k != "volumeAttributesClassName")
+                .find(|k| !NOT_PLUGINS.contains(&k.as_str()))
                 .cloned()
         })
         .unwrap_or_else(|| "unknown".into())

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::wait::{await_condition, delete::delete_and_finalize};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -623,11 +623,6 @@ pub async fn sweep(
         cleanup(dest, namespace, name).await;
     }
     Ok(names.len())
-}
-
-/// `kind/name` of the pod for messages.
-pub fn pod_ref(pod: &Pod) -> String {
-    format!("{}/{}", Pod::kind(&()), pod.name_any())
 }
 
 #[cfg(test)]
