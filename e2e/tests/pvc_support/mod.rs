@@ -538,36 +538,6 @@ impl Drop for Frozen {
     }
 }
 
-/// The container log files of pods of a namespace on a node of a cluster (the kubelet's
-/// `/var/log/pods` layout the simulated nodes keep, also after the pod is gone).
-pub async fn pod_logs(cluster: &str, ns: &str, pod_prefix: &str) -> String {
-    let bed = bed().await;
-    let mut out = String::new();
-    for n in 1..=NODES {
-        let logs = bed
-            .layout()
-            .node_state(cluster, &node(cluster, n))
-            .join("logs");
-        let Ok(dirs) = std::fs::read_dir(&logs) else {
-            continue;
-        };
-        for d in dirs.flatten() {
-            let name = d.file_name().to_string_lossy().into_owned();
-            if !name.starts_with(&format!("{ns}_{pod_prefix}")) {
-                continue;
-            }
-            for c in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
-                for f in ["previous.log", "current.log"] {
-                    if let Ok(text) = std::fs::read_to_string(c.path().join(f)) {
-                        out.push_str(&text);
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
 /// The clusters of a mapping named directly (implicit pair scope `source-target`).
 pub const DIRECT: &str = "  sourceCluster: source\n  destinationCluster: target\n";
 
