@@ -8,7 +8,7 @@
 #
 # Needs root (the test bed's simulated nodes use mount namespaces), Rust and Go >= 1.25.
 # Env: DEMO_DIR (default .demo), CARGO, CARGO_TARGET_DIR (cargo's own), DEMO_SYNC_TIMEOUT
-# (seconds to wait for the data sync, default 420). See docs/demo.md.
+# (seconds to wait for each sync's result, PVC data included; default 420). See docs/demo.md.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -175,6 +175,7 @@ install_chart() {
   # On the test bed a pod's IP is a loopback address of its node: bind metrics there, not to
   # 0.0.0.0. The default images (ghcr.io/dr-syncer/dr-syncer-*) run our binaries on the
   # simulated nodes.
+  # shellcheck disable=SC2016 # $(POD_IP) is for Kubernetes to expand, not the shell
   "$helm" template dr-syncer deploy/helm/dr-syncer --namespace "$release_ns" --include-crds \
     --set-string 'metrics.bindAddress=$(POD_IP)' >"$DEMO_DIR/dr-syncer.yaml"
   kq controller apply --server-side -f "$DEMO_DIR/dr-syncer.yaml"
@@ -279,6 +280,8 @@ resources_synced() {
     [[ $(nm_field '{.status.phase}') =~ ^(Completed|Failed)$ ]]
 }
 
+sync_done() { resources_synced && data_settled; }
+
 # Done waiting for data: DataSynced settled (True, or False with a final reason), or the
 # controller says it does not act on syncData (no data plane in this build).
 data_settled() {
@@ -298,18 +301,16 @@ data_hint() {
 }
 
 sync() {
-  phase "sync resources"
+  phase "first sync"
   sync_value="demo-$(date +%s)"
   log "trigger: annotate namespacemapping $mapping dr-syncer.io/sync-now=$sync_value"
   kq controller -n "$release_ns" annotate namespacemapping "$mapping" \
     "dr-syncer.io/sync-now=$sync_value" --overwrite
+  log "the controller copies the resources, deploys the agents in source, runs a worker pod in target"
   status_hint=data_hint
-  poll 180 "the resource sync" resources_synced ||
-    die "no sync result in 180 s: k controller -n $release_ns describe namespacemapping $mapping"
-  log "resources: phase $(nm_field '{.status.phase}')"
-  phase "sync data"
-  log "PVC data: agents in source, a worker pod in target"
-  poll "$sync_timeout" "the data sync" data_settled || true
+  poll "$sync_timeout" "the sync (resources, then PVC data)" sync_done ||
+    log "no final sync result in $sync_timeout s; reporting what is there"
+  log "sync finished: phase $(nm_field '{.status.phase}'), DataSynced $(nm_condition DataSynced reason)"
   status_hint=""
 }
 
@@ -367,7 +368,13 @@ report_data() {
     echo "  DataSynced=$status ($reason): $message"
   fi
   k controller -n "$release_ns" get namespacemapping "$mapping" -o jsonpath='{range .status.pvcSyncStatus[*]}  worker result: {.pvc} {.result} on {.node} in {.duration}: {.filesTransferred} files, {.bytesTransferred} bytes, {.wireBytes} on the wire, attempts {.attempts}{"\n"}{end}' 2>/dev/null || true
-  local src dst dst_dir
+  data_check
+}
+
+# Compares the two volumes' trees; returns 0 only when equal and DataSynced is True.
+data_check() {
+  local src dst dst_dir status
+  status=$(nm_condition DataSynced status)
   src=$(tree_summary "$src_dir")
   if ! pvc_bound target "$dst_ns" "$pvc"; then
     echo "  source: ${src}   (entries files bytes digest)"
@@ -418,14 +425,61 @@ EOF
 
 report() {
   end_phase
-  local ok=0
   echo
   echo "================================ DR-Syncer demo ================================"
   report_resources
-  report_data || ok=1
+  printf '%s\n' "$first_report"
+  [[ -n $second_report ]] && printf '%s\n' "$second_report"
   report_timings
   report_next
-  return "$ok"
+}
+
+# --- second sync: only the changes cross the wire --------------------------------------------
+
+# A few edits in the source volume: 5 pages appended to, 64 KiB overwritten inside a 4 MiB
+# file, one page added, one deleted.
+change_site() {
+  local dir=$1 i
+  for i in 001 002 003 004 005; do
+    printf '<p>edited at %s</p>\n' "$(date -u +%FT%TZ)" >>"$dir/pages/page-$i.html"
+  done
+  dd if=/dev/urandom of="$dir/uploads/photo-1.bin" bs=64K count=1 seek=16 conv=notrunc status=none
+  printf '<h2>a new page</h2>\n' >"$dir/pages/new.html"
+  rm -f "$dir/pages/page-200.html"
+}
+
+pvc_result() { # FIELD of this PVC's pvcSyncStatus entry
+  nm_field "{.status.pvcSyncStatus[?(@.pvc==\"$pvc\")].$1}"
+}
+
+resync_settled() {
+  [[ $(pvc_result lastSyncTime) != "$resync_before" ]] && resources_synced && data_settled
+}
+
+resync() {
+  phase "second sync"
+  change_site "$src_dir"
+  log "changed the source volume: 5 pages edited, 64 KiB inside uploads/photo-1.bin, 1 page added, 1 deleted"
+  resync_before=$(pvc_result lastSyncTime)
+  sync_value="demo-$(date +%s)-2"
+  kq controller -n "$release_ns" annotate namespacemapping "$mapping" \
+    "dr-syncer.io/sync-now=$sync_value" --overwrite
+  status_hint=data_hint
+  poll "$sync_timeout" "the second sync" resync_settled ||
+    log "no result of the second sync in $sync_timeout s; reporting what is there"
+  log "second sync finished: $(pvc_result result), $(pvc_result wireBytes) bytes on the wire"
+  status_hint=""
+}
+
+report_resync() {
+  echo
+  echo "Second sync, after changing the source volume (5 pages edited, 64 KiB rewritten inside a"
+  echo "4 MiB file, 1 page added, 1 deleted): only the changes cross the wire."
+  printf '  worker: %s in %s: %s files transferred, %s deleted, literal %s bytes, matched %s bytes, %s bytes on the wire\n' \
+    "$(pvc_result result)" "$(pvc_result duration)" "$(pvc_result filesTransferred)" \
+    "$(pvc_result filesDeleted)" "$(pvc_result literalBytes)" "$(pvc_result matchedBytes)" \
+    "$(pvc_result wireBytes)"
+  data_check
 }
 
 main() {
@@ -438,7 +492,17 @@ main() {
       sample_app
       apply_mappings
       sync
-      if report; then
+      local ok=1
+      phase "data check"
+      first_report=$(report_data) || ok=0
+      second_report=""
+      if ((ok)); then
+        resync
+        phase "data check 2"
+        second_report=$(report_resync) || ok=0
+      fi
+      report
+      if ((ok)); then
         log "demo complete"
       else
         log "demo finished WITHOUT the PVC data replicated (see 'PVC data' above); clusters left up"
