@@ -1,0 +1,248 @@
+//! The agent side of PVC data sync (issue 6, items 1, 2 and 6) against the real controller
+//! on a bed of three clusters with two simulated nodes each: a RemoteCluster with
+//! `pvcSync.enabled` gets a Ready agent DaemonSet on both source nodes and a matching
+//! `status.pvcSync`; keys travel only as halves (no client private key in the source
+//! cluster, no host private key in the target cluster); a ClusterMapping proves with a
+//! check pod that the target reaches both agents; a bad `sshKeySecretRef` is named in a
+//! condition; disabling pvcSync removes the DaemonSet and its Secret.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod controller_support;
+mod pvc_support;
+
+use std::time::Duration;
+
+use controller_support::*;
+use dr_syncer_crds::{ClusterMapping, RemoteCluster};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::Client;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use pvc_support::*;
+use serde_json::{Value, json};
+
+/// Agents roll out and a check pod runs on a busy 2-core machine.
+const AGENTS_DEADLINE: Duration = Duration::from_secs(240);
+
+fn json_of<K: serde::Serialize>(obj: &K) -> Value {
+    serde_json::to_value(obj).unwrap()
+}
+
+/// Every Secret value in a cluster, as text, with its `namespace/name`.
+async fn all_secret_values(client: &Client) -> Vec<(String, String)> {
+    let secrets: Api<Secret> = Api::all(client.clone());
+    let mut out = Vec::new();
+    for s in secrets.list(&ListParams::default()).await.unwrap() {
+        let name = format!(
+            "{}/{}",
+            s.metadata.namespace.clone().unwrap_or_default(),
+            s.metadata.name.clone().unwrap_or_default()
+        );
+        for value in s.data.unwrap_or_default().values() {
+            out.push((name.clone(), String::from_utf8_lossy(&value.0).into_owned()));
+        }
+    }
+    out
+}
+
+/// A key of a Secret of the controller cluster, as text.
+async fn secret_text(client: &Client, ns: &str, name: &str, key: &str) -> String {
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap();
+    String::from_utf8(secret.data.unwrap()[key].0.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_deploy_keys_stay_split_and_connectivity_is_verified() {
+    let _serial = SERIAL.lock().await;
+    let c = setup().await;
+    let ns = namespace(&c.controller, "dr").await;
+    remote_clusters_with_pvc_sync(&c, &ns, "enabled: true\nhealthCheck:\n  interval: 5s\n").await;
+    let _controller = start_controller(None).await;
+
+    // 1. The DaemonSet is Ready on both source nodes and the RemoteCluster says so.
+    let rcs: Api<RemoteCluster> = Api::namespaced(c.controller.clone(), &ns);
+    let rc = wait_for_within(
+        &rcs,
+        SOURCE,
+        |rc: Option<&RemoteCluster>| {
+            rc.and_then(|r| r.status.as_ref())
+                .and_then(|s| s.pvc_sync.as_ref())
+                .and_then(|p| p.agent_status.as_ref())
+                .is_some_and(|a| a.ready_nodes == 2 && a.total_nodes == 2)
+        },
+        AGENTS_DEADLINE,
+    )
+    .await;
+    let pvc_sync = rc.status.unwrap().pvc_sync.unwrap();
+    assert_eq!(pvc_sync.phase.as_deref(), Some("Running"));
+    let nodes = pvc_sync.agent_status.unwrap().node_statuses;
+    for n in 1..=NODES {
+        let line = &nodes[&node(SOURCE, n)];
+        assert!(line.ready, "{line:?}");
+        assert!(line.last_heartbeat.is_some());
+    }
+    let pods = agent_pods(&c.source).await;
+    assert_eq!(pods.len(), NODES);
+    assert!(pods.values().all(is_ready));
+    let ds = agent_daemonset(&c.source).await.expect("agent DaemonSet");
+    let template = json_of(&ds)["spec"]["template"].clone();
+    assert_eq!(template["spec"]["hostNetwork"], true);
+    assert!(
+        template["metadata"]["annotations"]["dr-syncer.io/keys-hash"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64)
+    );
+
+    // 2. A ClusterMapping: the check pod in the target reaches and authenticates to both.
+    let cms: Api<ClusterMapping> = Api::namespaced(c.controller.clone(), &ns);
+    apply_yaml::<ClusterMapping>(
+        &c.controller,
+        &ns,
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: ClusterMapping\nmetadata:\n  name: pair\nspec:\n  sourceCluster: source\n  targetCluster: target\n  connectivityTimeoutSeconds: 30\n",
+    )
+    .await;
+    let cm = wait_for_within(
+        &cms,
+        "pair",
+        has_condition("AgentsConnected", "True", "ConnectivityVerified"),
+        AGENTS_DEADLINE,
+    )
+    .await;
+    let status = json_of(&cm)["status"].clone();
+    assert_eq!(status["phase"], "Connected", "{status:#}");
+    let conn = &status["connectionStatus"];
+    assert_eq!(conn["totalSourceAgents"], 2, "{conn:#}");
+    assert_eq!(conn["connectedAgents"], 2, "{conn:#}");
+    let mut listed: Vec<String> = conn["connectionDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(d["connected"], true, "{d}");
+            d["sourceNode"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(listed, [node(SOURCE, 1), node(SOURCE, 2)]);
+    // The check pod and its Secret are gone.
+    let leftovers = Api::<Pod>::namespaced(c.target.clone(), "dr-syncer-system")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(
+        leftovers
+            .items
+            .iter()
+            .all(|p| p.metadata.deletion_timestamp.is_some()),
+        "check pods left: {:?}",
+        leftovers
+            .items
+            .iter()
+            .map(|p| p.metadata.name.clone())
+            .collect::<Vec<_>>()
+    );
+    let check_secrets = Api::<Secret>::namespaced(c.target.clone(), "dr-syncer-system")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(
+        check_secrets.items.iter().all(|s| !s
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("dr-syncer-check-")
+            || s.metadata.deletion_timestamp.is_some()),
+        "check Secrets left"
+    );
+
+    // 3. Keys travel as halves only.
+    let host_private = secret_text(
+        &c.controller,
+        &ns,
+        "source-agent-host-key",
+        "ssh_host_ed25519_key",
+    )
+    .await;
+    let client_private = secret_text(&c.controller, &ns, "pair-worker-key", "id_ed25519").await;
+    let client_public = secret_text(&c.controller, &ns, "pair-worker-key", "id_ed25519.pub").await;
+    assert!(host_private.contains("OPENSSH PRIVATE KEY"));
+    let source_values = all_secret_values(&c.source).await;
+    assert!(
+        source_values
+            .iter()
+            .any(|(_, v)| v.trim() == host_private.trim()),
+        "the source cluster must hold the host private key"
+    );
+    let client_key_data = client_public.split_whitespace().nth(1).unwrap();
+    assert!(
+        source_values.iter().any(|(n, v)| n == "dr-syncer-agent/dr-syncer-agent-ssh"
+            && v.contains(client_key_data)),
+        "the agents' authorized_keys must list the mapping's client key"
+    );
+    for (name, value) in &source_values {
+        assert!(
+            !value.contains(client_private.trim()),
+            "client private key found in source Secret {name}"
+        );
+    }
+    for (name, value) in all_secret_values(&c.target).await {
+        assert!(
+            !value.contains(host_private.trim()),
+            "host private key found in target Secret {name}"
+        );
+    }
+    // Nor in any status.
+    for text in [
+        json_of(&rcs.get(SOURCE).await.unwrap()).to_string(),
+        json_of(&cms.get("pair").await.unwrap()).to_string(),
+    ] {
+        assert!(!text.contains("PRIVATE KEY"));
+    }
+
+    // 4. A missing user key Secret is named in the condition.
+    apply_yaml::<ClusterMapping>(
+        &c.controller,
+        &ns,
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: ClusterMapping\nmetadata:\n  name: bad-key\nspec:\n  sourceCluster: source\n  targetCluster: target\n  sshKeySecretRef:\n    name: no-such-key-secret\n",
+    )
+    .await;
+    let bad = wait_for_within(
+        &cms,
+        "bad-key",
+        has_condition("AgentsConnected", "False", "KeySecretMissing"),
+        AGENTS_DEADLINE,
+    )
+    .await;
+    let message = condition_message(&bad, "AgentsConnected");
+    assert!(
+        message.contains(&format!("{ns}/no-such-key-secret"))
+            && message.contains("spec.sshKeySecretRef"),
+        "{message}"
+    );
+    assert_eq!(json_of(&bad)["status"]["phase"], "Failed");
+    let ready = condition_message(&bad, "Ready");
+    assert!(ready.contains("no-such-key-secret"), "{ready}");
+
+    // 5. Disabling pvcSync removes the DaemonSet and the agent Secret.
+    rcs.patch(
+        SOURCE,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"pvcSync": {"enabled": false}}})),
+    )
+    .await
+    .unwrap();
+    let daemonsets: Api<k8s_openapi::api::apps::v1::DaemonSet> =
+        Api::namespaced(c.source.clone(), AGENT_NAMESPACE);
+    wait_gone(&daemonsets, AGENT_NAME, DEADLINE).await;
+    let secrets: Api<Secret> = Api::namespaced(c.source.clone(), AGENT_NAMESPACE);
+    wait_gone(&secrets, "dr-syncer-agent-ssh", DEADLINE).await;
+    wait_for(&rcs, SOURCE, |rc: Option<&RemoteCluster>| {
+        rc.and_then(|r| r.status.as_ref())
+            .is_some_and(|s| s.pvc_sync.is_none())
+    })
+    .await;
+}
