@@ -29,7 +29,7 @@ use tracing::Instrument;
 use crate::clusters::ClusterKey;
 use crate::context::{Context, FIELD_MANAGER, apply_status};
 use crate::dataplane::agents;
-use crate::dataplane::keys::{KeyScope, WorkerCredentials};
+use crate::dataplane::keys::{self, KeyScope, WorkerCredentials};
 use crate::status::{condition, find_condition, now, reasons, set_condition, types};
 
 /// Why a ClusterMapping reconcile failed (status could not be written, ...).
@@ -113,7 +113,7 @@ async fn agents_condition(
     if !cm.spec.verify_connectivity {
         return Ok(None);
     }
-    if !check_due(cm, status) {
+    if !check_due(cm, status) && !client_rotation_pending(ctx, cm).await? {
         return Ok(Some(true));
     }
     let Some(source_rc) = clusters.get_opt(&cm.spec.source_cluster).await? else {
@@ -146,6 +146,28 @@ async fn agents_condition(
         status.last_verified = Some(now());
     }
     Ok(result.ok)
+}
+
+/// Whether the mapping asks (annotation) for a client key its generated Secret was not
+/// generated for yet: the check then runs now, which rotates the key and proves the agents
+/// accept the new one.
+async fn client_rotation_pending(
+    ctx: &Context,
+    cm: &ClusterMapping,
+) -> Result<bool, ClusterMappingError> {
+    let Some(wanted) = cm.annotations().get(keys::ROTATE_ANNOTATION) else {
+        return Ok(false);
+    };
+    if cm.spec.ssh_key_secret_ref.is_some() {
+        return Ok(false);
+    }
+    let scope = KeyScope::for_cluster_mapping(cm);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &scope.namespace);
+    let secret = secrets.get_opt(&scope.generated_secret_name()).await?;
+    Ok(secret
+        .as_ref()
+        .and_then(|s| s.annotations().get(keys::ROTATED_FOR_ANNOTATION))
+        != Some(wanted))
 }
 
 /// Reconciles one ClusterMapping.
@@ -286,11 +308,10 @@ async fn reconcile_inner(
         );
     }
 
-    // lastAttemptTime changes every time; only write when something else changed too, or
-    // at most once per requeue period.
+    // lastAttemptTime changes every time; only write when something else changed too
+    // (lastVerified changes only when a connectivity check ran).
     let mut compare = status.clone();
     compare.last_attempt_time = original.last_attempt_time.clone();
-    compare.last_verified = original.last_verified.clone();
     if compare != original {
         apply_status(&api, &cm.name_any(), &status).await?;
     }

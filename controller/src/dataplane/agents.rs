@@ -200,6 +200,24 @@ pub fn render_secret(host_private_key: &str, authorized_keys: &str) -> Secret {
     }
 }
 
+/// The agents' namespace, labelled for the `privileged` Pod Security level: the agent is
+/// privileged with hostNetwork and a hostPath, which `baseline` or `restricted` refuse.
+fn agent_namespace() -> Namespace {
+    let mut metadata = meta(AGENT_NAMESPACE, None);
+    if let Some(labels) = metadata.labels.as_mut() {
+        for mode in ["enforce", "audit", "warn"] {
+            labels.insert(
+                format!("pod-security.kubernetes.io/{mode}"),
+                "privileged".to_owned(),
+            );
+        }
+    }
+    Namespace {
+        metadata,
+        ..Namespace::default()
+    }
+}
+
 fn cluster_role() -> ClusterRole {
     ClusterRole {
         metadata: meta(AGENT_NAME, None),
@@ -467,10 +485,7 @@ fn daemon_set(rc: &RemoteCluster, default_image: &str, keys_hash: &str) -> Daemo
 /// checked by unit tests. `keys_hash` is [`keys::data_hash`] of the agent Secret's data.
 pub fn render(rc: &RemoteCluster, default_image: &str, keys_hash: &str) -> Rendered {
     Rendered {
-        namespace: Namespace {
-            metadata: meta(AGENT_NAMESPACE, None),
-            ..Namespace::default()
-        },
+        namespace: agent_namespace(),
         service_account: ServiceAccount {
             metadata: meta(AGENT_NAME, Some(AGENT_NAMESPACE)),
             ..ServiceAccount::default()
@@ -1016,6 +1031,11 @@ mod tests {
                 "pods",
                 "volumeattachments"
             ]
+        );
+        let ns_labels = r.namespace.metadata.labels.clone().unwrap();
+        assert_eq!(
+            ns_labels["pod-security.kubernetes.io/enforce"],
+            "privileged"
         );
         let subject = &r.binding.subjects.unwrap()[0];
         assert_eq!(subject.namespace.as_deref(), Some(AGENT_NAMESPACE));
