@@ -246,3 +246,148 @@ async fn agents_deploy_keys_stay_split_and_connectivity_is_verified() {
     })
     .await;
 }
+
+/// The `dr-syncer.io/keys-hash` of the agent DaemonSet's pod template.
+async fn keys_hash(source: &Client) -> String {
+    let ds = agent_daemonset(source).await.expect("agent DaemonSet");
+    json_of(&ds)["spec"]["template"]["metadata"]["annotations"]["dr-syncer.io/keys-hash"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Polls (deadline) until `f` returns `Some`.
+async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{what}: not within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_annotations_replace_keys_and_roll_the_agents() {
+    let _serial = SERIAL.lock().await;
+    let c = setup().await;
+    let ns = namespace(&c.controller, "rot").await;
+    remote_clusters_with_pvc_sync(&c, &ns, "enabled: true\nhealthCheck:\n  interval: 5s\n").await;
+    let _controller = start_controller(None).await;
+    let cms: Api<ClusterMapping> = Api::namespaced(c.controller.clone(), &ns);
+    let rcs: Api<RemoteCluster> = Api::namespaced(c.controller.clone(), &ns);
+    apply_yaml::<ClusterMapping>(
+        &c.controller,
+        &ns,
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: ClusterMapping\nmetadata:\n  name: pair\nspec:\n  sourceCluster: source\n  targetCluster: target\n  connectivityTimeoutSeconds: 30\n",
+    )
+    .await;
+    wait_for_within(
+        &cms,
+        "pair",
+        has_condition("AgentsConnected", "True", "ConnectivityVerified"),
+        AGENTS_DEADLINE,
+    )
+    .await;
+    let host_1 = secret_text(
+        &c.controller,
+        &ns,
+        "source-agent-host-key",
+        "ssh_host_ed25519_key",
+    )
+    .await;
+    let client_1 = secret_text(&c.controller, &ns, "pair-worker-key", "id_ed25519.pub").await;
+    let hash_1 = keys_hash(&c.source).await;
+    let old_pods: std::collections::BTreeSet<String> = agent_pods(&c.source)
+        .await
+        .values()
+        .filter_map(|p| p.metadata.uid.clone())
+        .collect();
+
+    // Host key: a new value of the annotation on the RemoteCluster.
+    rcs.patch(
+        SOURCE,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"annotations": {"dr-syncer.io/rotate-keys": "r1"}}})),
+    )
+    .await
+    .unwrap();
+    let host_2 = eventually("host key regenerated", DEADLINE, || async {
+        let now = secret_text(
+            &c.controller,
+            &ns,
+            "source-agent-host-key",
+            "ssh_host_ed25519_key",
+        )
+        .await;
+        (now != host_1).then_some(now)
+    })
+    .await;
+    eventually("DaemonSet rolled to the new keys", DEADLINE, || async {
+        (keys_hash(&c.source).await != hash_1).then_some(())
+    })
+    .await;
+    wait_agents_ready(&c.source, &old_pods, AGENTS_DEADLINE).await;
+    let source_values = all_secret_values(&c.source).await;
+    assert!(source_values.iter().any(|(_, v)| v.trim() == host_2.trim()));
+    assert!(
+        source_values.iter().all(|(_, v)| v.trim() != host_1.trim()),
+        "the old host private key must be gone from the source cluster"
+    );
+
+    // Client key: a new value on the ClusterMapping; the check re-runs with the new key,
+    // and the agents authorize the new key and no longer the old one.
+    let verified_before = cms.get("pair").await.unwrap().status.unwrap().last_verified;
+    cms.patch(
+        "pair",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"annotations": {"dr-syncer.io/rotate-keys": "r1"}}})),
+    )
+    .await
+    .unwrap();
+    let client_2 = eventually("client key regenerated", DEADLINE, || async {
+        let now = secret_text(&c.controller, &ns, "pair-worker-key", "id_ed25519.pub").await;
+        (now != client_1).then_some(now)
+    })
+    .await;
+    let cm = wait_for_within(
+        &cms,
+        "pair",
+        |cm: Option<&ClusterMapping>| {
+            cm.and_then(|c| c.status.as_ref()).is_some_and(|s| {
+                s.last_verified != verified_before
+                    && s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "AgentsConnected" && c.status == "True")
+            })
+        },
+        AGENTS_DEADLINE,
+    )
+    .await;
+    assert_eq!(
+        json_of(&cm)["status"]["connectionStatus"]["connectedAgents"],
+        2,
+        "the rotated client key authenticates to both agents"
+    );
+    let authorized = all_secret_values(&c.source)
+        .await
+        .into_iter()
+        .filter(|(n, _)| n == "dr-syncer-agent/dr-syncer-agent-ssh")
+        .map(|(_, v)| v)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let data = |line: &str| line.split_whitespace().nth(1).unwrap().to_owned();
+    assert!(authorized.contains(&data(&client_2)));
+    assert!(
+        !authorized.contains(&data(&client_1)),
+        "the old client key must no longer be authorized"
+    );
+}
