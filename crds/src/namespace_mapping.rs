@@ -863,30 +863,38 @@ pub struct PvcSyncResult {
     /// Why the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    // The extension counters below are omitted when 0, so a DR-Syncer (Go) status
+    // round-trips unchanged.
     /// Bytes of changed files rebuilt from data the destination already had (the rsync
     /// delta's matched blocks): high on a small change, 0 on a first copy.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub matched_bytes: i64,
     /// Bytes of file content sent literally (new data).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub literal_bytes: i64,
     /// Entries in the source file list (after `excludePaths`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub files_scanned: i64,
     /// Destination entries deleted because they are gone at the source.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub files_deleted: i64,
     /// Source node whose agent served the volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// Worker pods run for this PVC in the last sync (1 + retries per the source
     /// RemoteCluster's `pvcSync.retryConfig`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub attempts: i32,
     /// Condition reason of the last failure (`AgentUnreachable`, `HostKeyMismatch`, ...),
     /// `DataSyncSucceeded` after a success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// `skip_serializing_if` helper: the extension counters of [`PvcSyncResult`] are omitted
+/// when 0.
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// Outcome of a PVC data copy.
