@@ -62,14 +62,19 @@ pub struct ClusterMappingSpec {
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub target_cluster: String,
 
-    /// Secret holding the SSH key pair rsync workers in the target cluster use to
-    /// authenticate to agents in the source cluster. Default: a key pair the controller
-    /// generates and manages.
+    /// Secret (in the controller cluster) holding the SSH key pair rsync workers in the
+    /// target cluster use to authenticate to agents in the source cluster. The private key
+    /// (`privateKeyKey`) must be an unencrypted OpenSSH Ed25519 key; the public key is
+    /// derived from it (`publicKeyKey` is not required). Default: a Secret `<name>-worker-key`
+    /// the controller generates (owned by this ClusterMapping; annotation
+    /// `dr-syncer.io/rotate-keys: <new value>` regenerates it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_key_secret_ref: Option<ClusterMappingSshKeySecretRef>,
 
     /// Check SSH connectivity from the target cluster to the source agents and report it in
-    /// status. Default: true.
+    /// status: a short-lived pod (the rsync-worker image in `--check` mode) in the target
+    /// cluster's `dr-syncer-system` namespace connects and authenticates to every agent.
+    /// Needs `pvcSync.enabled` on the source RemoteCluster. Default: true.
     #[serde(default = "default_true")]
     pub verify_connectivity: bool,
 

@@ -200,8 +200,12 @@ pub struct PvcSyncSsh {
     #[serde(default = "default_ssh_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
-    /// Secret holding the SSH keys used between workers and agents. Default: a Secret the
-    /// controller generates and manages.
+    /// Secret (in the controller cluster) holding the agents' SSH host key: key
+    /// `ssh_host_ed25519_key`, an unencrypted OpenSSH Ed25519 private key
+    /// (`ssh-keygen -t ed25519 -N ''`); the public key is derived from it. Only this private
+    /// key goes to the source cluster; workers pin its public half. Default: a Secret
+    /// `<name>-agent-host-key` the controller generates (owned by this RemoteCluster;
+    /// annotation `dr-syncer.io/rotate-keys: <new value>` regenerates it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_secret_ref: Option<SecretReference>,
 }
