@@ -183,7 +183,8 @@ install_chart() {
     crd/remoteclusters.dr-syncer.io crd/clustermappings.dr-syncer.io \
     crd/namespacemappings.dr-syncer.io
   log "waiting for the controller pod"
-  kq controller -n "$release_ns" rollout status deployment/dr-syncer --timeout=120s ||
+  with_heartbeat "waiting for the controller pod" \
+    kq controller -n "$release_ns" rollout status deployment/dr-syncer --timeout=120s ||
     die "controller not ready; k controller -n $release_ns logs deploy/dr-syncer"
 }
 
@@ -236,7 +237,8 @@ sample_app() {
   kq source apply -f "$examples/source/app.yaml"
   poll 120 "PVC $src_ns/$pvc to bind" pvc_bound source "$src_ns" "$pvc" ||
     die "PVC $src_ns/$pvc not bound in 120 s"
-  kq source -n "$src_ns" rollout status deployment/web --timeout=120s
+  with_heartbeat "waiting for the web pods" \
+    kq source -n "$src_ns" rollout status deployment/web --timeout=120s
   src_dir=$(volume_dir source "$src_ns" "$pvc")
   write_site "$src_dir"
   log "wrote $(find "$src_dir" -type f | wc -l) files ($(du -sh "$src_dir" | cut -f1)) into the PV on $(volume_node source "$src_ns" "$pvc")"
@@ -263,7 +265,8 @@ apply_mappings() {
   log "kubeconfig Secrets, RemoteClusters source + dr (pvcSync on source), ClusterMapping, NamespaceMapping"
   kubeconfig_secrets
   kq controller -n "$release_ns" apply -f "$examples/controller/"
-  kq controller -n "$release_ns" wait --for=condition=Ready --timeout=120s \
+  with_heartbeat "waiting for the RemoteClusters to be Ready" \
+    kq controller -n "$release_ns" wait --for=condition=Ready --timeout=120s \
     remotecluster/source remotecluster/dr ||
     die "RemoteClusters not Ready; k controller -n $release_ns describe remoteclusters"
 }
