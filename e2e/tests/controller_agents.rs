@@ -391,3 +391,109 @@ async fn rotation_annotations_replace_keys_and_roll_the_agents() {
         "the old client key must no longer be authorized"
     );
 }
+
+/// An Ed25519 key pair made by OpenSSH's `ssh-keygen`: (private, public line).
+fn ssh_keygen(dir: &std::path::Path, name: &str) -> (String, String) {
+    let path = dir.join(name);
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (
+        std::fs::read_to_string(&path).unwrap(),
+        std::fs::read_to_string(path.with_extension("pub")).unwrap(),
+    )
+}
+
+async fn key_secret(c: &Clusters, ns: &str, name: &str, data: &[(&str, &str)]) {
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "stringData": data.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(c.controller.clone(), ns)
+        .create(&Default::default(), &secret)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_given_key_secrets_are_used_instead_of_generated_ones() {
+    let _serial = SERIAL.lock().await;
+    let c = setup().await;
+    let ns = namespace(&c.controller, "own").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (host_private, host_public) = ssh_keygen(dir.path(), "host");
+    let (client_private, client_public) = ssh_keygen(dir.path(), "client");
+    key_secret(
+        &c,
+        &ns,
+        "my-host-key",
+        &[("ssh_host_ed25519_key", &host_private)],
+    )
+    .await;
+    key_secret(
+        &c,
+        &ns,
+        "my-client-key",
+        &[
+            ("id_ed25519", &client_private),
+            ("id_ed25519.pub", &client_public),
+        ],
+    )
+    .await;
+    remote_clusters_with_pvc_sync(
+        &c,
+        &ns,
+        &format!(
+            "enabled: true\nssh:\n  keySecretRef:\n    name: my-host-key\n    namespace: {ns}\nhealthCheck:\n  interval: 5s\n"
+        ),
+    )
+    .await;
+    let _controller = start_controller(None).await;
+    let cms: Api<ClusterMapping> = Api::namespaced(c.controller.clone(), &ns);
+    apply_yaml::<ClusterMapping>(
+        &c.controller,
+        &ns,
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: ClusterMapping\nmetadata:\n  name: pair\nspec:\n  sourceCluster: source\n  targetCluster: target\n  connectivityTimeoutSeconds: 30\n  sshKeySecretRef:\n    name: my-client-key\n    privateKeyKey: id_ed25519\n    publicKeyKey: id_ed25519.pub\n",
+    )
+    .await;
+    let cm = wait_for_within(
+        &cms,
+        "pair",
+        has_condition("AgentsConnected", "True", "ConnectivityVerified"),
+        AGENTS_DEADLINE,
+    )
+    .await;
+    assert_eq!(
+        json_of(&cm)["status"]["connectionStatus"]["connectedAgents"],
+        2
+    );
+    let agent_secret = Api::<Secret>::namespaced(c.source.clone(), AGENT_NAMESPACE)
+        .get("dr-syncer-agent-ssh")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    let text = |k: &str| String::from_utf8(agent_secret[k].0.clone()).unwrap();
+    assert_eq!(
+        text("ssh_host_ed25519_key").trim(),
+        host_private.trim(),
+        "the agents serve the user's host key"
+    );
+    let data = |line: &str| line.split_whitespace().nth(1).unwrap().to_owned();
+    assert!(text("authorized_keys").contains(&data(&client_public)));
+    assert!(!host_public.is_empty());
+    // Nothing was generated in the controller cluster.
+    let secrets: Api<Secret> = Api::namespaced(c.controller.clone(), &ns);
+    assert!(
+        secrets
+            .get_opt("source-agent-host-key")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(secrets.get_opt("pair-worker-key").await.unwrap().is_none());
+}
