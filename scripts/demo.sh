@@ -45,12 +45,15 @@ die() {
 # Names the phase a failing command stopped the demo in (set -e exits without a word).
 on_exit() {
   local rc=$1
+  stop_heartbeat
   if ((rc != 0)) && [[ -n $phase_name ]]; then
     log "stopped in phase '$phase_name' (exit $rc)"
     [[ -d $DEMO_DIR/logs ]] && log "logs: $DEMO_DIR/logs/ (demo.log, supervisor.log, <cluster>-<component>.log)"
   fi
 }
 trap 'on_exit $?' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 phase() {
   end_phase
@@ -67,22 +70,36 @@ end_phase() {
   fi
 }
 
-# Runs a command, printing a heartbeat every 30 s while it runs (the Go build of the control
-# plane says nothing for ~20 minutes when cold). Returns the command's exit status.
+# Runs a command in the foreground (so Ctrl-C reaches it), printing a heartbeat every 30 s
+# while it runs: the Go build of the control plane says nothing for ~20 minutes when cold.
+# Returns the command's exit status.
 with_heartbeat() {
-  local label=$1
+  local label=$1 rc=0
   shift
-  "$@" &
-  local pid=$! t0=$SECONDS next=30 rc=0
-  while kill -0 "$pid" 2>/dev/null; do
+  heartbeat "$label" &
+  hb_pid=$!
+  "$@" || rc=$?
+  stop_heartbeat
+  return "$rc"
+}
+hb_pid=""
+
+heartbeat() {
+  local label=$1 t0=$SECONDS next=30
+  while sleep 1; do # a clock tick, not a wait for a condition
     if ((SECONDS - t0 >= next)); then
       log "   ... still $label ($((SECONDS - t0)) s)"
       next=$((next + 30))
     fi
-    sleep 1 # heartbeat tick; the wait itself is `wait` below
   done
-  wait "$pid" || rc=$?
-  return "$rc"
+}
+
+stop_heartbeat() {
+  if [[ -n $hb_pid ]]; then
+    kill "$hb_pid" 2>/dev/null || true
+    wait "$hb_pid" 2>/dev/null || true
+    hb_pid=""
+  fi
 }
 
 # poll SECONDS DESCRIPTION CMD...: runs CMD every second until it succeeds or the deadline
