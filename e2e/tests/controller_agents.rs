@@ -497,3 +497,64 @@ async fn user_given_key_secrets_are_used_instead_of_generated_ones() {
     );
     assert!(secrets.get_opt("pair-worker-key").await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresponsive_agent_fails_the_check_and_is_named() {
+    let _serial = SERIAL.lock().await;
+    let c = setup().await;
+    let ns = namespace(&c.controller, "down").await;
+    remote_clusters_with_pvc_sync(&c, &ns, "enabled: true\nhealthCheck:\n  interval: 5s\n").await;
+    let _controller = start_controller(None).await;
+    let cms: Api<ClusterMapping> = Api::namespaced(c.controller.clone(), &ns);
+    let cm_yaml = |timeout: u32| {
+        format!(
+            "apiVersion: dr-syncer.io/v1alpha1\nkind: ClusterMapping\nmetadata:\n  name: pair\nspec:\n  sourceCluster: source\n  targetCluster: target\n  connectivityTimeoutSeconds: {timeout}\n"
+        )
+    };
+    apply_yaml::<ClusterMapping>(&c.controller, &ns, &cm_yaml(30)).await;
+    wait_for_within(
+        &cms,
+        "pair",
+        has_condition("AgentsConnected", "True", "ConnectivityVerified"),
+        AGENTS_DEADLINE,
+    )
+    .await;
+    // The agent on node 2 stops answering (its TCP port still accepts: the readiness probe
+    // passes), then a spec change asks for a new check.
+    let down = node(SOURCE, 2);
+    let pids = agent_pids(&down).await;
+    assert!(!pids.is_empty(), "no agent process found for {down}");
+    let _frozen = Frozen::freeze(pids);
+    apply_yaml::<ClusterMapping>(&c.controller, &ns, &cm_yaml(5)).await;
+    let cm = wait_for_within(
+        &cms,
+        "pair",
+        has_condition("AgentsConnected", "False", "ConnectivityFailed"),
+        AGENTS_DEADLINE,
+    )
+    .await;
+    let message = condition_message(&cm, "AgentsConnected");
+    assert!(
+        message.contains(&down) && message.contains("1 of 2"),
+        "{message}"
+    );
+    let status = json_of(&cm)["status"].clone();
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(
+        status["connectionStatus"]["connectedAgents"], 1,
+        "{status:#}"
+    );
+    let detail = status["connectionStatus"]["connectionDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["sourceNode"] == down.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(detail["connected"], false);
+    assert!(
+        detail["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{detail}"
+    );
+    assert!(condition_message(&cm, "Ready").contains(&down));
+}
