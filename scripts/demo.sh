@@ -388,6 +388,10 @@ report_data() {
     echo "  DataSynced=$status ($reason): $message"
   fi
   k controller -n "$release_ns" get namespacemapping "$mapping" -o jsonpath='{range .status.pvcSyncStatus[*]}  worker result: {.pvc} {.result} on {.node} in {.duration}: {.filesTransferred} files, {.bytesTransferred} bytes, {.wireBytes} on the wire, attempts {.attempts}{"\n"}{end}' 2>/dev/null || true
+  echo "  events on the target PVC:"
+  k target -n "$dst_ns" get events --field-selector "involvedObject.name=$pvc" \
+    --sort-by=.metadata.creationTimestamp -o custom-columns='REASON:.reason,MESSAGE:.message' \
+    --no-headers 2>/dev/null | grep '^DataSync' | cut -c1-120 | sed 's/^/    /' || true
   data_check
 }
 
@@ -472,6 +476,13 @@ pvc_result() { # FIELD of this PVC's pvcSyncStatus entry
   nm_field "{.status.pvcSyncStatus[?(@.pvc==\"$pvc\")].$1}"
 }
 
+# A counter of this PVC's entry; the API omits counters that are 0.
+pvc_count() {
+  local value
+  value=$(pvc_result "$1")
+  printf '%s' "${value:-0}"
+}
+
 resync_settled() {
   [[ $(pvc_result lastSyncTime) != "$resync_before" ]] && resources_synced && data_settled
 }
@@ -496,9 +507,9 @@ report_resync() {
   echo "Second sync, after changing the source volume (5 pages edited, 64 KiB rewritten inside a"
   echo "4 MiB file, 1 page added, 1 deleted): only the changes cross the wire."
   printf '  worker: %s in %s: %s files transferred, %s deleted, literal %s bytes, matched %s bytes, %s bytes on the wire\n' \
-    "$(pvc_result result)" "$(pvc_result duration)" "$(pvc_result filesTransferred)" \
-    "$(pvc_result filesDeleted)" "$(pvc_result literalBytes)" "$(pvc_result matchedBytes)" \
-    "$(pvc_result wireBytes)"
+    "$(pvc_result result)" "$(pvc_result duration)" "$(pvc_count filesTransferred)" \
+    "$(pvc_count filesDeleted)" "$(pvc_count literalBytes)" "$(pvc_count matchedBytes)" \
+    "$(pvc_count wireBytes)"
   data_check
 }
 
