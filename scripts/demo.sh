@@ -13,7 +13,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-DEMO_DIR=${DEMO_DIR:-$root/.demo}
+DEMO_DIR=$(realpath -m "${DEMO_DIR:-$root/.demo}")
 CARGO=${CARGO:-cargo}
 bin_dir=${CARGO_TARGET_DIR:-$root/target}/debug
 testbed=$bin_dir/testbed
@@ -159,7 +159,24 @@ build() {
 
 # --- test bed -------------------------------------------------------------------------------
 
+# `down` removes DEMO_DIR: only ever a directory that holds nothing but a test bed's files.
+check_demo_dir() {
+  local entry
+  case $DEMO_DIR in
+    / | "$root" | "$HOME" | /root | /home | /tmp) die "DEMO_DIR=$DEMO_DIR: refusing to use it" ;;
+  esac
+  [[ -d $DEMO_DIR ]] || return 0
+  for entry in "$DEMO_DIR"/* "$DEMO_DIR"/.[!.]*; do
+    [[ -e $entry ]] || continue
+    case ${entry##*/} in
+      state.json | env | logs | clusters | *.kubeconfig | *.flat | dr-syncer.yaml) ;;
+      *) die "$DEMO_DIR holds ${entry##*/}, which a demo does not create: not removing it" ;;
+    esac
+  done
+}
+
 bed_down() {
+  check_demo_dir
   if [[ -f $DEMO_DIR/state.json || -d $DEMO_DIR/clusters ]]; then
     if [[ ! -x $testbed ]]; then
       log "$testbed is missing: building it to stop the bed in $DEMO_DIR"
