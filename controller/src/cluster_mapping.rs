@@ -316,11 +316,18 @@ async fn reconcile_inner(
         apply_status(&api, &cm.name_any(), &status).await?;
     }
     let failed = status.phase == Some(ClusterMappingPhase::Failed);
-    Ok(Action::requeue(Duration::from_secs(if failed {
-        15
+    Ok(Action::requeue(if failed {
+        retry_after(status.consecutive_failures)
     } else {
-        60
-    })))
+        Duration::from_secs(60)
+    }))
+}
+
+/// Wait before re-checking a failed mapping: 15 s doubling per failure in a row, capped at
+/// 5 minutes, so a broken data path does not start a check pod every few seconds forever.
+pub fn retry_after(consecutive_failures: i32) -> Duration {
+    let doublings = consecutive_failures.saturating_sub(1).clamp(0, 5) as u32;
+    Duration::from_secs(15u64 << doublings).min(Duration::from_secs(300))
 }
 
 /// Namespace of the connectivity check pods in target clusters.
@@ -819,5 +826,14 @@ mod tests {
         );
         let name = check_name(&"x".repeat(80));
         assert!(name.len() <= 63, "{name}");
+    }
+
+    #[test]
+    fn failed_checks_back_off_to_five_minutes() {
+        assert_eq!(retry_after(0), Duration::from_secs(15));
+        assert_eq!(retry_after(1), Duration::from_secs(15));
+        assert_eq!(retry_after(2), Duration::from_secs(30));
+        assert_eq!(retry_after(5), Duration::from_secs(240));
+        assert_eq!(retry_after(50), Duration::from_secs(300));
     }
 }

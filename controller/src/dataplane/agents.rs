@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dr_syncer_crds::remote_cluster::{
-    PvcSyncAgentStatus, PvcSyncDeployment, PvcSyncNodeStatus, PvcSyncStatus, RemoteCluster,
+    AgentPodStatus, PvcSyncAgentStatus, PvcSyncDeployment, PvcSyncNodeStatus, PvcSyncStatus,
+    RemoteCluster,
 };
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy};
@@ -739,6 +740,24 @@ pub async fn status(source: &Client) -> Result<PvcSyncStatus, kube::Error> {
     Ok(status_from(ds.as_ref(), &list.items))
 }
 
+/// Phase, readiness, restarts and last readiness change of an agent pod.
+fn pod_status(pod: &Pod) -> AgentPodStatus {
+    let status = pod.status.clone().unwrap_or_default();
+    let ready_condition = status
+        .conditions
+        .as_ref()
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    AgentPodStatus {
+        phase: status.phase.clone().unwrap_or_default(),
+        ready: pod_ready(pod),
+        restart_count: status
+            .container_statuses
+            .as_ref()
+            .map(|cs| cs.iter().map(|c| c.restart_count).sum()),
+        last_transition_time: ready_condition.and_then(|c| c.last_transition_time.clone()),
+    }
+}
+
 /// The pure part of [`status`].
 pub fn status_from(ds: Option<&DaemonSet>, pods: &[Pod]) -> PvcSyncStatus {
     let hash = ds
@@ -772,6 +791,10 @@ pub fn status_from(ds: Option<&DaemonSet>, pods: &[Pod]) -> PvcSyncStatus {
                     ready: a.ready,
                     last_heartbeat: a.ready.then(|| heartbeat.clone()),
                     message: Some(message),
+                    pod_status: pods
+                        .iter()
+                        .find(|p| p.metadata.name.as_deref() == Some(a.pod.as_str()))
+                        .map(pod_status),
                     ..PvcSyncNodeStatus::default()
                 },
             )
@@ -1085,6 +1108,8 @@ mod tests {
             !agents.node_statuses["node-b"].ready,
             "old keys do not count"
         );
+        let pod_status = agents.node_statuses["node-b"].pod_status.clone().unwrap();
+        assert!(pod_status.ready, "the pod itself is ready");
         assert_eq!(s.phase.as_deref(), Some("Deploying"));
 
         let pods = [
