@@ -66,7 +66,7 @@ async fn controller_pvc_bench() {
         .1;
     assert!(tree::diff(&manifest(&source), &manifest(&target)).is_empty());
 
-    let changed = tree::change_one_percent(&source, "big.bin", total, 7);
+    let changed = tree::change_in_place(&source, "big.bin", total, 7);
     let t = Instant::now();
     trigger(&mappings, "bench", "2").await;
     let nm = wait_data_sync(&mappings, "bench", "2", &["data"], Some(&nm), deadline).await;

@@ -79,10 +79,20 @@ pub fn write_tree(root: &Path, seed: u64, files: usize, big: u64) -> u64 {
     total + 21 + 19 + 14
 }
 
-/// Changes about 1% of `bytes_total` in place in `file` (16 scattered runs, size kept), plus
-/// one small file rewritten, one added and one deleted (so the delta pass, the literal path
-/// and the deletion pass all run). Returns the bytes changed in `file`.
+/// Changes about 1% of `bytes_total` of a [`write_tree`] tree: [`change_in_place`] on `file`,
+/// plus one small file rewritten, one added and one deleted (so the delta pass, the literal
+/// path and the deletion pass all run). Returns the bytes changed in `file`.
 pub fn change_one_percent(root: &Path, file: &str, bytes_total: u64, seed: u64) -> u64 {
+    let changed = change_in_place(root, file, bytes_total, seed);
+    fs::write(root.join("docs/secret.txt"), "rotated secret\n").unwrap();
+    fs::write(root.join("docs/new.txt"), "added after the first sync\n").unwrap();
+    fs::remove_file(root.join("a/b/small-1.txt")).unwrap();
+    changed
+}
+
+/// Overwrites about 1% of `bytes_total` in place in `file` (16 scattered runs, size kept);
+/// returns the bytes changed.
+pub fn change_in_place(root: &Path, file: &str, bytes_total: u64, seed: u64) -> u64 {
     let path = root.join(file);
     let size = fs::metadata(&path).unwrap().len();
     let changed = (bytes_total / 100).min(size);
@@ -98,9 +108,6 @@ pub fn change_one_percent(root: &Path, file: &str, bytes_total: u64, seed: u64) 
         f.write_all(&buf).unwrap();
     }
     f.sync_all().unwrap();
-    fs::write(root.join("docs/secret.txt"), "rotated secret\n").unwrap();
-    fs::write(root.join("docs/new.txt"), "added after the first sync\n").unwrap();
-    fs::remove_file(root.join("a/b/small-1.txt")).unwrap();
     run * runs
 }
 
