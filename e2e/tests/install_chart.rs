@@ -243,6 +243,15 @@ async fn rendered_chart_installs_and_its_controller_pod_replicates_the_example_n
     // The sample app in the source cluster.
     let app = examples.join("sample-app/app.yaml");
     kubectl(SOURCE, &["apply", "-f", app.to_str().unwrap()], None);
+    // Files in its volume (the PV directory on the source node's disk).
+    let source_data = volume_dir(
+        &bed.client(SOURCE).await.unwrap(),
+        SOURCE,
+        "my-app",
+        "web-data",
+    )
+    .await;
+    write_sample_files(&source_data);
 
     // Kubeconfig Secrets exactly as the examples' README says: self-contained (the bed's
     // kubeconfig files name their CA by path, which the pod cannot see: flattened, it
@@ -299,12 +308,19 @@ async fn rendered_chart_installs_and_its_controller_pod_replicates_the_example_n
         ],
         None,
     );
-    let nm = wait_for(&mappings, "my-app", |nm: Option<&NamespaceMapping>| {
-        nm.and_then(|nm| nm.status.as_ref()).is_some_and(|s| {
-            s.last_sync_now_value.as_deref() == Some("first")
-                && matches!(s.phase, Some(SyncPhase::Completed | SyncPhase::Failed))
-        })
-    })
+    // The first sync also rolls out the agents and copies the PVC's data: more than the
+    // usual deadline on a busy machine.
+    let nm = wait_for_within(
+        &mappings,
+        "my-app",
+        |nm: Option<&NamespaceMapping>| {
+            nm.and_then(|nm| nm.status.as_ref()).is_some_and(|s| {
+                s.last_sync_now_value.as_deref() == Some("first")
+                    && matches!(s.phase, Some(SyncPhase::Completed | SyncPhase::Failed))
+            })
+        },
+        std::time::Duration::from_secs(300),
+    )
     .await;
     let status = nm.status.clone().unwrap();
     assert_eq!(
@@ -388,6 +404,19 @@ async fn rendered_chart_installs_and_its_controller_pod_replicates_the_example_n
     assert_eq!(
         pvc.spec.unwrap().storage_class_name.as_deref(),
         Some("fast")
+    );
+    // The PVC's data, copied by a worker pod the chart's controller ran in the DR cluster
+    // from the agent it deployed in the source cluster (the example enables both).
+    assert!(
+        has_condition::<NamespaceMapping>("DataSynced", "True", "DataSyncSucceeded")
+            .matches_object(Some(&nm)),
+        "{status:#?}"
+    );
+    let target_data = volume_dir(&target, TARGET, dst, "web-data").await;
+    assert_eq!(
+        tree(&target_data),
+        tree(&source_data),
+        "the DR copy of web-data differs from the source"
     );
 
     // It was the chart's pod that did it: it holds the Lease, as the chart's ServiceAccount.
@@ -474,4 +503,89 @@ fn grafana_dashboard_is_valid_json_using_only_exported_metrics_and_renders_as_co
     assert!(rendered.contains("name: dr-syncer-dashboard"), "{rendered}");
     assert!(rendered.contains("grafana_dashboard: \"1\""), "{rendered}");
     assert!(rendered.contains("\"uid\": \"dr-syncer\""));
+}
+
+/// The directory of a bound test-bed PVC on the machine (under its node's root).
+async fn volume_dir(client: &kube::Client, cluster: &str, ns: &str, pvc: &str) -> PathBuf {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let claim = wait_for(&claims, pvc, |p: Option<&PersistentVolumeClaim>| {
+        p.and_then(|p| p.status.as_ref())
+            .and_then(|s| s.phase.as_deref())
+            == Some("Bound")
+    })
+    .await;
+    let pv_name = claim.spec.unwrap().volume_name.unwrap();
+    let pv = Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(client.clone())
+        .get(&pv_name)
+        .await
+        .unwrap();
+    let bed = bed().await;
+    let nodes: std::collections::BTreeMap<String, PathBuf> = (1..=*NODES_PER_CLUSTER
+        .get_or_init(|| 1))
+        .map(|n| {
+            let node = format!("{cluster}-node-{n}");
+            let root = bed.layout().node_root(cluster, &node);
+            (node, root)
+        })
+        .collect();
+    dr_syncer_e2e::storage::volume_dir_on_machine(&pv, &nodes)
+        .unwrap_or_else(|| panic!("PV {pv_name} is not a test-bed hostPath volume"))
+}
+
+/// A small site: pages, a nested asset, a symlink, a file only its owner may read.
+fn write_sample_files(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(
+        dir.join("index.html"),
+        "<h1>hello from the source cluster</h1>\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("assets/img")).unwrap();
+    let logo: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(dir.join("assets/img/logo.bin"), logo).unwrap();
+    std::os::unix::fs::symlink("index.html", dir.join("home.html")).unwrap();
+    std::fs::write(dir.join("secret.txt"), "owner only\n").unwrap();
+    std::fs::set_permissions(
+        dir.join("secret.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+}
+
+/// Every entry under `root`: relative path, type, mode bits and contents (or link target).
+fn tree(root: &Path) -> Vec<(String, String, u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String, u32, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                out.push((
+                    rel,
+                    "link".into(),
+                    0,
+                    target.into_os_string().into_encoded_bytes(),
+                ));
+            } else if meta.is_dir() {
+                out.push((rel, "dir".into(), mode, Vec::new()));
+                walk(root, &path, out);
+            } else {
+                out.push((rel, "file".into(), mode, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    assert!(
+        out.len() >= 5,
+        "expected the sample files under {}",
+        root.display()
+    );
+    out
 }
