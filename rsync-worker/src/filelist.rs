@@ -64,7 +64,7 @@ pub struct Entry {
     /// For the second and later names of a hard-linked file: index (in the list) of the
     /// first name, which carries the data.
     pub hardlink_to: Option<u64>,
-    /// BLAKE3 of the content (checksum mode only).
+    /// BLAKE3 of the content (checksum mode, or the file is in the verification sample).
     pub hash: Option<[u8; 32]>,
     /// Extended attributes (when asked for).
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
@@ -150,8 +150,9 @@ impl Excludes {
 pub struct WalkOptions {
     /// Pruned while walking.
     pub excludes: Excludes,
-    /// Hash every regular file (checksum mode).
-    pub checksum: bool,
+    /// Percentage of regular files to hash (100: checksum mode; see
+    /// [`crate::protocol::hash_sampled`]).
+    pub hash_percent: u8,
     /// Read `user.*` extended attributes of files and directories.
     pub xattrs: bool,
 }
@@ -221,7 +222,9 @@ pub fn walk(
                         }
                     }
                 }
-                if opts.checksum && entry.hardlink_to.is_none() {
+                if entry.hardlink_to.is_none()
+                    && crate::protocol::hash_sampled(path.as_bytes(), opts.hash_percent)
+                {
                     match fsops::open_file_beneath(root, &path) {
                         Ok(f) => entry.hash = Some(hash_file(&f)?),
                         Err(e) if e.kind() == io::ErrorKind::NotFound => continue,

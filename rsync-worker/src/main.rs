@@ -66,6 +66,10 @@ struct Args {
     /// Compare contents instead of size and mtime.
     #[arg(long)]
     checksum: bool,
+    /// Also compare the contents of this percentage of files that look current (the
+    /// same files, chosen by path, every run) and repair any that differ.
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    verify_sample: Option<u8>,
     /// Report what would change, write nothing.
     #[arg(long)]
     dry_run: bool,
@@ -146,6 +150,9 @@ fn sync_options(args: &Args) -> Result<SyncOptions, OptionError> {
     opts.bwlimit = args.bwlimit.or(opts.bwlimit);
     opts.compress |= args.compress;
     opts.checksum |= args.checksum;
+    if let Some(percent) = args.verify_sample {
+        opts.verify_sample_percent = percent;
+    }
     opts.dry_run |= args.dry_run;
     if args.no_delete {
         opts.delete = false;

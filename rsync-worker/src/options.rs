@@ -44,6 +44,10 @@ pub struct SyncOptions {
     pub bwlimit: Option<u64>,
     /// Compare file contents (BLAKE3) instead of size and mtime to decide what to send.
     pub checksum: bool,
+    /// Verification sample: also compare the contents of this percentage of files
+    /// (chosen by path, the same ones each run) whose size and mtime look current, and
+    /// repair those that differ (`verificationMode: sample`). Ignored with `checksum`.
+    pub verify_sample_percent: u8,
     /// Compress data frames with zstd.
     pub compress: bool,
     /// zstd level used when `compress` is on.
@@ -73,6 +77,7 @@ impl Default for SyncOptions {
             excludes: Vec::new(),
             bwlimit: None,
             checksum: false,
+            verify_sample_percent: 0,
             compress: false,
             compress_level: 3,
             dry_run: false,

@@ -12,7 +12,21 @@ use crate::filelist::{Entry, EntryKind};
 use crate::paths::WirePath;
 
 /// Protocol version spoken by this build; the hello of both sides must match.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+
+/// Whether a file at `path` is in the `percent` sample whose contents are hashed and
+/// compared (`verificationMode: sample`). Deterministic in the path, so sender and receiver
+/// agree without sending the selection, and the same files are re-checked every run.
+pub fn hash_sampled(path: &[u8], percent: u8) -> bool {
+    match percent {
+        0 => false,
+        100.. => true,
+        p => {
+            let h = blake3::hash(path);
+            u16::from_le_bytes([h.as_bytes()[0], h.as_bytes()[1]]) % 100 < u16::from(p)
+        }
+    }
+}
 /// Largest frame payload (decompressed) either side accepts.
 pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 /// Size of the data chunks a sender puts in one [`Message::Delta`] frame.
@@ -126,8 +140,9 @@ pub enum Message {
     ListRequest {
         /// Exclude patterns the sender prunes while walking.
         excludes: Vec<String>,
-        /// Include a BLAKE3 hash of every regular file.
-        checksum: bool,
+        /// Percentage (0-100) of regular files to send with a BLAKE3 content hash: 100
+        /// is checksum mode, 1-99 a deterministic sample (see [`hash_sampled`]), 0 none.
+        hash_percent: u8,
         /// Include extended attributes.
         xattrs: bool,
     },
@@ -211,7 +226,7 @@ impl Message {
             }
             Message::ListRequest {
                 excludes,
-                checksum,
+                hash_percent,
                 xattrs,
             } => {
                 w.push(3);
@@ -219,7 +234,7 @@ impl Message {
                 for e in excludes {
                     put_bytes(&mut w, e.as_bytes());
                 }
-                w.push(u8::from(*checksum));
+                w.push(*hash_percent);
                 w.push(u8::from(*xattrs));
             }
             Message::Entries(entries) => {
@@ -288,9 +303,13 @@ impl Message {
                 for _ in 0..n {
                     excludes.push(r.string()?);
                 }
+                let hash_percent = r.u8()?;
+                if hash_percent > 100 {
+                    return Err(ProtocolError::malformed("hash percentage above 100"));
+                }
                 Message::ListRequest {
                     excludes,
-                    checksum: r.bool()?,
+                    hash_percent,
                     xattrs: r.bool()?,
                 }
             }
@@ -650,6 +669,39 @@ mod tests {
     }
 
     #[test]
+    fn hash_sample_is_deterministic_and_close_to_its_percentage() {
+        let paths: Vec<Vec<u8>> = (0..10_000)
+            .map(|i| format!("d{}/f{i}", i % 7).into_bytes())
+            .collect();
+        for percent in [0u8, 1, 10, 50, 99, 100] {
+            let picked = paths.iter().filter(|p| hash_sampled(p, percent)).count();
+            let want = 10_000 * usize::from(percent) / 100;
+            assert!(
+                picked.abs_diff(want) <= 200,
+                "{percent}%: {picked} of 10000 picked"
+            );
+            // The same paths every time: sender and receiver agree without sending a list.
+            let again = paths.iter().filter(|p| hash_sampled(p, percent)).count();
+            assert_eq!(picked, again);
+        }
+        assert!(paths.iter().all(|p| hash_sampled(p, 100)));
+        assert!(!paths.iter().any(|p| hash_sampled(p, 0)));
+    }
+
+    #[test]
+    fn a_hash_percentage_above_100_is_malformed() {
+        let mut bytes = Message::ListRequest {
+            excludes: vec![],
+            hash_percent: 100,
+            xattrs: false,
+        }
+        .encode();
+        let at = bytes.len() - 2;
+        bytes[at] = 101;
+        assert!(Message::decode(&bytes).is_err());
+    }
+
+    #[test]
     fn every_message_round_trips() {
         let msgs = vec![
             Message::Hello {
@@ -660,8 +712,13 @@ mod tests {
             Message::HelloOk { version: VERSION },
             Message::ListRequest {
                 excludes: vec!["*.tmp".into()],
-                checksum: true,
+                hash_percent: 100,
                 xattrs: false,
+            },
+            Message::ListRequest {
+                excludes: vec![],
+                hash_percent: 7,
+                xattrs: true,
             },
             Message::Entries(vec![entry(), entry()]),
             Message::ListEnd { count: 2 },

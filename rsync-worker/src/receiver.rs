@@ -100,6 +100,10 @@ pub struct SyncSummary {
     pub metadata_updated: u64,
     /// Files that vanished at the source between listing and transfer.
     pub files_vanished: u64,
+    /// Files whose contents were compared with the source's (checksum mode, or the
+    /// verification sample) instead of trusting size and mtime.
+    #[serde(default)]
+    pub files_verified: u64,
     /// Whether this was a dry run (nothing written).
     pub dry_run: bool,
 }
@@ -180,7 +184,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         self.writer
             .send(&Message::ListRequest {
                 excludes: opts.excludes.clone(),
-                checksum: opts.checksum,
+                hash_percent: if opts.checksum {
+                    100
+                } else {
+                    opts.verify_sample_percent.min(100)
+                },
                 xattrs: opts.xattrs,
             })
             .await?;
@@ -422,6 +430,7 @@ where
     };
     summary.other_entries_changed += jobs.dirs_changed;
     summary.metadata_updated += jobs.metadata_updated;
+    summary.files_verified += jobs.verified;
     if opts.dry_run {
         summary.files_transferred = jobs.jobs.len() as u64;
     } else {
@@ -486,6 +495,8 @@ struct Planned {
     jobs: VecDeque<Job>,
     dirs_changed: u64,
     metadata_updated: u64,
+    /// Existing files compared by content.
+    verified: u64,
 }
 
 /// Creates directories (write access for us; final modes come last) and decides which
@@ -495,6 +506,7 @@ fn plan(ctx: &Ctx, entries: &[Entry]) -> Result<Planned, SyncError> {
         jobs: VecDeque::new(),
         dirs_changed: 0,
         metadata_updated: 0,
+        verified: 0,
     };
     let dry = ctx.opts.dry_run;
     for (i, e) in entries.iter().enumerate() {
@@ -527,7 +539,11 @@ fn plan(ctx: &Ctx, entries: &[Entry]) -> Result<Planned, SyncError> {
             }
             EntryKind::File if e.hardlink_to.is_none() => {
                 let current = match (&st, &parent) {
-                    (Some(s), Some(dir)) => file_is_current(ctx, dir, s, e)?,
+                    (Some(s), Some(dir)) => {
+                        let (current, compared) = file_is_current(dir, s, e)?;
+                        p.verified += u64::from(compared);
+                        current
+                    }
                     _ => false,
                 };
                 if !current {
@@ -547,19 +563,20 @@ fn plan(ctx: &Ctx, entries: &[Entry]) -> Result<Planned, SyncError> {
     Ok(p)
 }
 
-fn file_is_current(ctx: &Ctx, dir: &OwnedFd, st: &FileStat, e: &Entry) -> Result<bool, SyncError> {
+/// Whether the target file already has the source's content: by content hash when the
+/// sender hashed it (checksum mode or the verification sample), else by size and mtime.
+/// Returns (current, compared by content).
+fn file_is_current(dir: &OwnedFd, st: &FileStat, e: &Entry) -> Result<(bool, bool), SyncError> {
     if !fsops::is_kind(st, SFlag::S_IFREG) || st.st_size as u64 != e.size {
-        return Ok(false);
-    }
-    if !ctx.opts.checksum {
-        return Ok(same_mtime(st, e));
+        return Ok((false, false));
     }
     let Some(want) = e.hash else {
-        return Ok(same_mtime(st, e));
+        return Ok((same_mtime(st, e), false));
     };
     let f = open_at_nofollow(dir, e.path.file_name(), OFlag::O_RDONLY)
         .map_err(io_err(format!("hashing {}", e.path.display())))?;
-    Ok(hash_file(&f).map_err(io_err(format!("hashing {}", e.path.display())))? == want)
+    let same = hash_file(&f).map_err(io_err(format!("hashing {}", e.path.display())))? == want;
+    Ok((same, true))
 }
 
 /// Brings mode, owner and mtime of an up-to-date file in line. Returns whether it changed.

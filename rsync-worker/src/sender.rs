@@ -213,12 +213,12 @@ async fn process<W: tokio::io::AsyncWrite + Unpin>(
         match msg {
             Message::ListRequest {
                 excludes,
-                checksum,
+                hash_percent,
                 xattrs,
             } => {
                 let opts = ListOptions {
                     excludes,
-                    checksum,
+                    hash_percent,
                     xattrs,
                 };
                 send_list(&root, opts, limits, writer, stats).await?;
@@ -285,7 +285,7 @@ const LIST_BATCH_BYTES: usize = 1 << 20;
 /// What a list request asked for.
 struct ListOptions {
     excludes: Vec<String>,
-    checksum: bool,
+    hash_percent: u8,
     xattrs: bool,
 }
 
@@ -307,7 +307,7 @@ async fn send_list<W: tokio::io::AsyncWrite + Unpin>(
 ) -> Result<(), ProtocolError> {
     let ListOptions {
         excludes,
-        checksum,
+        hash_percent,
         xattrs,
     } = list;
     if excludes.len() > limits.max_excludes || excludes.iter().any(|e| e.len() > limits.max_path) {
@@ -318,7 +318,7 @@ async fn send_list<W: tokio::io::AsyncWrite + Unpin>(
     let excludes = Excludes::new(&excludes).map_err(|e| ProtocolError::malformed(e.to_string()))?;
     let opts = WalkOptions {
         excludes,
-        checksum,
+        hash_percent,
         xattrs,
     };
     let (tx, mut rx) = mpsc::channel::<Vec<Entry>>(4);

@@ -130,7 +130,7 @@ async fn symlinks_out_of_the_root_are_listed_not_followed_and_refused() {
 
     w.send(&Message::ListRequest {
         excludes: vec![],
-        checksum: true,
+        hash_percent: 100,
         xattrs: false,
     })
     .await
@@ -185,7 +185,7 @@ async fn symlink_swapped_in_during_the_transfer_is_refused() {
     // the list says d/f is a regular file in a directory...
     w.send(&Message::ListRequest {
         excludes: vec![],
-        checksum: false,
+        hash_percent: 0,
         xattrs: false,
     })
     .await

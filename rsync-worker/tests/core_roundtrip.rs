@@ -220,6 +220,52 @@ async fn checksum_and_compression() {
 }
 
 #[tokio::test]
+async fn verification_sample_compares_and_repairs_only_the_sampled_files() {
+    use dr_syncer_rsync::protocol::hash_sampled;
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..200).map(|i| format!("f{i:03}")).collect();
+    for name in &names {
+        fs::write(src.path().join(name), vec![b'a'; 4096]).unwrap();
+        set_mtime(&src.path().join(name), 1_700_000_000, 0);
+    }
+    pull_over(src.path(), dst.path(), &SyncOptions::default(), 1)
+        .await
+        .unwrap();
+    // Silent corruption at the target: same size and mtime, other content, in every file.
+    for name in &names {
+        fs::write(dst.path().join(name), vec![b'b'; 4096]).unwrap();
+        set_mtime(&dst.path().join(name), 1_700_000_000, 0);
+    }
+    let sampled: Vec<&String> = names
+        .iter()
+        .filter(|n| hash_sampled(n.as_bytes(), 25))
+        .collect();
+    assert!(
+        (20..=80).contains(&sampled.len()),
+        "25% of 200 files, by path: {}",
+        sampled.len()
+    );
+    let opts = SyncOptions {
+        verify_sample_percent: 25,
+        ..SyncOptions::default()
+    };
+    let s = pull_over(src.path(), dst.path(), &opts, 1).await.unwrap();
+    // Exactly the sampled files were compared by content, found different and repaired.
+    assert_eq!(s.files_verified, sampled.len() as u64, "{s:?}");
+    assert_eq!(s.files_transferred, sampled.len() as u64, "{s:?}");
+    for name in &names {
+        let content = fs::read(dst.path().join(name)).unwrap();
+        let want = if sampled.contains(&name) { b'a' } else { b'b' };
+        assert!(content.iter().all(|&b| b == want), "{name}");
+    }
+    // The same sample next time: now current, compared again, nothing sent.
+    let s = pull_over(src.path(), dst.path(), &opts, 1).await.unwrap();
+    assert_eq!(s.files_verified, sampled.len() as u64);
+    assert_eq!(s.files_transferred, 0);
+}
+
+#[tokio::test]
 async fn user_xattrs_are_copied_with_x() {
     let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();

@@ -233,10 +233,18 @@ pub fn worker_args(req: &WorkerRequest) -> Vec<String> {
     for option in &o.rsync_options {
         args.push(format!("--rsync-option={option}"));
     }
-    // full: compare every file by content (BLAKE3) instead of size+mtime. sample and none:
-    // the quick check; every transferred file is verified end to end by its BLAKE3 anyway.
-    if o.verification == VerificationMode::Full {
-        args.push("--checksum".into());
+    // Every transferred file is verified end to end by its BLAKE3 in any mode. full:
+    // compare every file by content instead of trusting size+mtime; sample: the same for
+    // samplePercent % of the files (chosen by path), repairing any that differ.
+    match o.verification {
+        VerificationMode::Full => args.push("--checksum".into()),
+        VerificationMode::Sample => {
+            args.push(format!(
+                "--verify-sample={}",
+                o.sample_percent.clamp(1, 100)
+            ));
+        }
+        VerificationMode::None => {}
     }
     args
 }
@@ -709,6 +717,11 @@ mod tests {
             serde_json::from_value(json!({"verificationMode": "sample"})).unwrap();
         let opts = DataOptions::resolve(Some(&cfg), Some(&source), &BTreeMap::new()).unwrap();
         assert_eq!(opts.verification, VerificationMode::Sample);
+        let args = worker_args(&request(
+            json!({"verificationMode": "sample", "samplePercent": 30}),
+        ));
+        assert!(args.contains(&"--verify-sample=30".to_owned()), "{args:?}");
+        assert!(!args.contains(&"--checksum".to_owned()));
         let ann = BTreeMap::from([(VERIFICATION_MODE.to_owned(), "None".to_owned())]);
         let opts = DataOptions::resolve(Some(&cfg), Some(&source), &ann).unwrap();
         assert_eq!(opts.verification, VerificationMode::None);

@@ -6,7 +6,6 @@
 //! it can drop the item (`retain`) until the entry is removed here.
 
 use dr_syncer_crds::NamespaceMappingSpec;
-use dr_syncer_crds::common::VerificationMode;
 use dr_syncer_crds::namespace_mapping::{FailureHandlingConfig, FailureHandlingMode};
 
 /// One accepted-but-not-acted-on field.
@@ -27,10 +26,9 @@ impl std::fmt::Display for Unsupported {
 /// The fields of `spec` that are set to something this controller does not do (yet).
 /// Empty for a spec that only uses what is built.
 pub fn unsupported_fields(spec: &NamespaceMappingSpec) -> Vec<Unsupported> {
-    let checks: [fn(&NamespaceMappingSpec) -> Option<Unsupported>; 6] = [
+    let checks: [fn(&NamespaceMappingSpec) -> Option<Unsupported>; 5] = [
         temp_pod_key,
         failure_handling,
-        sample_verification,
         sync_persistent_volumes,
         preserve_volume_attributes,
         preserve_backends,
@@ -79,19 +77,6 @@ fn failure_handling(spec: &NamespaceMappingSpec) -> Option<Unsupported> {
     item(
         "spec.failureHandling",
         "per-failure-class policies are not implemented; every failure is retried per spec.retryConfig",
-    )
-}
-
-/// `sample` verification: there is no separate re-hashing pass (a PVC annotation or the
-/// RemoteCluster default can also ask for it; those are not visible in the spec).
-fn sample_verification(spec: &NamespaceMappingSpec) -> Option<Unsupported> {
-    let cfg = spec.pvc_config.as_ref()?.data_sync_config.as_ref()?;
-    if cfg.verification_mode != Some(VerificationMode::Sample) {
-        return None;
-    }
-    item(
-        "spec.pvcConfig.dataSyncConfig.verificationMode",
-        "sample (and samplePercent) re-hashes nothing extra: every transferred file is already verified by its whole-file BLAKE3 hash, files skipped by the size+mtime quick check are not re-read; use full to compare every file by content",
     )
 }
 

@@ -31,10 +31,6 @@ fn each_unbuilt_field_is_listed_by_path() {
             "spec.failureHandling",
         ),
         (
-            json!({"pvcConfig": {"syncData": true, "dataSyncConfig": {"verificationMode": "sample"}}}),
-            "spec.pvcConfig.dataSyncConfig.verificationMode",
-        ),
-        (
             json!({"pvcConfig": {"syncPersistentVolumes": true}}),
             "spec.pvcConfig.syncPersistentVolumes",
         ),
@@ -74,4 +70,9 @@ fn pvc_data_sync_is_built() {
             "bandwidthLimit": 1024, "timeout": "10m", "verificationMode": "full"}}}),
     );
     assert_eq!(unsupported_fields(&s), vec![]);
+    let sample = spec(
+        json!({"sourceNamespace": "shop", "pvcConfig": {"syncData": true,
+        "dataSyncConfig": {"verificationMode": "sample", "samplePercent": 20}}}),
+    );
+    assert_eq!(unsupported_fields(&sample), vec![]);
 }
