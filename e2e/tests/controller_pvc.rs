@@ -15,6 +15,7 @@
 //! | wrong pinned host key / missing key Secret / unreachable agent / unmounted CSI volume: condition + event | `a_wrong_pinned_host_key_...`, `a_missing_key_secret_...`, `an_unreachable_agent_...`, `an_unmounted_csi_volume_...` (and `sync_data_without_pvc_sync_enabled_is_reported`) |
 //! | no worker pod or Secret copy left after success or failure | `assert_no_leftovers` at the end of every test above |
 //! | `make bench` end-to-end figure | `controller_pvc_bench.rs` |
+//! | (build item 4) Continuous mode copies data every `backgroundSyncInterval` and on the manual trigger | `continuous_mode_copies_data_on_start_every_background_interval_and_on_the_trigger` |
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -731,5 +732,77 @@ async fn sync_data_without_pvc_sync_enabled_is_reported() {
     .await;
     assert!(message.contains("source"), "{message}");
     assert!(worker_pods(&s.c.target, &s.dst).await.is_empty());
+    controller.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuous_mode_copies_data_on_start_every_background_interval_and_on_the_trigger() {
+    let _serial = SERIAL.lock().await;
+    let c = setup().await;
+    let ns = namespace(&c.controller, "dr").await;
+    let src = namespace(&c.source, "app").await;
+    let dst = format!("{src}-dr");
+    remote_clusters_with_pvc_sync(&c, &ns, "enabled: true\n").await;
+    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
+    let source = source_volume(&c, &src, "data", None).await;
+    tree::write_tree(&source, 7, 5, 1 << 20);
+    let controller = start_controller(None).await;
+    let yaml = data_mapping("cont", DIRECT, &src, &dst, "      timeout: 60s\n").replace(
+        "replicationMode: Manual",
+        "replicationMode: Continuous\n  continuous:\n    backgroundSyncInterval: 20s",
+    );
+    apply_yaml::<NamespaceMapping>(&c.controller, &ns, &yaml).await;
+
+    // On start: the first full sync copies the data, with no trigger.
+    let first = wait_for_within(
+        &mappings,
+        "cont",
+        |nm: Option<&NamespaceMapping>| {
+            nm.and_then(|nm| pvc_status(nm, "data"))
+                .is_some_and(|e| e["result"] == "Succeeded")
+        },
+        SYNC_DEADLINE,
+    )
+    .await;
+    let (_, target) = volume_dir(&c.target, TARGET, &dst, "data", DEADLINE).await;
+    assert_eq!(manifest(&target), manifest(&source));
+
+    // Every backgroundSyncInterval: a new file arrives without any trigger (a later copy
+    // than the first, and the file is there once it succeeded).
+    let first_time = pvc_status(&first, "data").unwrap()["lastSyncTime"].clone();
+    std::fs::write(source.join("new-file.txt"), b"hello continuous").unwrap();
+    let arrived = target.join("new-file.txt");
+    let second = wait_for_within(
+        &mappings,
+        "cont",
+        move |nm: Option<&NamespaceMapping>| {
+            nm.and_then(|nm| pvc_status(nm, "data")).is_some_and(|e| {
+                e["result"] == "Succeeded"
+                    && e["lastSyncTime"] != first_time
+                    && std::fs::read(&arrived).is_ok_and(|b| b == b"hello continuous")
+            })
+        },
+        Duration::from_secs(120),
+    )
+    .await;
+
+    // And on the manual trigger.
+    std::fs::write(source.join("second.txt"), b"by trigger").unwrap();
+    trigger(&mappings, "cont", "t1").await;
+    wait_data_sync(
+        &mappings,
+        "cont",
+        "t1",
+        &["data"],
+        Some(&second),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(
+        std::fs::read(target.join("second.txt")).unwrap(),
+        b"by trigger"
+    );
+    assert_eq!(manifest(&target), manifest(&source));
+    assert_no_leftovers(&c.target, &dst).await;
     controller.kill().await;
 }
