@@ -940,36 +940,17 @@ async fn record_failure(
         time: now(),
         resource: None,
     });
-    set_condition(
-        &mut status.conditions,
-        condition(
-            types::SYNCED,
-            false,
-            error.reason(),
-            message.clone(),
-            generation,
-        ),
-    );
-    set_condition(
-        &mut status.conditions,
-        condition(
-            types::READY,
-            false,
-            error.reason(),
-            message.clone(),
-            generation,
-        ),
-    );
-    set_condition(
-        &mut status.conditions,
-        condition(
-            types::STALLED,
-            error.is_permanent(),
-            error.reason(),
-            message.clone(),
-            generation,
-        ),
-    );
+    // Not synced, not ready, and stalled only when retrying cannot help.
+    for (type_, holds) in [
+        (types::SYNCED, false),
+        (types::READY, false),
+        (types::STALLED, error.is_permanent()),
+    ] {
+        set_condition(
+            &mut status.conditions,
+            condition(type_, holds, error.reason(), message.clone(), generation),
+        );
+    }
     ctx.event(nm, true, "SyncFailed", "Sync", message).await;
 }
 
