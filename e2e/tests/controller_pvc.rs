@@ -369,11 +369,15 @@ async fn killing_the_agent_mid_transfer_fails_cleanly_is_retried_and_never_expos
     let (source_node, _) = volume_dir(&s.c.source, SOURCE, &s.src, "big", DEADLINE).await;
 
     let controller = start_controller(None).await;
-    // 32 MiB/s: the copy lasts ~10 s, long enough to kill the agent in the middle.
+    // 32 MiB/s: the copy lasts ~10 s, long enough to kill the agent in the middle. Each
+    // attempt is bounded at 90 s (several times the copy): once in CI a first worker made
+    // no progress for 240 s (cause not found, see issue 4's open transport stall); with the
+    // bound such an attempt times out and is retried in a fresh pod, as in production,
+    // instead of holding the test until a 10 min timeout.
     s.mapping(
         "kill",
         DIRECT,
-        "      bandwidthLimit: 32768\n      timeout: 10m\n",
+        "      bandwidthLimit: 32768\n      timeout: 90s\n",
     )
     .await;
     let (seen, watch) = watch_workers(&s.c.target, &s.dst);
