@@ -6,22 +6,37 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use common::{EchoService, TestAgent, client_settings, key};
 use dr_syncer_rsync::ssh::{ClientError, connect, fingerprint};
 use russh::ChannelMsg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// KNOWN BUG (open in issue 4): with 4 channels each echoing 6 MB in both directions at
-/// once, the connection stalls in most runs until the agent's inactivity timeout closes it
-/// ("channel closed" after ~60 s); 1 channel never stalls. Both directions fit in the 16 MiB
-/// windows and raising `CHANNEL_BUFFER` does not help, so a russh session loop is stuck in
-/// message passing, not flow control. The pipelined data protocol has not been seen to hit it
-/// (`ssh_kill`, `ssh_worker`, the bench), but until it is understood this test stays out of
-/// CI: run it with `cargo test -p dr-syncer-rsync-worker --test ssh_transport -- --ignored`.
-#[ignore = "known multi-channel stall in the SSH transport; see the doc comment"]
+/// Regression test for the multi-channel stall (issue 4): 4 channels on one connection each
+/// echo 6 MB in both directions at once. It used to stall in most runs until the agent's
+/// inactivity timeout ("channel closed" after ~60 s): russh 0.65's session loop does not
+/// read the socket while it writes all its queued output, so once both ends had more output
+/// queued than the kernel buffers between them hold, each waited in `write_all` for the
+/// other to read. Both ends now read the socket through a pump sized to the windows they
+/// granted (`ssh::pump`, `tuning::READ_AHEAD_*`), so a compliant peer's writes always
+/// complete and its loop gets back to reading ours.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_over_parallel_channels_on_one_connection() {
+    echo_in_parallel(4, 6_000_000).await;
+}
+
+/// The same with twice the channels and payloads well beyond a window (16 MiB) each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_over_eight_channels_of_32_mb_each() {
+    echo_in_parallel(8, 32_000_000).await;
+}
+
+/// Opens `channels` streams on one connection to an echo agent and, on all of them at once,
+/// writes `len` pseudo-random bytes while reading the echo back and checking it. Fails
+/// with each stream's progress if the transfer stalls (well before the 60 s idle timeout).
+async fn echo_in_parallel(channels: usize, len: u64) {
     let (host, client) = (key(1), key(2));
     let agent = TestAgent::start(
         Arc::new(EchoService),
@@ -35,30 +50,89 @@ async fn echo_over_parallel_channels_on_one_connection() {
     )
     .await
     .unwrap();
-    let streams = conn.open_streams(4).await.unwrap();
-    let mut tasks = Vec::new();
+    let streams = conn.open_streams(channels).await.unwrap();
+    let progress: Arc<Vec<[AtomicU64; 2]>> =
+        Arc::new((0..channels).map(|_| Default::default()).collect());
+    let mut tasks = tokio::task::JoinSet::new();
     for (i, mut s) in streams.into_iter().enumerate() {
-        tasks.push(tokio::spawn(async move {
-            let payload: Vec<u8> = (0..6_000_000u32)
-                .map(|b| (b as usize * 7 + i) as u8)
-                .collect();
+        let progress = progress.clone();
+        tasks.spawn(async move {
+            let [sent, echoed] = &progress[i];
             let (mut r, mut w) = tokio::io::split(&mut s);
             let write = async {
-                w.write_all(&payload).await.unwrap();
+                let mut chunk = vec![0u8; 64 * 1024];
+                let mut offset = 0;
+                while offset < len {
+                    let n = chunk.len().min((len - offset) as usize);
+                    pattern(i, offset, &mut chunk[..n]);
+                    w.write_all(&chunk[..n]).await.unwrap();
+                    offset += n as u64;
+                    sent.store(offset, Ordering::Relaxed);
+                }
                 w.shutdown().await.unwrap();
             };
-            let mut back = Vec::new();
-            let read = r.read_to_end(&mut back);
-            let ((), n) = tokio::join!(write, read);
-            n.unwrap();
-            assert_eq!(back, payload, "stream {i} echoed different bytes");
-        }));
+            let read = async {
+                let (mut buf, mut expected) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+                let mut offset = 0;
+                loop {
+                    let n = r.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    assert!(offset + n as u64 <= len, "stream {i} echoed too much");
+                    pattern(i, offset, &mut expected[..n]);
+                    assert!(
+                        buf[..n] == expected[..n],
+                        "stream {i} echoed different bytes at {offset}"
+                    );
+                    offset += n as u64;
+                    echoed.store(offset, Ordering::Relaxed);
+                }
+                assert_eq!(offset, len, "stream {i} echo ended early");
+            };
+            tokio::join!(write, read);
+        });
     }
-    for t in tasks {
-        t.await.unwrap();
+    let all = async {
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(45), all)
+        .await
+        .is_err()
+    {
+        let report: Vec<String> = progress
+            .iter()
+            .map(|[s, e]| {
+                format!(
+                    "{}/{}",
+                    s.load(Ordering::Relaxed),
+                    e.load(Ordering::Relaxed)
+                )
+            })
+            .collect();
+        panic!("stalled; sent/echoed per stream: {report:?}");
     }
     conn.close().await;
     agent.stop().await;
+}
+
+/// Deterministic pseudo-random bytes `offset..offset + out.len()` of stream `stream`.
+fn pattern(stream: usize, offset: u64, out: &mut [u8]) {
+    let mut word = offset / 8;
+    let mut skip = (offset % 8) as usize;
+    let mut pos = 0;
+    while pos < out.len() {
+        // splitmix64 of the word index, distinct per stream.
+        let mut z = (word ^ ((stream as u64) << 48)).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let bytes = (z ^ (z >> 31)).to_le_bytes();
+        let take = (8 - skip).min(out.len() - pos);
+        out[pos..pos + take].copy_from_slice(&bytes[skip..skip + take]);
+        (pos, skip, word) = (pos + take, 0, word + 1);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,7 +335,7 @@ async fn assert_refused(ch: &mut russh::Channel<russh::client::Msg>, what: &str,
             }
         }
     };
-    tokio::time::timeout(std::time::Duration::from_secs(20), answer)
+    tokio::time::timeout(Duration::from_secs(20), answer)
         .await
         .unwrap_or_else(|_| panic!("{what}: no answer from the agent"));
 }

@@ -8,7 +8,7 @@ use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCerti
 use russh::{ChannelMsg, ChannelStream, Disconnect};
 
 use super::keys::{fingerprint, same_key};
-use super::pump::{PumpedStream, pump};
+use super::pump::{PumpCapacity, PumpedStream, pump};
 use super::tuning;
 
 /// Why the worker could not get a channel to the agent.
@@ -114,6 +114,8 @@ impl russh::client::Handler for PinnedHostKey {
 pub struct AgentConnection {
     handle: Handle<PinnedHostKey>,
     subsystem: String,
+    /// Read-ahead of the socket under the session, grown by each open channel's window.
+    read_ahead: PumpCapacity,
 }
 
 /// Connects to `addr`, verifies the pinned host key and authenticates.
@@ -137,6 +139,10 @@ async fn connect_inner(
             source,
         })?;
     let _ = socket.set_nodelay(true);
+    // Read the socket independently of the session loop (russh 0.65 does not read while it
+    // writes; see `pump`), so that this end never stops draining the agent's output.
+    let socket = pump(socket, tuning::READ_AHEAD_BASE);
+    let read_ahead = socket.capacity();
     let seen = Arc::new(Mutex::new(None));
     let handler = PinnedHostKey {
         pinned: settings.pinned_host_key.clone(),
@@ -151,6 +157,7 @@ async fn connect_inner(
     Ok(AgentConnection {
         handle,
         subsystem: settings.subsystem.clone(),
+        read_ahead,
     })
 }
 
@@ -212,6 +219,9 @@ impl AgentConnection {
     /// Opens one channel and starts our subsystem on it, waiting for the agent's answer
     /// so that a refusal is an error here rather than a confusing protocol failure later.
     pub async fn open_stream(&self) -> Result<WorkerStream, ClientError> {
+        // Room for everything the window we are about to grant lets the agent send on this
+        // channel, held until the stream is dropped.
+        let grant = self.read_ahead.grant(tuning::READ_AHEAD_PER_CHANNEL);
         let mut channel = self.handle.channel_open_session().await?;
         channel
             .request_subsystem(true, self.subsystem.clone())
@@ -219,7 +229,7 @@ impl AgentConnection {
         loop {
             match channel.wait().await {
                 Some(ChannelMsg::Success) => {
-                    return Ok(pump(channel.into_stream(), tuning::PUMP_BUFFER));
+                    return Ok(pump(channel.into_stream(), tuning::PUMP_BUFFER).holding(grant));
                 }
                 Some(ChannelMsg::Failure) | Some(ChannelMsg::Close) | None => {
                     return Err(ClientError::SubsystemRefused(self.subsystem.clone()));

@@ -4,8 +4,9 @@
 //! - [`server`]: the agent's russh server; one subsystem, everything else refused.
 //! - [`client`]: the worker's russh client; pinned host key, N channels on one connection.
 //! - [`service`]: the data-plane protocol plugged into the server's subsystem.
-//! - [`pump`]: drains channels into a byte-bounded buffer so a busy writer never stalls
-//!   the SSH session loop.
+//! - [`pump`]: drains channels, and the TCP socket under each session, into byte-bounded
+//!   buffers so a busy writer never stalls the SSH session loop and two session loops never
+//!   wait on each other's writes.
 //! - [`tuning`]: window, packet and cipher choices both ends share.
 
 pub mod client;

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::keys::{AuthorizedKeys, fingerprint};
-use super::pump::{PumpedStream, pump};
+use super::pump::{CapacityGrant, PumpCapacity, PumpedStream, pump};
 use super::tuning;
 
 /// The future a [`SubsystemService`] returns for one channel; its output is the exit
@@ -126,14 +126,22 @@ impl AgentServer {
             return;
         };
         let _ = socket.set_nodelay(true);
-        let handler = ConnectionHandler::new(self.settings.clone(), self.service.clone(), peer);
+        // Read the socket independently of the session loop (russh 0.65 does not read while
+        // it writes; see `pump`), so that this end never stops draining the worker's output.
+        let socket = pump(socket, tuning::READ_AHEAD_BASE);
+        let handler = ConnectionHandler::new(
+            self.settings.clone(),
+            self.service.clone(),
+            peer,
+            socket.capacity(),
+        );
         sessions.spawn(run_session(self.config.clone(), socket, handler, permit));
     }
 }
 
 async fn run_session(
     config: Arc<russh::server::Config>,
-    socket: TcpStream,
+    socket: PumpedStream<TcpStream>,
     handler: ConnectionHandler,
     _permit: OwnedSemaphorePermit,
 ) {
@@ -180,8 +188,17 @@ struct ConnectionHandler {
     peer: SocketAddr,
     key: Option<PublicKey>,
     channel_permits: Arc<Semaphore>,
-    idle_channels: HashMap<ChannelId, (Channel<Msg>, OwnedSemaphorePermit)>,
+    /// Read-ahead of the socket under the session, grown by each open channel's window.
+    read_ahead: PumpCapacity,
+    idle_channels: HashMap<ChannelId, (Channel<Msg>, ChannelSlot)>,
     serving: JoinSet<()>,
+}
+
+/// What an open channel holds until it ends: its place under the channel limit and its
+/// share of the socket's read-ahead.
+struct ChannelSlot {
+    _permit: OwnedSemaphorePermit,
+    _read_ahead: CapacityGrant,
 }
 
 impl ConnectionHandler {
@@ -189,6 +206,7 @@ impl ConnectionHandler {
         settings: Arc<ServerSettings>,
         service: Arc<dyn SubsystemService>,
         peer: SocketAddr,
+        read_ahead: PumpCapacity,
     ) -> Self {
         let channel_permits = Arc::new(Semaphore::new(settings.max_channels_per_connection));
         Self {
@@ -197,6 +215,7 @@ impl ConnectionHandler {
             peer,
             key: None,
             channel_permits,
+            read_ahead,
             idle_channels: HashMap::new(),
             serving: JoinSet::new(),
         }
@@ -232,7 +251,7 @@ impl ConnectionHandler {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), russh::Error> {
-        let Some((chan, permit)) = self.idle_channels.remove(&channel) else {
+        let Some((chan, slot)) = self.idle_channels.remove(&channel) else {
             return self.refuse(channel, "subsystem on a busy channel", session, true);
         };
         session.channel_success(channel)?;
@@ -251,7 +270,7 @@ impl ConnectionHandler {
             let _ = handle.eof(channel).await;
             let _ = handle.exit_status_request(channel, status).await;
             drop(stream);
-            drop(permit);
+            drop(slot);
         });
         Ok(())
     }
@@ -295,7 +314,13 @@ impl russh::server::Handler for ConnectionHandler {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         };
-        self.idle_channels.insert(channel.id(), (channel, permit));
+        // Room for everything the window we are about to grant lets the worker send on this
+        // channel, before the confirmation grants it.
+        let slot = ChannelSlot {
+            _permit: permit,
+            _read_ahead: self.read_ahead.grant(tuning::READ_AHEAD_PER_CHANNEL),
+        };
+        self.idle_channels.insert(channel.id(), (channel, slot));
         reply.accept().await;
         Ok(())
     }

@@ -19,6 +19,26 @@ pub const CHANNEL_BUFFER: usize = 256;
 /// [`super::pump`]); bounds the memory a peer can make us hold per stream.
 pub const PUMP_BUFFER: usize = 8 * 1024 * 1024;
 
+/// Read-ahead on the TCP socket under each SSH session before any channel is open:
+/// handshake, auth, keepalives and other non-data packets.
+///
+/// russh 0.65 does not read the socket while its session loop writes, so two ends that
+/// both have more output queued than the kernel buffers between them hold wait on each
+/// other forever (the multi-channel echo stall). Both ends therefore read the socket
+/// through a [`super::pump`] that keeps draining the kernel whatever the session loop is
+/// doing; see the module docs there.
+pub const READ_AHEAD_BASE: usize = 1024 * 1024;
+
+/// Read-ahead added per open channel: what a compliant peer may send on it before our
+/// session loop has parsed any of it, i.e. the window we grant ([`WINDOW_SIZE`]; russh
+/// renews it only as the loop parses data), plus 1/8 for SSH packet framing (enough for
+/// packets down to ~400 bytes of data; our protocol writes through 64-256 KiB buffers).
+/// A peer that ignores flow control fills it and then meets plain TCP backpressure, so
+/// what a connection can make us buffer stays bounded by
+/// `READ_AHEAD_BASE + channels * READ_AHEAD_PER_CHANNEL`, next to each channel's
+/// [`CHANNEL_BUFFER`] messages and [`PUMP_BUFFER`] bytes.
+pub const READ_AHEAD_PER_CHANNEL: usize = WINDOW_SIZE as usize + WINDOW_SIZE as usize / 8;
+
 /// Keepalives let both ends notice a dead peer (node gone, network partition).
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 
