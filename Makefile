@@ -32,7 +32,7 @@ e2e: ## End-to-end scenarios on the local multi-cluster test bed (root; builds t
 bench: ## Data-plane and controller benchmarks against rsync -e ssh
 	$(CARGO) build --release --locked -p dr-syncer-agent -p dr-syncer-rsync-worker
 	$(CARGO) bench --locked -p dr-syncer-rsync-worker --bench dataplane -- \
-	  --bin-dir $${CARGO_TARGET_DIR:-target}/release --out target/bench
+	  --bin-dir $(abspath $(or $(CARGO_TARGET_DIR),target))/release --out $(CURDIR)/target/bench
 	$(CARGO) build --release --locked -p dr-syncer-controller -p dr-syncer-e2e
 	$(CARGO) test --release --locked -p dr-syncer-e2e --test controller_bench -- --ignored --nocapture
 	$(CARGO) test --release --locked -p dr-syncer-e2e --test controller_pvc_bench -- --ignored --nocapture

@@ -9,7 +9,13 @@
 //! ends (`getrusage(RUSAGE_CHILDREN)` in a wrapper process, `VmHWM` for the agent).
 //! Prints a table and writes `target/bench/dataplane.json`.
 //!
-//! Usage: `dataplane --bin-dir target/release --out target/bench [--streams N] [--cases a,b]`.
+//! Every case runs `--rounds` times (default 3); the tools take turns going first, the
+//! page cache is flushed (`sync`) before each timed run and the tables report the median
+//! wall time (peak RSS: the largest seen). One run on a shared VM varies by +-50%, so a
+//! single sample decides nothing.
+//!
+//! Usage: `dataplane --bin-dir target/release --out target/bench [--streams N]
+//! [--cases a,b] [--rounds N]`.
 //! Internal: `dataplane --measure FILE -- CMD ARGS...` runs CMD and writes its peak RSS.
 #![allow(
     clippy::print_stdout,
@@ -50,6 +56,7 @@ struct Opts {
     out: PathBuf,
     streams: usize,
     cases: Vec<String>,
+    rounds: usize,
 }
 
 impl Opts {
@@ -58,6 +65,7 @@ impl Opts {
             bin_dir: PathBuf::from("target/release"),
             out: PathBuf::from("target/bench"),
             streams: 2,
+            rounds: 3,
             cases: ["initial", "nochange", "change1pct", "bigfile"]
                 .map(String::from)
                 .to_vec(),
@@ -70,6 +78,13 @@ impl Opts {
                 }
                 "--out" => o.out = PathBuf::from(it.next().ok_or("--out needs a value")?),
                 "--streams" => o.streams = it.next().ok_or("--streams needs a value")?.parse()?,
+                "--rounds" => {
+                    o.rounds = it
+                        .next()
+                        .ok_or("--rounds needs a value")?
+                        .parse::<usize>()?
+                        .max(1)
+                }
                 "--cases" => {
                     o.cases = it
                         .next()
@@ -271,6 +286,22 @@ fn mutate_one_percent(src: &Path) -> Result<u64> {
     }
     write_random(&src.join("medium/new-2mib.bin"), 2 * MIB, &mut rng)?;
     Ok(edited)
+}
+
+/// Moves `dir` (if it exists) under `trash` with a fresh name, for deletion later.
+fn set_aside(dir: &Path, trash: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    fs::create_dir_all(trash)?;
+    for n in 0.. {
+        let to = trash.join(format!("{n}"));
+        if !to.exists() {
+            fs::rename(dir, &to)?;
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 fn copy_tree_linked(from: &Path, to: &Path) -> Result<()> {
@@ -552,6 +583,22 @@ struct CaseResult {
     name: &'static str,
     ours: Measure,
     rsync: Measure,
+    /// Wall seconds of every round, (ours, rsync).
+    walls: Vec<(f64, f64)>,
+}
+
+/// The median-wall run of `runs`, with the largest peak RSS of all of them.
+fn median(mut runs: Vec<Measure>) -> Measure {
+    let rss = |f: fn(&Measure) -> u64, runs: &[Measure]| runs.iter().map(f).max().unwrap_or(0);
+    let (client, server) = (
+        rss(|m| m.client_rss_kib, &runs),
+        rss(|m| m.server_rss_kib, &runs),
+    );
+    runs.sort_by(|a, b| a.wall.total_cmp(&b.wall));
+    let mut m = runs.swap_remove(runs.len() / 2);
+    m.client_rss_kib = client;
+    m.server_rss_kib = server;
+    m
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -573,55 +620,105 @@ fn run_bench(opts: &Opts) -> Result<()> {
     let (b_ours, b_rsync) = (work.join("big-ours"), work.join("big-rsync"));
     let volumes: Vec<(&str, &Path)> = vec![("bench", &src), ("big", &bigsrc)];
 
-    copy_tree_linked(&base, &src)?;
     fs::create_dir_all(&bigsrc)?;
-    let mut results = Vec::new();
+    // Destinations of earlier rounds are set aside and deleted after the last round: ext4
+    // allocates inodes slowly for ~30 s after a mass deletion (it skips recently freed
+    // ones, reading inode tables to find them), which would slow whichever tool ran first
+    // after the deletion by up to 2.5x. A real first sync goes to a fresh volume.
+    let trash = work.join("trash");
     let wants = |c: &str| opts.cases.iter().any(|x| x == c);
-    let mut pair =
-        |name: &'static str, volume: &str, s: &Path, dours: &Path, drs: &Path| -> Result<()> {
-            println!("case {name}: ours...");
-            let ours = run_ours(opts, &keys, &volumes, volume, dours, &tmp)?;
-            println!("case {name}: rsync...");
-            let rsync = run_rsync(&keys, &sshd, s, drs, &tmp)?;
-            check_same_listing(s, dours, "ours")?;
-            check_same_listing(s, drs, "rsync")?;
-            results.push(CaseResult { name, ours, rsync });
-            Ok(())
+    // samples[case] = (ours, rsync) runs
+    let mut samples: Vec<(&'static str, Vec<Measure>, Vec<Measure>)> = Vec::new();
+    let mut pair = |round: usize,
+                    name: &'static str,
+                    volume: &str,
+                    s: &Path,
+                    dours: &Path,
+                    drs: &Path|
+     -> Result<()> {
+        // the tools take turns going first: whoever follows a deletion or a big write
+        // pays for the kernel's cleanup of it
+        let mut ours = None;
+        let mut rsync = None;
+        for turn in 0..2 {
+            nix::unistd::sync();
+            if (turn + round).is_multiple_of(2) {
+                println!("round {round} case {name}: ours...");
+                ours = Some(run_ours(opts, &keys, &volumes, volume, dours, &tmp)?);
+            } else {
+                println!("round {round} case {name}: rsync...");
+                rsync = Some(run_rsync(&keys, &sshd, s, drs, &tmp)?);
+            }
+        }
+        check_same_listing(s, dours, "ours")?;
+        check_same_listing(s, drs, "rsync")?;
+        let (Some(ours), Some(rsync)) = (ours, rsync) else {
+            return Err("a tool did not run".into());
         };
+        match samples.iter_mut().find(|c| c.0 == name) {
+            Some(c) => {
+                c.1.push(ours);
+                c.2.push(rsync);
+            }
+            None => samples.push((name, vec![ours], vec![rsync])),
+        }
+        Ok(())
+    };
 
-    if wants("initial") || wants("nochange") || wants("change1pct") {
-        for d in [&d_ours, &d_rsync] {
-            let _ = fs::remove_dir_all(d);
-            fs::create_dir_all(d)?;
+    for round in 0..opts.rounds {
+        if wants("initial") || wants("nochange") || wants("change1pct") {
+            // the same starting point every round: the data set, empty destinations
+            copy_tree_linked(&base, &src)?;
+            for d in [&d_ours, &d_rsync] {
+                set_aside(d, &trash)?;
+                fs::create_dir_all(d)?;
+            }
+            pair(round, "initial", "bench", &src, &d_ours, &d_rsync)?;
+            pair(round, "nochange", "bench", &src, &d_ours, &d_rsync)?;
+            if wants("change1pct") {
+                let edited = mutate_one_percent(&src)?;
+                println!("mutated: {} MiB of edits", edited / MIB);
+                pair(round, "change1pct", "bench", &src, &d_ours, &d_rsync)?;
+            }
         }
-        pair("initial", "bench", &src, &d_ours, &d_rsync)?;
-        pair("nochange", "bench", &src, &d_ours, &d_rsync)?;
-        if wants("change1pct") {
-            let edited = mutate_one_percent(&src)?;
-            println!("mutated: {} MiB of edits", edited / MIB);
-            pair("change1pct", "bench", &src, &d_ours, &d_rsync)?;
-        }
-    }
-    if wants("bigfile") {
-        println!("preparing the 2 GiB case...");
-        let orig = big.join("big.bin");
-        copy_file(&orig, &b_ours.join("big.bin"))?;
-        copy_file(&orig, &b_rsync.join("big.bin"))?;
-        fs::copy(&orig, bigsrc.join("big.bin"))?;
-        scatter_edit(
-            &bigsrc.join("big.bin"),
-            10 * MIB,
-            16 * 1024,
-            &mut Rng(SEED ^ 0x2),
-        )?;
-        pair("bigfile", "big", &bigsrc, &b_ours, &b_rsync)?;
-        let want = hash_file(&bigsrc.join("big.bin"))?;
-        for d in [&b_ours, &b_rsync] {
-            if hash_file(&d.join("big.bin"))? != want {
-                return Err(format!("{}: big file differs from source", d.display()).into());
+        if wants("bigfile") {
+            println!("round {round}: preparing the 2 GiB case...");
+            let orig = big.join("big.bin");
+            copy_file(&orig, &b_ours.join("big.bin"))?;
+            copy_file(&orig, &b_rsync.join("big.bin"))?;
+            fs::copy(&orig, bigsrc.join("big.bin"))?;
+            scatter_edit(
+                &bigsrc.join("big.bin"),
+                10 * MIB,
+                16 * 1024,
+                &mut Rng(SEED ^ 0x2),
+            )?;
+            pair(round, "bigfile", "big", &bigsrc, &b_ours, &b_rsync)?;
+            let want = hash_file(&bigsrc.join("big.bin"))?;
+            for d in [&b_ours, &b_rsync] {
+                if hash_file(&d.join("big.bin"))? != want {
+                    return Err(format!("{}: big file differs from source", d.display()).into());
+                }
             }
         }
     }
+    let _ = fs::remove_dir_all(&trash);
+    let results: Vec<CaseResult> = samples
+        .into_iter()
+        .map(|(name, ours, rsync)| {
+            let walls = ours
+                .iter()
+                .zip(&rsync)
+                .map(|(o, r)| (o.wall, r.wall))
+                .collect();
+            CaseResult {
+                name,
+                ours: median(ours),
+                rsync: median(rsync),
+                walls,
+            }
+        })
+        .collect();
     report(opts, &results)
 }
 
@@ -664,6 +761,10 @@ fn report(opts: &Opts, results: &[CaseResult]) -> Result<()> {
         let wall_target = if r.name == "bigfile" { 0.7 } else { 0.5 };
         cases.push(json!({
             "case": r.name,
+            "wall_seconds_per_round": {
+                "ours": r.walls.iter().map(|w| w.0).collect::<Vec<_>>(),
+                "rsync": r.walls.iter().map(|w| w.1).collect::<Vec<_>>(),
+            },
             "ours": {
                 "wall_seconds": r.ours.wall, "wire_bytes": r.ours.wire,
                 "peak_rss_worker_kib": r.ours.client_rss_kib, "peak_rss_agent_kib": r.ours.server_rss_kib,
@@ -689,10 +790,20 @@ fn report(opts: &Opts, results: &[CaseResult]) -> Result<()> {
     }
     let doc = json!({
         "streams": opts.streams,
+        "rounds": opts.rounds,
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cases": cases,
-        "notes": "wire bytes are protocol payload bytes (ours: worker summary; rsync: --stats sent+received); RSS in KiB",
+        "notes": "wall: median of the rounds, peak RSS: largest of the rounds; wire bytes are protocol payload bytes (ours: worker summary; rsync: --stats sent+received); RSS in KiB",
     });
+    println!("\nper round, wall seconds (ours / rsync):");
+    for r in results {
+        let rounds: Vec<String> = r
+            .walls
+            .iter()
+            .map(|(o, s)| format!("{o:.2} / {s:.2}"))
+            .collect();
+        println!("{:<11} {}", r.name, rounds.join("   "));
+    }
     let path = opts.out.join("dataplane.json");
     fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
     println!("\nwrote {}", path.display());

@@ -126,9 +126,48 @@ pub fn diff_window(sig: Option<&Signature>, data: &[u8], out: &mut impl Write) -
 /// Windows smaller than this are diffed on one thread (splitting costs more than it saves).
 const PARALLEL_MIN: usize = 4 * 1024 * 1024;
 
-/// Diffs one window against `sig` (like [`diff_window`]) and feeds it to `hasher`, using
-/// two threads for large windows: the rolling search is CPU-bound (MD4, CRC) and the
-/// agent would otherwise keep one core busy while the other idles.
+/// Diffs one window against `sig` (like [`diff_window`]) and feeds it to `hasher`.
+///
+/// With the receiver's [`ChunkHashes`], unchanged chunks are found first (BLAKE3, while
+/// another thread hashes the window) and become COPY commands; the rolling search covers
+/// only the changed ones. A window that is mostly changed goes the general way instead:
+/// the rolling search over everything, on two threads for large windows (it is CPU-bound:
+/// MD4, CRC; the agent would otherwise keep one core busy while the other idles).
+pub fn diff_window_hashed<W: Write + Send>(
+    sig: Option<&Signature>,
+    chunks: Option<&ChunkHashes>,
+    data: &[u8],
+    basis_shift: u64,
+    hasher: &mut blake3::Hasher,
+    out: &mut W,
+) -> io::Result<()> {
+    let (Some(sig), Some(chunks)) = (sig, chunks.filter(|c| c.fits(data.len()))) else {
+        return diff_window_split(sig, data, basis_shift, Some(hasher), out);
+    };
+    let same: Vec<bool> = std::thread::scope(|s| {
+        let whole = s.spawn(|| hasher.update(data));
+        let same = chunks
+            .hashes
+            .iter()
+            .enumerate()
+            .map(|(j, want)| {
+                let r = chunks.range(j, data.len());
+                !r.is_empty() && blake3::hash(&data[r]).as_bytes() == want
+            })
+            .collect();
+        let joined = whole.join();
+        joined.map(|_| same)
+    })
+    .map_err(|_| io::Error::other("hashing thread panicked"))?;
+    if same.iter().filter(|s| **s).count() * 2 >= same.len() {
+        diff_chunked(sig, chunks, &same, data, out)
+    } else {
+        diff_window_split(Some(sig), data, basis_shift, None, out)
+    }
+}
+
+/// The rolling search over a whole window, feeding `hasher` if given, using two threads
+/// for large windows.
 ///
 /// The window is split in two parts diffed independently against the same index; the
 /// parts' deltas are joined into ONE delta (the first without its end command, the second
@@ -137,16 +176,18 @@ const PARALLEL_MIN: usize = 4 * 1024 * 1024;
 /// basis window of `data[0]`), so unchanged data loses no match. The first part streams to
 /// `out`; only the second is buffered (at most 2/5 of the window). The helper thread also
 /// hashes the whole window, so BLAKE3 overlaps the search.
-pub fn diff_window_hashed<W: Write + Send>(
+fn diff_window_split<W: Write + Send>(
     sig: Option<&Signature>,
     data: &[u8],
     basis_shift: u64,
-    hasher: &mut blake3::Hasher,
+    hasher: Option<&mut blake3::Hasher>,
     out: &mut W,
 ) -> io::Result<()> {
     let Some(sig) = sig.filter(|_| data.len() >= PARALLEL_MIN) else {
         diff_window(sig, data, out)?;
-        hasher.update(data);
+        if let Some(h) = hasher {
+            h.update(data);
+        }
         return Ok(());
     };
     let index = sig.index();
@@ -157,7 +198,9 @@ pub fn diff_window_hashed<W: Write + Send>(
     let (head, tail) = data.split_at(split);
     let (first, second) = std::thread::scope(|s| {
         let helper = s.spawn(|| {
-            hasher.update(data);
+            if let Some(h) = hasher {
+                h.update(data);
+            }
             let mut buf = Vec::new();
             diff_indexed(&index, tail, &mut buf).map(|()| buf)
         });
@@ -181,6 +224,178 @@ pub fn diff_window_hashed<W: Write + Send>(
         Some(magic) if magic == DELTA_MAGIC.to_be_bytes() => out.write_all(&second[4..]),
         _ => Err(io::Error::other("delta part did not start with the magic")),
     }
+}
+
+/// Target size of the same-position chunks a receiver hashes (rounded to whole blocks).
+pub const CHUNK_TARGET: u64 = 256 * 1024;
+
+/// BLAKE3 hashes of the basis data that sits where each chunk of a source window would be
+/// if it were unchanged (protocol v3, sent with each signature of a large window).
+///
+/// The rolling search confirms every matching block with MD4, which costs more CPU than
+/// anything else the sender does when most of a large file is unchanged. With these hashes
+/// the sender compares whole chunks in place with BLAKE3 (several times faster) and runs
+/// the rolling search only over the chunks that differ. Chunks start on the signature's
+/// block grid (`(basis_first + j * size) % block == 0`), so unchanged blocks inside a
+/// changed chunk still match and the delta is as small as without chunks.
+///
+/// Chunk `j` covers source-window bytes `first + j * size ..` (at most `size`, cut at the
+/// end of the window); unchanged, they would sit at `basis_first + j * size` in the basis
+/// window.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChunkHashes {
+    /// Offset in the source window of chunk 0.
+    pub first: u64,
+    /// Chunk size (a whole number of signature blocks).
+    pub size: u64,
+    /// Offset in the basis window of chunk 0's unchanged data.
+    pub basis_first: u64,
+    /// BLAKE3 of each chunk's basis data.
+    pub hashes: Vec<[u8; 32]>,
+}
+
+impl ChunkHashes {
+    /// Computes the chunk hashes of `basis` (basis window `i`, whose data shifted by
+    /// `shift` lines up with the source window) for a source window of `source_len` bytes.
+    /// `None` when the window is too small for chunks to pay off.
+    pub fn of_basis(basis: &[u8], basis_len: u64, shift: u64, source_len: u64) -> Option<Self> {
+        let block = u64::from(block_size(basis_len)).max(1);
+        let size = block * (CHUNK_TARGET / block).max(1);
+        if source_len < 2 * size {
+            return None;
+        }
+        let first = (block - shift % block) % block;
+        let mut hashes = Vec::new();
+        let mut at = first;
+        while at < source_len {
+            let len = size.min(source_len - at);
+            let start = (shift + at) as usize;
+            match basis.get(start..start + len as usize) {
+                Some(b) => hashes.push(*blake3::hash(b).as_bytes()),
+                None => break,
+            }
+            at += len;
+        }
+        Some(Self {
+            first,
+            size,
+            basis_first: shift + first,
+            hashes,
+        })
+    }
+
+    /// Source-window range of chunk `j` in a window of `len` bytes (empty past the end).
+    fn range(&self, j: usize, len: usize) -> Range<usize> {
+        let start = (self.first + j as u64 * self.size).min(len as u64) as usize;
+        let end = (start as u64 + self.size).min(len as u64) as usize;
+        start..end
+    }
+
+    /// Whether these hashes can describe a window of `len` bytes (a peer's values are
+    /// checked before use; unusable hashes are ignored, never trusted).
+    fn fits(&self, len: usize) -> bool {
+        let len = len as u64;
+        self.size >= 512
+            && self.first < self.size
+            && !self.hashes.is_empty()
+            && (self.hashes.len() as u64) <= len / self.size + 1
+            && self
+                .basis_first
+                .checked_add(self.hashes.len() as u64 * self.size)
+                .is_some()
+    }
+}
+
+/// Writes a librsync COPY command (8-byte offset and length: `RS_OP_COPY_N8_N8`).
+fn write_copy(out: &mut impl Write, offset: u64, len: u64) -> io::Result<()> {
+    let mut cmd = [0u8; 17];
+    cmd[0] = 0x54;
+    cmd[1..9].copy_from_slice(&offset.to_be_bytes());
+    cmd[9..].copy_from_slice(&len.to_be_bytes());
+    out.write_all(&cmd)
+}
+
+/// Writes the commands of a delta of `part` (fast_rsync's output without its magic and its
+/// end command), so that they can sit inside another delta.
+fn write_part_commands(
+    index: &fast_rsync::IndexedSignature<'_>,
+    part: &[u8],
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let mut inner = HoldLast {
+        inner: out,
+        last: None,
+    };
+    let mut stripped = SkipMagic {
+        inner: &mut inner,
+        seen: Vec::with_capacity(4),
+    };
+    diff_indexed(index, part, &mut stripped)?;
+    if stripped.seen != DELTA_MAGIC.to_be_bytes() || inner.end_byte()? != 0 {
+        return Err(io::Error::other("delta part is not a complete delta"));
+    }
+    Ok(())
+}
+
+/// Drops the first four bytes written (a delta's magic), keeping them for a check.
+struct SkipMagic<'a, W: Write> {
+    inner: &'a mut W,
+    seen: Vec<u8>,
+}
+
+impl<W: Write> Write for SkipMagic<'_, W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let take = (4 - self.seen.len()).min(data.len());
+        self.seen.extend_from_slice(&data[..take]);
+        self.inner.write_all(&data[take..])?;
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The delta of a window whose unchanged chunks (`same[j]`) become single COPY commands;
+/// the rolling search runs only over the rest.
+fn diff_chunked(
+    sig: &Signature,
+    chunks: &ChunkHashes,
+    same: &[bool],
+    data: &[u8],
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let index = sig.index();
+    out.write_all(&DELTA_MAGIC.to_be_bytes())?;
+    // `dirty` starts the data not yet covered; `copy` is the pending run of same chunks
+    let mut dirty = 0usize;
+    let mut copy: Option<(u64, u64)> = None;
+    for (j, _) in same.iter().enumerate().filter(|(_, s)| **s) {
+        let r = chunks.range(j, data.len());
+        let basis_at = chunks.basis_first + j as u64 * chunks.size;
+        let len = (r.end - r.start) as u64;
+        if dirty < r.start {
+            if let Some((o, l)) = copy.take() {
+                write_copy(out, o, l)?;
+            }
+            write_part_commands(&index, &data[dirty..r.start], out)?;
+        }
+        copy = match copy {
+            Some((o, l)) if o + l == basis_at => Some((o, l + len)),
+            Some((o, l)) => {
+                write_copy(out, o, l)?;
+                Some((basis_at, len))
+            }
+            None => Some((basis_at, len)),
+        };
+        dirty = r.end;
+    }
+    if let Some((o, l)) = copy {
+        write_copy(out, o, l)?;
+    }
+    if dirty < data.len() {
+        write_part_commands(&index, &data[dirty..], out)?;
+    }
+    out.write_all(&[0])
 }
 
 /// Block size recorded in a signature's header (validated by [`parse_signature`]).
@@ -657,7 +872,7 @@ mod tests {
         let sig = signature(&basis, basis.len() as u64);
         let mut hasher = blake3::Hasher::new();
         let mut delta = Vec::new();
-        diff_window_hashed(Some(&sig), &new, 0, &mut hasher, &mut delta).unwrap();
+        diff_window_hashed(Some(&sig), None, &new, 0, &mut hasher, &mut delta).unwrap();
         assert_eq!(hasher.finalize(), blake3::hash(&new));
         let mut reference = Vec::new();
         fast_rsync::apply(&basis, &delta, &mut reference).unwrap();
@@ -674,7 +889,7 @@ mod tests {
             let part = &basis[shift as usize..];
             let mut d = Vec::new();
             let mut h = blake3::Hasher::new();
-            diff_window_hashed(Some(&sig), part, shift, &mut h, &mut d).unwrap();
+            diff_window_hashed(Some(&sig), None, part, shift, &mut h, &mut d).unwrap();
             let mut a = DeltaApplier::new(u64::MAX);
             let mut out = Vec::new();
             a.feed(&d, &basis, &mut out).unwrap();
@@ -691,9 +906,163 @@ mod tests {
         // without a basis: a literal delta, same hash
         let mut h2 = blake3::Hasher::new();
         let mut lit = Vec::new();
-        diff_window_hashed(None, &new, 0, &mut h2, &mut lit).unwrap();
+        diff_window_hashed(None, None, &new, 0, &mut h2, &mut lit).unwrap();
         assert_eq!(h2.finalize(), blake3::hash(&new));
         assert_eq!(apply_all(&[], &lit, new.len() as u64, 4096).unwrap(), new);
+    }
+
+    /// A basis of pseudo-random bytes.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Diffs `new` against `basis` (one window, shifted by `shift` in the basis) with the
+    /// receiver's chunk hashes and without; checks both apply to `new` and hash it.
+    /// Returns (chunked delta, plain delta, literal bytes of the chunked one).
+    fn chunked_and_plain(basis: &[u8], new: &[u8], shift: u64) -> (Vec<u8>, Vec<u8>, u64) {
+        let len = basis.len() as u64;
+        let sig = signature(basis, len);
+        let chunks = ChunkHashes::of_basis(basis, len, shift, new.len() as u64).unwrap();
+        assert_eq!((chunks.basis_first) % u64::from(block_size(len)), 0);
+        let mut out = Vec::new();
+        for with in [Some(&chunks), None] {
+            let mut h = blake3::Hasher::new();
+            let mut d = Vec::new();
+            diff_window_hashed(Some(&sig), with, new, shift, &mut h, &mut d).unwrap();
+            assert_eq!(h.finalize(), blake3::hash(new));
+            let mut a = DeltaApplier::new(new.len() as u64);
+            let mut applied = Vec::new();
+            a.feed(&d, basis, &mut applied).unwrap();
+            assert!(a.is_done());
+            assert_eq!(applied, new, "chunks: {}", with.is_some());
+            let mut reference = Vec::new();
+            fast_rsync::apply(basis, &d, &mut reference).unwrap();
+            assert_eq!(reference, new, "librsync-format delta");
+            out.push((d, a.literal_bytes));
+        }
+        let (plain, _) = out.pop().unwrap();
+        let (chunked, literal) = out.pop().unwrap();
+        (chunked, plain, literal)
+    }
+
+    #[test]
+    fn unchanged_chunks_become_copies_and_the_delta_stays_as_small() {
+        let basis = noise(8 << 20, 0x5eed);
+        let mut new = basis.clone();
+        // 6 scattered 4 KiB edits, one insert that shifts the tail, a shorter end
+        for k in 0..6usize {
+            let at = 150_000 + k * 1_100_000;
+            new[at..at + 4096].fill(k as u8);
+        }
+        new.splice(7_800_000..7_800_000, vec![9u8; 100]);
+        new.truncate(new.len() - 3000);
+        let (chunked, plain, literal) = chunked_and_plain(&basis, &new, 0);
+        assert!(chunked != plain, "the chunked path was not taken");
+        // changed chunks still match block by block: no more literal data than edits + a
+        // few blocks, and about the same size on the wire as the full rolling search
+        let bs = block_size(basis.len() as u64) as u64;
+        assert!(literal < 6 * 4096 + 100 + 16 * bs, "literal {literal}");
+        assert!(
+            chunked.len() as f64 <= plain.len() as f64 * 1.02 + 4096.0,
+            "chunked {} plain {}",
+            chunked.len(),
+            plain.len()
+        );
+
+        // a window of a later part of the file (data sits `shift` bytes into the basis)
+        let shift = 12_345u64;
+        let part = basis[shift as usize..].to_vec();
+        let mut edited = part.clone();
+        edited[1_000_000..1_004_096].fill(1);
+        let (chunked, plain, literal) = chunked_and_plain(&basis, &edited, shift);
+        assert!(chunked != plain, "the chunked path was not taken (shifted)");
+        assert!(literal < 4096 + 3 * bs, "literal {literal}");
+
+        // mostly changed: the general path, still correct
+        let mut rewritten = noise(8 << 20, 0xbad);
+        rewritten[..1 << 20].copy_from_slice(&basis[..1 << 20]);
+        let (chunked, plain, _) = chunked_and_plain(&basis, &rewritten, 0);
+        assert!(
+            chunked == plain,
+            "mostly changed windows skip the chunk path"
+        );
+    }
+
+    #[test]
+    fn unusable_chunk_hashes_are_ignored() {
+        let basis = noise(4 << 20, 7);
+        let mut new = basis.clone();
+        new[10..20].fill(0);
+        let len = basis.len() as u64;
+        let sig = signature(&basis, len);
+        let good = ChunkHashes::of_basis(&basis, len, 0, new.len() as u64).unwrap();
+        let mut plain = Vec::new();
+        diff_window_hashed(
+            Some(&sig),
+            None,
+            &new,
+            0,
+            &mut blake3::Hasher::new(),
+            &mut plain,
+        )
+        .unwrap();
+        let bad = [
+            ChunkHashes {
+                size: 0,
+                ..good.clone()
+            },
+            ChunkHashes {
+                first: good.size,
+                ..good.clone()
+            },
+            ChunkHashes {
+                hashes: vec![[0; 32]; 10_000],
+                ..good.clone()
+            },
+            ChunkHashes {
+                basis_first: u64::MAX,
+                ..good.clone()
+            },
+        ];
+        for c in bad {
+            let mut d = Vec::new();
+            diff_window_hashed(
+                Some(&sig),
+                Some(&c),
+                &new,
+                0,
+                &mut blake3::Hasher::new(),
+                &mut d,
+            )
+            .unwrap();
+            assert!(d == plain, "unusable chunk hashes were used");
+        }
+        // a receiver whose chunk hashes describe other data gets a correct (larger) delta
+        let lying = ChunkHashes {
+            hashes: vec![[1; 32]; good.hashes.len()],
+            ..good
+        };
+        let mut d = Vec::new();
+        diff_window_hashed(
+            Some(&sig),
+            Some(&lying),
+            &new,
+            0,
+            &mut blake3::Hasher::new(),
+            &mut d,
+        )
+        .unwrap();
+        let mut applied = Vec::new();
+        fast_rsync::apply(&basis, &d, &mut applied).unwrap();
+        assert_eq!(applied, new);
     }
 
     #[test]

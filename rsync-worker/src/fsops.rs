@@ -57,6 +57,59 @@ pub fn open_parent(root: &OwnedFd, path: &WirePath) -> io::Result<OwnedFd> {
     Ok(dir)
 }
 
+/// Directory fds of the directories used last, so a walk over a sorted entry list opens
+/// each directory about once instead of once per entry (20,000 files in 100 directories:
+/// 100 opens, not 40,000). Small and bounded: a volume with millions of directories never
+/// holds more than [`DirCache::CAPACITY`] descriptors.
+///
+/// A cached fd keeps naming the directory it was opened as; callers that remove or replace
+/// a directory under the root (deletions) must not look it up again afterwards, or must
+/// [`DirCache::clear`] the cache.
+pub struct DirCache {
+    root: OwnedFd,
+    /// Most recently used last: (parent path bytes, its fd).
+    slots: Vec<(Vec<u8>, OwnedFd)>,
+}
+
+impl DirCache {
+    /// Directories kept open at most.
+    pub const CAPACITY: usize = 32;
+
+    /// A cache of directories under `root` (the fd is duplicated).
+    pub fn new(root: &OwnedFd) -> io::Result<Self> {
+        Ok(Self {
+            root: root.try_clone()?,
+            slots: Vec::with_capacity(Self::CAPACITY),
+        })
+    }
+
+    /// The directory containing `path`, opened like [`open_parent`] (no symlinks followed).
+    pub fn parent(&mut self, path: &WirePath) -> io::Result<&OwnedFd> {
+        let bytes = path.as_bytes();
+        let Some(cut) = bytes.iter().rposition(|&b| b == b'/') else {
+            return Ok(&self.root);
+        };
+        let key = &bytes[..cut];
+        let hit = self.slots.iter().rposition(|(k, _)| k.as_slice() == key);
+        let slot = match hit {
+            Some(i) => self.slots.remove(i),
+            None => {
+                if self.slots.len() == Self::CAPACITY {
+                    self.slots.remove(0);
+                }
+                (key.to_vec(), open_parent(&self.root, path)?)
+            }
+        };
+        self.slots.push(slot);
+        Ok(&self.slots[self.slots.len() - 1].1)
+    }
+
+    /// Forgets every cached directory (after the tree was reshaped).
+    pub fn clear(&mut self) {
+        self.slots.clear();
+    }
+}
+
 /// Opens the regular file at `path` for reading; a symlink anywhere on the way (or at the
 /// end) or a non-regular file is refused with `ELOOP`/`ENOTDIR`/`EINVAL`.
 pub fn open_file_beneath(root: &OwnedFd, path: &WirePath) -> io::Result<File> {
@@ -94,6 +147,12 @@ pub fn is_kind(st: &FileStat, kind: SFlag) -> bool {
 
 /// Names in a directory (without `.`/`..`), sorted bytewise for a deterministic walk.
 pub fn list_dir(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+    Ok(list_dir_typed(dir)?.into_iter().map(|(n, _)| n).collect())
+}
+
+/// Like [`list_dir`], with whether each entry is a directory when the filesystem says so
+/// in the directory entry (`d_type`); `None` when it does not (then `lstat` it).
+pub fn list_dir_typed(dir: &OwnedFd) -> io::Result<Vec<(Vec<u8>, Option<bool>)>> {
     let fd = dir.try_clone()?;
     let mut d = nix::dir::Dir::from_fd(fd)?;
     let mut names = Vec::new();
@@ -101,7 +160,8 @@ pub fn list_dir(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
         let ent = ent?;
         let n = ent.file_name().to_bytes();
         if n != b"." && n != b".." {
-            names.push(n.to_vec());
+            let is_dir = ent.file_type().map(|t| t == nix::dir::Type::Directory);
+            names.push((n.to_vec(), is_dir));
         }
     }
     names.sort();
@@ -225,5 +285,35 @@ mod tests {
         assert!(open_file_beneath(&root, &p(b"link/secret")).is_err());
         assert!(open_file_beneath(&root, &p(b"d/ls")).is_err());
         assert!(open_file_beneath(&root, &p(b"d")).is_err());
+    }
+
+    #[test]
+    fn dir_cache_finds_each_parent_refuses_symlinks_and_stays_bounded() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("marker"), b"x").unwrap();
+        for i in 0..(DirCache::CAPACITY + 8) {
+            let d = t.path().join(format!("a/d{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(format!("f{i}")), b"").unwrap();
+        }
+        std::fs::write(t.path().join("top"), b"").unwrap();
+        std::os::unix::fs::symlink(outside.path(), t.path().join("a/link")).unwrap();
+        let root = open_root(t.path()).unwrap();
+        let p = |s: String| WirePath::new(s.into_bytes()).unwrap();
+        let mut cache = DirCache::new(&root).unwrap();
+        // twice over, so the second round mixes hits and (after eviction) misses
+        for _ in 0..2 {
+            for i in 0..(DirCache::CAPACITY + 8) {
+                let dir = cache.parent(&p(format!("a/d{i}/f{i}"))).unwrap();
+                assert!(lstat_at(dir, format!("f{i}").as_bytes()).unwrap().is_some());
+                assert!(cache.slots.len() <= DirCache::CAPACITY);
+            }
+        }
+        let top = cache.parent(&p("top".into())).unwrap();
+        assert!(lstat_at(top, b"top").unwrap().is_some());
+        assert!(cache.parent(&p("a/link/marker".into())).is_err());
+        cache.clear();
+        assert!(cache.slots.is_empty());
     }
 }

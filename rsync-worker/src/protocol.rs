@@ -8,11 +8,13 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::delta::ChunkHashes;
 use crate::filelist::{Entry, EntryKind};
 use crate::paths::WirePath;
 
 /// Protocol version spoken by this build; the hello of both sides must match.
-pub const VERSION: u32 = 2;
+/// (2: `ListRequest.hash_percent`; 3: [`Message::Chunks`].)
+pub const VERSION: u32 = 3;
 
 /// Whether a file at `path` is in the `percent` sample whose contents are hashed and
 /// compared (`verificationMode: sample`). Deterministic in the path, so sender and receiver
@@ -32,6 +34,10 @@ pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 /// Size of the data chunks a sender puts in one [`Message::Delta`] frame.
 pub const DATA_CHUNK: usize = 256 * 1024;
 const FLAG_ZSTD: u8 = 1;
+/// Message tags of the two bulk messages, which frame readers and writers move without
+/// an extra copy (see [`FrameWriter::send`] and [`FrameReader::read`]).
+const TAG_SIGNATURE: u8 = 7;
+const TAG_DELTA: u8 = 9;
 
 /// Why a stream failed.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +163,9 @@ pub enum Message {
     Fetch(FetchRequest),
     /// Client: a fast_rsync (librsync format) signature of one basis window.
     Signature(Vec<u8>),
+    /// Client, optional, right before a window's `Signature`: hashes of the basis chunks
+    /// where unchanged source chunks would be (see [`ChunkHashes`]).
+    Chunks(ChunkHashes),
     /// Server: the file's data follows.
     FileStart {
         /// Echoed id.
@@ -197,6 +206,7 @@ impl Message {
             Message::ListEnd { .. } => "ListEnd",
             Message::Fetch(_) => "Fetch",
             Message::Signature(_) => "Signature",
+            Message::Chunks(_) => "Chunks",
             Message::FileStart { .. } => "FileStart",
             Message::Delta(_) => "Delta",
             Message::FileEnd { .. } => "FileEnd",
@@ -265,7 +275,7 @@ impl Message {
                 put_u64(&mut w, *size);
             }
             Message::Delta(data) => {
-                w.push(9);
+                w.push(TAG_DELTA);
                 w.extend_from_slice(data);
             }
             Message::FileEnd { id, hash } => {
@@ -283,6 +293,16 @@ impl Message {
                 put_bytes(&mut w, message.as_bytes());
             }
             Message::Bye => w.push(13),
+            Message::Chunks(c) => {
+                w.push(14);
+                put_u64(&mut w, c.first);
+                put_u64(&mut w, c.size);
+                put_u64(&mut w, c.basis_first);
+                put_u32(&mut w, c.hashes.len() as u32);
+                for h in &c.hashes {
+                    w.extend_from_slice(h);
+                }
+            }
         }
         w
     }
@@ -328,12 +348,12 @@ impl Message {
                 window: r.u64()?,
                 sig_count: r.u32()?,
             }),
-            7 => Message::Signature(r.rest().to_vec()),
+            TAG_SIGNATURE => Message::Signature(r.rest().to_vec()),
             8 => Message::FileStart {
                 id: r.u64()?,
                 size: r.u64()?,
             },
-            9 => Message::Delta(r.rest().to_vec()),
+            TAG_DELTA => Message::Delta(r.rest().to_vec()),
             10 => Message::FileEnd {
                 id: r.u64()?,
                 hash: r.array32()?,
@@ -344,6 +364,20 @@ impl Message {
             },
             12 => Message::Error(r.string()?),
             13 => Message::Bye,
+            14 => {
+                let (first, size, basis_first) = (r.u64()?, r.u64()?, r.u64()?);
+                let n = r.count(32)?;
+                let mut hashes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    hashes.push(r.array32()?);
+                }
+                Message::Chunks(ChunkHashes {
+                    first,
+                    size,
+                    basis_first,
+                    hashes,
+                })
+            }
             t => return Err(ProtocolError::malformed(format!("unknown message tag {t}"))),
         };
         r.finish()?;
@@ -534,17 +568,38 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Reads and decodes the next message. A clean end of stream is an `Io` error of kind
     /// `UnexpectedEof`: the protocol always ends with an explicit message.
+    ///
+    /// Uncompressed bulk frames (deltas, signatures: nearly every byte of a transfer) are
+    /// read straight into the message's buffer; the result is the same as
+    /// [`decode_frame`]'s, one copy of the data cheaper.
     pub async fn read(&mut self) -> Result<Message, ProtocolError> {
-        let mut header = [0u8; 5];
-        self.inner.read_exact(&mut header).await?;
+        let mut header = [0u8; 6];
+        self.inner.read_exact(&mut header[..5]).await?;
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let flags = header[4];
         if len > self.max + 64 {
             return Err(ProtocolError::FrameTooLarge { len, max: self.max });
         }
+        self.bytes += 5 + len as u64;
+        if flags == 0 && len > 0 {
+            self.inner.read_exact(&mut header[5..]).await?;
+            let tag = header[5];
+            if tag == TAG_DELTA || tag == TAG_SIGNATURE {
+                let mut data = vec![0u8; len - 1];
+                self.inner.read_exact(&mut data).await?;
+                return Ok(if tag == TAG_DELTA {
+                    Message::Delta(data)
+                } else {
+                    Message::Signature(data)
+                });
+            }
+            let mut payload = vec![0u8; len];
+            payload[0] = tag;
+            self.inner.read_exact(&mut payload[1..]).await?;
+            return Message::decode(&payload);
+        }
         let mut payload = vec![0u8; len];
         self.inner.read_exact(&mut payload).await?;
-        self.bytes += 5 + len as u64;
         decode_frame(flags, &payload, self.max)
     }
 }
@@ -604,8 +659,16 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.compress_level = level;
     }
 
-    /// Encodes and writes one message (not flushed).
+    /// Encodes and writes one message (not flushed). Uncompressed bulk messages are
+    /// written from their own buffer, without encoding a copy first (same bytes).
     pub async fn send(&mut self, msg: &Message) -> Result<(), ProtocolError> {
+        match msg {
+            Message::Delta(data) if self.compress_level == 0 => {
+                return self.write_bulk(TAG_DELTA, data).await;
+            }
+            Message::Signature(data) => return self.write_bulk(TAG_SIGNATURE, data).await,
+            _ => {}
+        }
         let payload = msg.encode();
         // file lists are always compressed (paths and metadata shrink ~4x for a few ms of
         // zstd -1): every reader accepts compressed frames, so no client has to ask
@@ -622,6 +685,17 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             }
         }
         self.write_frame(0, &payload).await
+    }
+
+    /// One uncompressed frame holding `tag` then `data`: what `encode` would produce.
+    async fn write_bulk(&mut self, tag: u8, data: &[u8]) -> Result<(), ProtocolError> {
+        let mut header = [0u8; 6];
+        header[..4].copy_from_slice(&(data.len() as u32 + 1).to_be_bytes());
+        header[5] = tag;
+        self.inner.write_all(&header).await?;
+        self.inner.write_all(data).await?;
+        self.bytes += 6 + data.len() as u64;
+        Ok(())
     }
 
     async fn write_frame(&mut self, flags: u8, payload: &[u8]) -> Result<(), ProtocolError> {
@@ -728,6 +802,12 @@ mod tests {
                 window: 1 << 26,
                 sig_count: 2,
             }),
+            Message::Chunks(ChunkHashes {
+                first: 8,
+                size: 1 << 18,
+                basis_first: 4 << 20,
+                hashes: vec![[5; 32], [6; 32]],
+            }),
             Message::Signature(vec![1, 2, 3]),
             Message::FileStart { id: 9, size: 5 },
             Message::Delta(vec![0; 100]),
@@ -806,5 +886,37 @@ mod tests {
             r.read().await,
             Err(ProtocolError::FrameTooLarge { .. })
         ));
+    }
+
+    /// The copy-free paths for bulk messages put the same bytes on the wire as the generic
+    /// encoder, and the reader's fast path decodes what the generic decoder does.
+    #[tokio::test]
+    async fn bulk_frames_match_the_generic_encoding() {
+        let msgs = [
+            Message::Delta((0..70_000u32).map(|i| i as u8).collect()),
+            Message::Delta(Vec::new()),
+            Message::Signature(vec![3; 1000]),
+            Message::FileStart { id: 1, size: 2 },
+        ];
+        for m in msgs {
+            let (a, mut b) = tokio::io::duplex(1 << 20);
+            let mut w = FrameWriter::new(a, 0);
+            w.send(&m).await.unwrap();
+            w.flush().await.unwrap();
+            let written = w.bytes;
+            drop(w);
+            let mut wire = Vec::new();
+            b.read_to_end(&mut wire).await.unwrap();
+            let payload = m.encode();
+            let mut want = (payload.len() as u32).to_be_bytes().to_vec();
+            want.push(0);
+            want.extend_from_slice(&payload);
+            assert_eq!(wire, want, "{}", m.name());
+            assert_eq!(written, want.len() as u64);
+            assert_eq!(decode_frame(0, &payload, MAX_FRAME).unwrap(), m);
+            let mut r = FrameReader::new(&wire[..], MAX_FRAME);
+            assert_eq!(r.read().await.unwrap(), m);
+            assert_eq!(r.bytes, want.len() as u64);
+        }
     }
 }

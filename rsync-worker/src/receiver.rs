@@ -20,9 +20,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 
 use crate::bwlimit::TokenBucket;
-use crate::delta::{self, DeltaApplier, SparseWriter};
+use crate::delta::{self, ChunkHashes, DeltaApplier, SparseWriter};
 use crate::filelist::{Entry, EntryKind, Excludes, hash_file};
-use crate::fsops::{self, os};
+use crate::fsops::{self, DirCache, os};
 use crate::options::SyncOptions;
 use crate::paths::{WirePath, is_temp_name};
 use crate::protocol::{
@@ -509,15 +509,16 @@ fn plan(ctx: &Ctx, entries: &[Entry]) -> Result<Planned, SyncError> {
         verified: 0,
     };
     let dry = ctx.opts.dry_run;
+    let mut dirs = DirCache::new(&ctx.root).map_err(io_err("dup root"))?;
     for (i, e) in entries.iter().enumerate() {
         let ctxs = || format!("preparing {}", e.path.display());
-        let parent = match fsops::open_parent(&ctx.root, &e.path) {
+        let parent = match dirs.parent(&e.path) {
             _ if ctx.dest_missing => None,
             Ok(p) => Some(p),
             Err(err) if dry && err.kind() == io::ErrorKind::NotFound => None,
             Err(err) => return Err(io_err(ctxs())(err)),
         };
-        let st = match &parent {
+        let st = match parent {
             Some(dir) => fsops::lstat_at(dir, e.path.file_name()).map_err(io_err(ctxs()))?,
             None => None,
         };
@@ -528,7 +529,7 @@ fn plan(ctx: &Ctx, entries: &[Entry]) -> Result<Planned, SyncError> {
                     .is_some_and(|s| fsops::is_kind(s, SFlag::S_IFDIR));
                 if !is_dir {
                     p.dirs_changed += 1;
-                    if let (Some(dir), false) = (&parent, dry) {
+                    if let (Some(dir), false) = (parent, dry) {
                         if st.is_some() {
                             fsops::remove_at(dir, e.path.file_name()).map_err(io_err(ctxs()))?;
                         }
@@ -538,7 +539,7 @@ fn plan(ctx: &Ctx, entries: &[Entry]) -> Result<Planned, SyncError> {
                 }
             }
             EntryKind::File if e.hardlink_to.is_none() => {
-                let current = match (&st, &parent) {
+                let current = match (&st, parent) {
                     (Some(s), Some(dir)) => {
                         let (current, compared) = file_is_current(dir, s, e)?;
                         p.verified += u64::from(compared);
@@ -551,7 +552,7 @@ fn plan(ctx: &Ctx, entries: &[Entry]) -> Result<Planned, SyncError> {
                         id: i as u64,
                         entry: e.clone(),
                     });
-                } else if let (Some(s), Some(dir)) = (&st, &parent)
+                } else if let (Some(s), Some(dir)) = (&st, parent)
                     && fix_file_meta(ctx, dir, s, e)?
                 {
                     p.metadata_updated += 1;
@@ -718,13 +719,14 @@ fn prepare_all(
     job_tx: &std::sync::mpsc::SyncSender<Prepared>,
 ) -> Result<(), SyncError> {
     let gone = || SyncError::Protocol(ProtocolError::malformed("stream closed"));
+    let mut dirs = DirCache::new(&ctx.root).map_err(io_err("dup root"))?;
     loop {
         let job = match queue.lock() {
             Ok(mut q) => q.pop_front(),
             Err(p) => p.into_inner().pop_front(),
         };
         let Some(job) = job else { return Ok(()) };
-        let p = prepare(ctx, job)?;
+        let p = prepare(ctx, &mut dirs, job)?;
         let request = Message::Fetch(FetchRequest {
             id: p.job.id,
             path: p.job.entry.path.clone(),
@@ -735,14 +737,24 @@ fn prepare_all(
             .basis
             .try_clone()
             .map_err(io_err("duplicating basis fd"))?;
-        let (basis_len, sig_count) = (basis.len(), p.sig_count);
+        let (basis_len, sig_count, size) = (basis.len(), p.sig_count, p.job.entry.size);
         job_tx.send(p).map_err(|_| gone())?;
         req_tx.blocking_send(request).map_err(|_| gone())?;
         for i in 0..u64::from(sig_count) {
             let map = basis
                 .map_window(i, ctx.opts.window)
                 .map_err(io_err("mapping basis"))?;
-            let sig = delta::signature(map.as_deref().unwrap_or(&[]), basis_len);
+            let data = map.as_deref().unwrap_or(&[]);
+            let window = ctx.opts.window;
+            let source = delta::source_range(i, window, size);
+            let source_len = source.end - source.start;
+            let shift = delta::basis_shift(i, window);
+            let (chunks, sig) = window_hashes(data, basis_len, shift, source_len)?;
+            if let Some(chunks) = chunks {
+                req_tx
+                    .blocking_send(Message::Chunks(chunks))
+                    .map_err(|_| gone())?;
+            }
             req_tx
                 .blocking_send(Message::Signature(sig.into_serialized()))
                 .map_err(|_| gone())?;
@@ -750,21 +762,47 @@ fn prepare_all(
     }
 }
 
-fn prepare(ctx: &Ctx, job: Job) -> Result<Prepared, SyncError> {
+/// Windows at least this large get their chunk hashes and signature on two threads.
+const PARALLEL_HASHES_MIN: usize = 4 << 20;
+
+/// Chunk hashes and signature of one basis window. The sender cannot start on a window
+/// before both arrive, so for large windows they are computed at the same time.
+fn window_hashes(
+    data: &[u8],
+    basis_len: u64,
+    shift: u64,
+    source_len: u64,
+) -> Result<(Option<ChunkHashes>, fast_rsync::Signature), SyncError> {
+    if data.len() < PARALLEL_HASHES_MIN {
+        let chunks = ChunkHashes::of_basis(data, basis_len, shift, source_len);
+        return Ok((chunks, delta::signature(data, basis_len)));
+    }
+    std::thread::scope(|s| {
+        let sig = s.spawn(|| delta::signature(data, basis_len));
+        let chunks = ChunkHashes::of_basis(data, basis_len, shift, source_len);
+        sig.join().map(|sig| (chunks, sig))
+    })
+    .map_err(|_| SyncError::Io {
+        context: "signature thread".into(),
+        source: io::Error::other("panicked"),
+    })
+}
+
+fn prepare(ctx: &Ctx, dirs: &mut DirCache, job: Job) -> Result<Prepared, SyncError> {
     let e = &job.entry;
     let c = || format!("preparing {}", e.path.display());
-    let dir = fsops::open_parent(&ctx.root, &e.path).map_err(io_err(c()))?;
+    let dir = dirs.parent(&e.path).map_err(io_err(c()))?;
     let (part, basis_name) = temp_names(e.path.file_name());
     // a leftover partial from an interrupted run becomes the basis
-    if fsops::lstat_at(&dir, &part).map_err(io_err(c()))?.is_some() {
-        renameat(&dir, os(&part), &dir, os(&basis_name)).map_err(nix_err(c()))?;
+    if fsops::lstat_at(dir, &part).map_err(io_err(c()))?.is_some() {
+        renameat(dir, os(&part), dir, os(&basis_name)).map_err(nix_err(c()))?;
     }
     let mut basis = Basis::default();
     if !ctx.opts.whole_file {
         for (name, is_partial) in [(&basis_name[..], true), (e.path.file_name(), false)] {
-            let st = fsops::lstat_at(&dir, name).map_err(io_err(c()))?;
+            let st = fsops::lstat_at(dir, name).map_err(io_err(c()))?;
             if let Some(s) = st.filter(|s| fsops::is_kind(s, SFlag::S_IFREG) && s.st_size > 0) {
-                let f = open_at_nofollow(&dir, name, OFlag::O_RDONLY).map_err(io_err(c()))?;
+                let f = open_at_nofollow(dir, name, OFlag::O_RDONLY).map_err(io_err(c()))?;
                 let b = Some((f, s.st_size as u64));
                 if is_partial {
                     basis.partial = b;
@@ -799,12 +837,13 @@ fn apply_all(
     inbox: &mut Inbox,
 ) -> Result<Counters, SyncError> {
     let mut counters = Counters::default();
+    let mut dirs = DirCache::new(&ctx.root).map_err(io_err("dup root"))?;
     let mut renames: Vec<PendingRename> = Vec::new();
     let mut pending_bytes = 0u64;
     while let Ok(p) = jobs.recv() {
         match next_msg(inbox)? {
             Message::FileStart { id, size } if id == p.job.id => {
-                let done = receive_file(ctx, &p, size, inbox)?;
+                let done = receive_file(ctx, &mut dirs, &p, size, inbox)?;
                 if done.vanished {
                     counters.vanished += 1;
                     continue;
@@ -816,7 +855,7 @@ fn apply_all(
                     renames.push(r);
                     pending_bytes += size;
                     if renames.len() >= RENAME_BATCH || pending_bytes >= RENAME_BATCH_BYTES {
-                        commit_renames(ctx, &mut renames)?;
+                        commit_renames(ctx, &mut dirs, &mut renames)?;
                         pending_bytes = 0;
                     }
                 }
@@ -827,7 +866,7 @@ fn apply_all(
             other => return Err(unexpected("FileStart", &other)),
         }
     }
-    commit_renames(ctx, &mut renames)?;
+    commit_renames(ctx, &mut dirs, &mut renames)?;
     Ok(counters)
 }
 
@@ -847,15 +886,16 @@ struct Received {
 
 fn receive_file(
     ctx: &Ctx,
+    dirs: &mut DirCache,
     p: &Prepared,
     size: u64,
     inbox: &mut Inbox,
 ) -> Result<Received, SyncError> {
     let e = &p.job.entry;
     let c = || format!("writing {}", e.path.display());
-    let dir = fsops::open_parent(&ctx.root, &e.path).map_err(io_err(c()))?;
+    let dir = dirs.parent(&e.path).map_err(io_err(c()))?;
     let (part, basis_name) = temp_names(e.path.file_name());
-    let tmp = open_at_nofollow(&dir, &part, OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_TRUNC)
+    let tmp = open_at_nofollow(dir, &part, OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_TRUNC)
         .map_err(io_err(c()))?;
     let mut out = SparseWriter::new(tmp);
     let (mut literal, mut matched) = (0, 0);
@@ -877,7 +917,7 @@ fn receive_file(
                     Message::Delta(d) => d,
                     // the source shrank mid-file: drop the partial data, count it vanished
                     Message::FileError { id, .. } if id == p.job.id => {
-                        let _ = fsops::remove_at(&dir, &part);
+                        let _ = fsops::remove_at(dir, &part);
                         return Ok(Received {
                             literal,
                             matched,
@@ -928,7 +968,7 @@ fn receive_file(
         });
     }
     File::from(fd).sync_all().map_err(io_err(c()))?;
-    rename_into_place(ctx, &pending)?;
+    rename_into_place(dir, &pending)?;
     Ok(Received {
         literal,
         matched,
@@ -938,29 +978,35 @@ fn receive_file(
 }
 
 /// Makes a batch of small temp files durable with one `syncfs`, then renames them.
-fn commit_renames(ctx: &Ctx, renames: &mut Vec<PendingRename>) -> Result<(), SyncError> {
+fn commit_renames(
+    ctx: &Ctx,
+    dirs: &mut DirCache,
+    renames: &mut Vec<PendingRename>,
+) -> Result<(), SyncError> {
     if renames.is_empty() {
         return Ok(());
     }
     nix::unistd::syncfs(&ctx.root).map_err(nix_err("syncfs"))?;
     for r in renames.drain(..) {
-        rename_into_place(ctx, &r)?;
+        let c = || format!("renaming into {}", r.entry_path.display());
+        let dir = dirs.parent(&r.entry_path).map_err(io_err(c()))?;
+        rename_into_place(dir, &r)?;
     }
     Ok(())
 }
 
-fn rename_into_place(ctx: &Ctx, r: &PendingRename) -> Result<(), SyncError> {
+/// Renames a durable temp file over its final name in `dir` (its parent directory).
+fn rename_into_place(dir: &OwnedFd, r: &PendingRename) -> Result<(), SyncError> {
     let c = || format!("renaming into {}", r.entry_path.display());
-    let dir = fsops::open_parent(&ctx.root, &r.entry_path).map_err(io_err(c()))?;
     let name = r.entry_path.file_name();
-    if let Some(st) = fsops::lstat_at(&dir, name).map_err(io_err(c()))?
+    if let Some(st) = fsops::lstat_at(dir, name).map_err(io_err(c()))?
         && fsops::is_kind(&st, SFlag::S_IFDIR)
     {
-        fsops::remove_at(&dir, name).map_err(io_err(c()))?;
+        fsops::remove_at(dir, name).map_err(io_err(c()))?;
     }
-    renameat(&dir, os(&r.part), &dir, os(name)).map_err(nix_err(c()))?;
+    renameat(dir, os(&r.part), dir, os(name)).map_err(nix_err(c()))?;
     if let Some(b) = &r.basis_name {
-        let _ = fsops::remove_at(&dir, b);
+        let _ = fsops::remove_at(dir, b);
     }
     Ok(())
 }
@@ -1117,18 +1163,24 @@ fn delete_extraneous(
     let root = ctx.root.try_clone().map_err(io_err("dup root"))?;
     let mut stack: Vec<(OwnedFd, Vec<u8>)> = vec![(root, Vec::new())];
     while let Some((dir, prefix)) = stack.pop() {
-        let names = fsops::list_dir(&dir).map_err(io_err("listing destination"))?;
-        for name in names {
+        let names = fsops::list_dir_typed(&dir).map_err(io_err("listing destination"))?;
+        for (name, typed_dir) in names {
             let path = if prefix.is_empty() {
                 name.clone()
             } else {
                 [&prefix[..], b"/", &name[..]].concat()
             };
-            let st = match fsops::lstat_at(&dir, &name).map_err(io_err("listing destination"))? {
-                Some(s) => s,
-                None => continue,
+            // the directory entry's type saves a stat per entry; some filesystems leave it
+            // unknown, then we ask
+            let is_dir = match typed_dir {
+                Some(d) => d,
+                None => {
+                    match fsops::lstat_at(&dir, &name).map_err(io_err("listing destination"))? {
+                        Some(st) => fsops::is_kind(&st, SFlag::S_IFDIR),
+                        None => continue,
+                    }
+                }
             };
-            let is_dir = fsops::is_kind(&st, SFlag::S_IFDIR);
             if is_temp_name(&name) {
                 if !dry {
                     fsops::remove_at(&dir, &name).map_err(io_err("removing temp file"))?;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::delta::{self, DeltaCounter};
+use crate::delta::{self, ChunkHashes, DeltaCounter};
 use crate::filelist::{Entry, Excludes, WalkOptions, walk};
 use crate::fsops;
 use crate::protocol::{
@@ -201,14 +201,43 @@ async fn process<W: tokio::io::AsyncWrite + Unpin>(
 ) -> Result<(), ProtocolError> {
     let root = hello(&mut inbox, writer, resolver, stats).await?;
     let mut requests = 0u64;
+    let mut producer: Option<Producer> = None;
     loop {
-        let msg = next(&mut inbox).await?;
-        requests += 1;
-        if requests > limits.max_requests {
-            return Err(ProtocolError::Limit(format!(
-                "more than {} requests",
-                limits.max_requests
-            )));
+        let msg = match producer.as_mut() {
+            None => next(&mut inbox).await?,
+            Some(p) => match transfer_step(p, &mut inbox, writer, stats).await? {
+                Step::Message(msg) => msg,
+                Step::Wrote => continue,
+                Step::Stopped => {
+                    // the thread failed before it was told to stop: `finish` says why
+                    if let Some(p) = producer.take() {
+                        p.finish(writer, stats).await?;
+                    }
+                    return Err(ProtocolError::malformed("producer stopped early"));
+                }
+            },
+        };
+        if !matches!(msg, Message::Signature(_) | Message::Chunks(_)) {
+            requests += 1;
+            if requests > limits.max_requests {
+                return Err(ProtocolError::Limit(format!(
+                    "more than {} requests",
+                    limits.max_requests
+                )));
+            }
+        }
+        if matches!(
+            msg,
+            Message::Fetch(_) | Message::Signature(_) | Message::Chunks(_)
+        ) {
+            producer
+                .get_or_insert_with(|| Producer::start(&root))
+                .give(msg)?;
+            continue;
+        }
+        // anything else comes after every fetch before it is answered
+        if let Some(p) = producer.take() {
+            p.finish(writer, stats).await?;
         }
         match msg {
             Message::ListRequest {
@@ -223,7 +252,6 @@ async fn process<W: tokio::io::AsyncWrite + Unpin>(
                 };
                 send_list(&root, opts, limits, writer, stats).await?;
             }
-            Message::Fetch(f) => send_file(&root, f, &mut inbox, writer, stats).await?,
             Message::Bye => return Ok(()),
             Message::Error(e) => return Err(ProtocolError::Remote(e)),
             other => {
@@ -233,10 +261,45 @@ async fn process<W: tokio::io::AsyncWrite + Unpin>(
                 });
             }
         }
-        // pipelined requests: answer them all before flushing (fewer, fuller packets)
         if inbox.is_empty() {
             writer.flush().await?;
         }
+    }
+}
+
+/// What one [`transfer_step`] did.
+enum Step {
+    /// Wrote something the producer made.
+    Wrote,
+    /// Took the client's next message.
+    Message(Message),
+    /// The producer thread ended on its own (an error).
+    Stopped,
+}
+
+/// While a producer runs: writes what it produced, or takes the next message from the
+/// client when the producer has room for it (whichever comes first; output first).
+async fn transfer_step<W: tokio::io::AsyncWrite + Unpin>(
+    p: &mut Producer,
+    inbox: &mut Inbox,
+    writer: &mut FrameWriter<W>,
+    stats: &mut ServeStats,
+) -> Result<Step, ProtocolError> {
+    let room = p.has_room();
+    tokio::select! {
+        biased;
+        item = p.output.recv() => match item {
+            Some(item) => {
+                p.write(item, writer, stats).await?;
+                // answers to pipelined requests go out in full packets, the last one now
+                if p.output.is_empty() && inbox.is_empty() {
+                    writer.flush().await?;
+                }
+                Ok(Step::Wrote)
+            }
+            None => Ok(Step::Stopped),
+        },
+        msg = next(inbox), if room => msg.map(Step::Message),
     }
 }
 
@@ -366,93 +429,115 @@ enum Produced {
     Refused(String),
 }
 
-async fn send_file<W: tokio::io::AsyncWrite + Unpin>(
-    root: &Arc<OwnedFd>,
-    f: FetchRequest,
-    inbox: &mut Inbox,
-    writer: &mut FrameWriter<W>,
-    stats: &mut ServeStats,
-) -> Result<(), ProtocolError> {
-    if f.window == 0 || f.window > 1 << 30 {
-        return Err(ProtocolError::malformed("window size out of range"));
+/// What the producer thread hands the stream's writer, in wire order.
+enum Outgoing {
+    /// A message for the client.
+    Msg(Message),
+    /// The file whose `FileEnd` was the last message is complete (for the statistics).
+    Sent,
+    /// A fetch was refused; the writer logs it and sends the `FileError`.
+    Refused {
+        id: u64,
+        path: String,
+        message: String,
+    },
+}
+
+/// Fetches and signatures queued for the producer before the stream stops reading.
+const PRODUCER_INBOX: usize = 64;
+/// Messages the producer may run ahead of the writer (each at most [`DATA_CHUNK`]).
+const PRODUCER_OUTBOX: usize = 16;
+
+/// The blocking thread that answers the fetches of one stream, one after another. One
+/// long-lived thread per stream (not one per file): a volume of small files would
+/// otherwise pay a thread hand-off and several wake-ups per file.
+struct Producer {
+    /// Fetches and their signatures, in the order the client sent them.
+    input: Option<mpsc::Sender<Message>>,
+    output: mpsc::Receiver<Outgoing>,
+    thread: tokio::task::JoinHandle<Result<(), ProtocolError>>,
+    counter: DeltaCounter,
+}
+
+impl Producer {
+    fn start(root: &Arc<OwnedFd>) -> Self {
+        let (input, input_rx) = mpsc::channel(PRODUCER_INBOX);
+        let (output_tx, output) = mpsc::channel(PRODUCER_OUTBOX);
+        let root = Arc::clone(root);
+        let thread = tokio::task::spawn_blocking(move || produce_all(&root, input_rx, output_tx));
+        Self {
+            input: Some(input),
+            output,
+            thread,
+            counter: DeltaCounter::default(),
+        }
     }
-    let (sig_tx, sig_rx) = mpsc::channel::<Vec<u8>>(2);
-    let (out_tx, mut out_rx) = mpsc::channel::<Message>(8);
-    let root = Arc::clone(root);
-    let (id, path) = (f.id, f.path.clone());
-    let sig_count = f.sig_count;
-    let producer = tokio::task::spawn_blocking(move || produce(&root, &f, sig_rx, out_tx));
-    let mut sigs_left = sig_count;
-    let mut producer_wants_sigs = true;
-    let mut counter = DeltaCounter::default();
-    loop {
-        tokio::select! {
-            permit = sig_tx.reserve(), if sigs_left > 0 && producer_wants_sigs => {
-                let Ok(permit) = permit else {
-                    // the producer stopped early (file vanished or refused)
-                    producer_wants_sigs = false;
-                    continue;
-                };
-                match next(inbox).await? {
-                    Message::Signature(sig) => {
-                        sigs_left -= 1;
-                        permit.send(sig);
-                    }
-                    other => return Err(ProtocolError::Unexpected {
-                        expected: "Signature",
-                        got: other.name(),
-                    }),
+
+    /// Whether a message can be handed over without waiting.
+    fn has_room(&self) -> bool {
+        self.input.as_ref().is_some_and(|i| i.capacity() > 0)
+    }
+
+    /// Hands a fetch or signature over (only after [`Producer::has_room`]).
+    fn give(&mut self, msg: Message) -> Result<(), ProtocolError> {
+        match self.input.as_ref().map(|i| i.try_send(msg)) {
+            Some(Ok(())) => Ok(()),
+            // the thread stopped (its error comes out of `finish`) or we misjudged room
+            _ => Err(ProtocolError::malformed("producer stopped")),
+        }
+    }
+
+    /// Writes one produced item and keeps the statistics.
+    async fn write<W: tokio::io::AsyncWrite + Unpin>(
+        &mut self,
+        item: Outgoing,
+        writer: &mut FrameWriter<W>,
+        stats: &mut ServeStats,
+    ) -> Result<(), ProtocolError> {
+        match item {
+            Outgoing::Msg(msg) => {
+                match &msg {
+                    Message::FileStart { .. } => self.counter = DeltaCounter::default(),
+                    Message::Delta(d) => self.counter.feed(d),
+                    _ => {}
                 }
+                writer.send(&msg).await
             }
-            out = out_rx.recv() => match out {
-                Some(msg) => {
-                    if let Message::Delta(d) = &msg {
-                        counter.feed(d);
-                    }
-                    writer.send(&msg).await?;
-                }
-                None => break,
-            },
-        }
-    }
-    let produced = producer
-        .await
-        .map_err(|e| ProtocolError::malformed(format!("producer panicked: {e}")))??;
-    // a file that vanished or was refused leaves its signatures unread: drain them
-    for _ in 0..sigs_left {
-        match next(inbox).await? {
-            Message::Signature(_) => {}
-            other => {
-                return Err(ProtocolError::Unexpected {
-                    expected: "Signature",
-                    got: other.name(),
-                });
+            Outgoing::Sent => {
+                let (lit, matched) = self.counter.totals();
+                stats.files_sent += 1;
+                stats.literal_bytes += lit;
+                stats.matched_bytes += matched;
+                Ok(())
+            }
+            Outgoing::Refused { id, path, message } => {
+                stats.refused += 1;
+                warn!(%path, %message, "refused to send");
+                writer.send(&Message::FileError { id, message }).await
             }
         }
     }
-    match produced {
-        Produced::Sent => {
-            let (lit, matched) = counter.totals();
-            stats.files_sent += 1;
-            stats.literal_bytes += lit;
-            stats.matched_bytes += matched;
+
+    /// Lets the producer finish what it was given, writes all of it, and returns the
+    /// thread's result.
+    async fn finish<W: tokio::io::AsyncWrite + Unpin>(
+        mut self,
+        writer: &mut FrameWriter<W>,
+        stats: &mut ServeStats,
+    ) -> Result<(), ProtocolError> {
+        self.input = None;
+        while let Some(item) = self.output.recv().await {
+            self.write(item, writer, stats).await?;
         }
-        Produced::Aborted => {}
-        Produced::Missing(message) => {
-            writer.send(&Message::FileError { id, message }).await?;
-        }
-        Produced::Refused(message) => {
-            stats.refused += 1;
-            warn!(path = %path.display(), %message, "refused to send");
-            writer.send(&Message::FileError { id, message }).await?;
-        }
+        self.thread
+            .await
+            .map_err(|e| ProtocolError::malformed(format!("producer panicked: {e}")))?
     }
-    Ok(())
 }
 
 /// Buffers delta bytes into [`Message::Delta`] frames for the async writer.
 struct ChunkWriter {
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<Outgoing>,
     buf: Vec<u8>,
 }
 
@@ -463,7 +548,7 @@ impl ChunkWriter {
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(DATA_CHUNK));
         self.tx
-            .blocking_send(Message::Delta(chunk))
+            .blocking_send(Outgoing::Msg(Message::Delta(chunk)))
             .map_err(|_| io::Error::other("stream writer gone"))
     }
 }
@@ -483,13 +568,88 @@ impl io::Write for ChunkWriter {
     }
 }
 
-/// Blocking part of a fetch: opens the file safely, diffs each window against the
-/// client's signature for it, hashes what it sent.
+/// The producer thread: answers each fetch in turn until the stream stops giving any.
+fn produce_all(
+    root: &OwnedFd,
+    mut input: mpsc::Receiver<Message>,
+    out: mpsc::Sender<Outgoing>,
+) -> Result<(), ProtocolError> {
+    while let Some(msg) = input.blocking_recv() {
+        let f = match msg {
+            Message::Fetch(f) => f,
+            other => {
+                return Err(ProtocolError::Unexpected {
+                    expected: "Fetch",
+                    got: other.name(),
+                });
+            }
+        };
+        if f.window == 0 || f.window > 1 << 30 {
+            return Err(ProtocolError::malformed("window size out of range"));
+        }
+        let mut sigs = Signatures {
+            input: &mut input,
+            left: f.sig_count,
+        };
+        let gone = || ProtocolError::malformed("stream writer gone");
+        match produce(root, &f, &mut sigs, &out)? {
+            Produced::Sent => out.blocking_send(Outgoing::Sent).map_err(|_| gone())?,
+            Produced::Aborted => {}
+            Produced::Missing(message) => out
+                .blocking_send(Outgoing::Msg(Message::FileError { id: f.id, message }))
+                .map_err(|_| gone())?,
+            Produced::Refused(message) => out
+                .blocking_send(Outgoing::Refused {
+                    id: f.id,
+                    path: f.path.display(),
+                    message,
+                })
+                .map_err(|_| gone())?,
+        }
+        // a file that vanished or was refused leaves its signatures unread: drain them
+        while sigs.left > 0 {
+            sigs.next()?;
+        }
+    }
+    Ok(())
+}
+
+/// The signatures that follow one fetch on the stream.
+struct Signatures<'a> {
+    input: &'a mut mpsc::Receiver<Message>,
+    left: u32,
+}
+
+impl Signatures<'_> {
+    /// The next window's signature, with the chunk hashes the client sent before it.
+    fn next(&mut self) -> Result<(Vec<u8>, Option<ChunkHashes>), ProtocolError> {
+        let mut chunks = None;
+        loop {
+            match self.input.blocking_recv() {
+                Some(Message::Chunks(c)) if chunks.is_none() => chunks = Some(c),
+                Some(Message::Signature(sig)) => {
+                    self.left -= 1;
+                    return Ok((sig, chunks));
+                }
+                Some(other) => {
+                    return Err(ProtocolError::Unexpected {
+                        expected: "Signature",
+                        got: other.name(),
+                    });
+                }
+                None => return Err(ProtocolError::malformed("signatures ended early")),
+            }
+        }
+    }
+}
+
+/// One fetch: opens the file safely, diffs each window against the client's signature
+/// for it, hashes what it sent.
 fn produce(
     root: &OwnedFd,
     f: &FetchRequest,
-    mut sigs: mpsc::Receiver<Vec<u8>>,
-    out: mpsc::Sender<Message>,
+    sigs: &mut Signatures<'_>,
+    out: &mpsc::Sender<Outgoing>,
 ) -> Result<Produced, ProtocolError> {
     let file = match fsops::open_file_beneath(root, &f.path) {
         Ok(file) => file,
@@ -500,25 +660,22 @@ fn produce(
         .map_err(|e| ProtocolError::malformed(format!("stat: {e}")))?
         .len();
     let gone = || ProtocolError::malformed("stream writer gone");
-    out.blocking_send(Message::FileStart { id: f.id, size })
-        .map_err(|_| gone())?;
+    let send = |m: Message| out.blocking_send(Outgoing::Msg(m)).map_err(|_| gone());
+    send(Message::FileStart { id: f.id, size })?;
     let windows = delta::window_count(size, f.window);
     let mut hasher = blake3::Hasher::new();
     let mut w = ChunkWriter {
         tx: out.clone(),
-        buf: Vec::with_capacity(DATA_CHUNK),
+        buf: Vec::with_capacity(DATA_CHUNK.min(size as usize + 64)),
     };
     for i in 0..windows.max(u64::from(f.sig_count)) {
-        let sig = if i < u64::from(f.sig_count) {
-            let bytes = sigs
-                .blocking_recv()
-                .ok_or_else(|| ProtocolError::malformed("signatures ended early"))?;
-            Some(
-                delta::parse_signature(bytes)
-                    .map_err(|e| ProtocolError::malformed(e.to_string()))?,
-            )
+        let (sig, chunks) = if i < u64::from(f.sig_count) {
+            let (sig, chunks) = sigs.next()?;
+            let sig =
+                delta::parse_signature(sig).map_err(|e| ProtocolError::malformed(e.to_string()))?;
+            (Some(sig), chunks)
         } else {
-            None
+            (None, None)
         };
         if i >= windows {
             continue;
@@ -528,11 +685,10 @@ fn produce(
         let now = file.metadata().map(|m| m.len()).unwrap_or(0);
         if now < range.end {
             io::Write::flush(&mut w).map_err(|_| gone())?;
-            out.blocking_send(Message::FileError {
+            send(Message::FileError {
                 id: f.id,
                 message: "file shrank during the transfer".into(),
-            })
-            .map_err(|_| gone())?;
+            })?;
             return Ok(Produced::Aborted);
         }
         let map = fsops::map_range(&file, range.start, range.end - range.start).map_err(|e| {
@@ -543,15 +699,21 @@ fn produce(
         })?;
         let data: &[u8] = map.as_deref().unwrap_or(&[]);
         let shift = delta::basis_shift(i, f.window);
-        delta::diff_window_hashed(sig.as_ref(), data, shift, &mut hasher, &mut w)
-            .map_err(|_| gone())?;
+        delta::diff_window_hashed(
+            sig.as_ref(),
+            chunks.as_ref(),
+            data,
+            shift,
+            &mut hasher,
+            &mut w,
+        )
+        .map_err(|_| gone())?;
     }
     io::Write::flush(&mut w).map_err(|_| gone())?;
-    out.blocking_send(Message::FileEnd {
+    send(Message::FileEnd {
         id: f.id,
         hash: *hasher.finalize().as_bytes(),
-    })
-    .map_err(|_| gone())?;
+    })?;
     Ok(Produced::Sent)
 }
 
