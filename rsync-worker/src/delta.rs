@@ -1004,16 +1004,13 @@ mod tests {
         let len = basis.len() as u64;
         let sig = signature(&basis, len);
         let good = ChunkHashes::of_basis(&basis, len, 0, new.len() as u64).unwrap();
-        let mut plain = Vec::new();
-        diff_window_hashed(
-            Some(&sig),
-            None,
-            &new,
-            0,
-            &mut blake3::Hasher::new(),
-            &mut plain,
-        )
-        .unwrap();
+        let diff = |chunks: Option<&ChunkHashes>| {
+            let mut d = Vec::new();
+            let mut h = blake3::Hasher::new();
+            diff_window_hashed(Some(&sig), chunks, &new, 0, &mut h, &mut d).unwrap();
+            d
+        };
+        let plain = diff(None);
         let bad = [
             ChunkHashes {
                 size: 0,
@@ -1033,35 +1030,15 @@ mod tests {
             },
         ];
         for c in bad {
-            let mut d = Vec::new();
-            diff_window_hashed(
-                Some(&sig),
-                Some(&c),
-                &new,
-                0,
-                &mut blake3::Hasher::new(),
-                &mut d,
-            )
-            .unwrap();
-            assert!(d == plain, "unusable chunk hashes were used");
+            assert!(diff(Some(&c)) == plain, "unusable chunk hashes were used");
         }
         // a receiver whose chunk hashes describe other data gets a correct (larger) delta
         let lying = ChunkHashes {
             hashes: vec![[1; 32]; good.hashes.len()],
             ..good
         };
-        let mut d = Vec::new();
-        diff_window_hashed(
-            Some(&sig),
-            Some(&lying),
-            &new,
-            0,
-            &mut blake3::Hasher::new(),
-            &mut d,
-        )
-        .unwrap();
         let mut applied = Vec::new();
-        fast_rsync::apply(&basis, &d, &mut applied).unwrap();
+        fast_rsync::apply(&basis, &diff(Some(&lying)), &mut applied).unwrap();
         assert_eq!(applied, new);
     }
 
