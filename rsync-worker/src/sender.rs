@@ -591,20 +591,21 @@ fn produce_all(
             input: &mut input,
             left: f.sig_count,
         };
-        let gone = || ProtocolError::malformed("stream writer gone");
-        match produce(root, &f, &mut sigs, &out)? {
-            Produced::Sent => out.blocking_send(Outgoing::Sent).map_err(|_| gone())?,
-            Produced::Aborted => {}
-            Produced::Missing(message) => out
-                .blocking_send(Outgoing::Msg(Message::FileError { id: f.id, message }))
-                .map_err(|_| gone())?,
-            Produced::Refused(message) => out
-                .blocking_send(Outgoing::Refused {
-                    id: f.id,
-                    path: f.path.display(),
-                    message,
-                })
-                .map_err(|_| gone())?,
+        let last = match produce(root, &f, &mut sigs, &out)? {
+            Produced::Sent => Some(Outgoing::Sent),
+            Produced::Aborted => None,
+            Produced::Missing(message) => {
+                Some(Outgoing::Msg(Message::FileError { id: f.id, message }))
+            }
+            Produced::Refused(message) => Some(Outgoing::Refused {
+                id: f.id,
+                path: f.path.display(),
+                message,
+            }),
+        };
+        if let Some(item) = last {
+            out.blocking_send(item)
+                .map_err(|_| ProtocolError::malformed("stream writer gone"))?;
         }
         // a file that vanished or was refused leaves its signatures unread: drain them
         while sigs.left > 0 {
