@@ -28,8 +28,8 @@ use tracing::Instrument;
 
 use crate::clusters::ClusterKey;
 use crate::context::{Context, FIELD_MANAGER, apply_status};
-use crate::dataplane::agents;
 use crate::dataplane::keys::{self, KeyScope, WorkerCredentials};
+use crate::dataplane::{PodImage, agents};
 use crate::status::{condition, find_condition, now, reasons, set_condition, types};
 
 /// Why a ClusterMapping reconcile failed (status could not be written, ...).
@@ -433,7 +433,7 @@ fn check_name(cm: &str) -> String {
 }
 
 /// The check pod: the worker image in `--check` mode against every agent address.
-pub fn check_pod(name: &str, image: &str, addresses: &[String], timeout: Duration) -> Pod {
+pub fn check_pod(name: &str, image: &PodImage, addresses: &[String], timeout: Duration) -> Pod {
     let mut args = vec!["--check".to_owned()];
     for addr in addresses {
         args.push("--agent".to_owned());
@@ -466,9 +466,11 @@ pub fn check_pod(name: &str, image: &str, addresses: &[String], timeout: Duratio
             "restartPolicy": "Never",
             "activeDeadlineSeconds": timeout.as_secs() + 30,
             "automountServiceAccountToken": false,
+            "imagePullSecrets": image.pull_secret_refs(),
             "containers": [{
                 "name": "check",
-                "image": image,
+                "image": image.reference,
+                "imagePullPolicy": image.pull_policy,
                 "args": args,
                 "terminationMessagePath": "/dev/termination-log",
                 "terminationMessagePolicy": "File",
@@ -571,7 +573,7 @@ async fn run_check_pod(
     let pod = pods
         .create(
             &PostParams::default(),
-            &check_pod(&name, &ctx.dataplane.worker_image, addresses, timeout),
+            &check_pod(&name, &ctx.dataplane.worker, addresses, timeout),
         )
         .await
         .map_err(|e| format!("cannot create the check pod in the target cluster: {e}"))?;
@@ -803,7 +805,11 @@ mod tests {
     fn check_pod_runs_the_worker_in_check_mode_against_every_agent() {
         let pod = check_pod(
             "dr-syncer-check-x-abcde",
-            "w:1",
+            &PodImage {
+                reference: "w:1".into(),
+                pull_policy: Some("Always".into()),
+                pull_secrets: vec!["regcred".into()],
+            },
             &["10.0.0.1:2222".to_owned(), "10.0.0.2:2222".to_owned()],
             Duration::from_secs(60),
         );
@@ -812,6 +818,8 @@ mod tests {
         assert_eq!(spec.active_deadline_seconds, Some(90));
         let c = &spec.containers[0];
         assert_eq!(c.image.as_deref(), Some("w:1"));
+        assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
+        assert_eq!(spec.image_pull_secrets.as_ref().unwrap()[0].name, "regcred");
         let args = c.args.clone().unwrap().join(" ");
         assert!(
             args.starts_with("--check --agent 10.0.0.1:2222 --agent 10.0.0.2:2222"),

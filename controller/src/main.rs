@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{ArgAction, Parser};
-use dr_syncer_controller::dataplane::{self, DataPlaneConfig};
+use dr_syncer_controller::dataplane::{self, DataPlaneConfig, PodImage};
 use dr_syncer_controller::leader::LeaderConfig;
 use dr_syncer_controller::run::{RunConfig, run};
 use tokio_util::sync::CancellationToken;
@@ -45,6 +45,16 @@ struct Cli {
     /// Image of the rsync-worker pods the controller runs in target clusters.
     #[arg(long, env = "DR_SYNCER_RSYNC_WORKER_IMAGE", default_value = dataplane::DEFAULT_WORKER_IMAGE)]
     worker_image: String,
+    /// `imagePullPolicy` of the agent DaemonSet (unless the RemoteCluster sets one).
+    #[arg(long, env = "DR_SYNCER_AGENT_PULL_POLICY", value_parser = dataplane::PULL_POLICIES)]
+    agent_pull_policy: Option<String>,
+    /// `imagePullPolicy` of the rsync-worker and connectivity-check pods.
+    #[arg(long, env = "DR_SYNCER_RSYNC_WORKER_PULL_POLICY", value_parser = dataplane::PULL_POLICIES)]
+    worker_pull_policy: Option<String>,
+    /// Comma-separated names of registry Secrets put in `imagePullSecrets` of every pod the
+    /// controller creates in remote clusters; each must exist in that pod's namespace.
+    #[arg(long, env = "DR_SYNCER_IMAGE_PULL_SECRETS", value_delimiter = ',', value_parser = dataplane::pull_secret_name)]
+    image_pull_secrets: Vec<String>,
     /// Most PVC copies running at once over all mappings.
     #[arg(long, env = "DR_SYNCER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
@@ -119,8 +129,16 @@ fn main() -> ExitCode {
         }),
         identity,
         dataplane: DataPlaneConfig {
-            agent_image: cli.agent_image.clone(),
-            worker_image: cli.worker_image.clone(),
+            agent: PodImage {
+                reference: cli.agent_image.clone(),
+                pull_policy: cli.agent_pull_policy.clone(),
+                pull_secrets: cli.image_pull_secrets.clone(),
+            },
+            worker: PodImage {
+                reference: cli.worker_image.clone(),
+                pull_policy: cli.worker_pull_policy.clone(),
+                pull_secrets: cli.image_pull_secrets.clone(),
+            },
             global_concurrency: usize::from(cli.concurrency),
         },
     };

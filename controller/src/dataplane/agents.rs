@@ -30,6 +30,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::config::PodImage;
 use super::keys::{
     self, HOST_PRIVATE_KEY, KeyError, KeyScope, MANAGED_BY, MANAGED_BY_LABEL, WorkerCredentials,
 };
@@ -354,7 +355,9 @@ fn default_deployment() -> PvcSyncDeployment {
     })
 }
 
-fn container(rc: &RemoteCluster, image: String, deployment: &PvcSyncDeployment) -> Container {
+/// The agent container. Pull policy: the RemoteCluster's `pvcSync.image.pullPolicy`, else
+/// the controller's `--agent-pull-policy`, else Kubernetes' default.
+fn container(rc: &RemoteCluster, default: &PodImage, deployment: &PvcSyncDeployment) -> Container {
     let port = agent_port(rc);
     let pull_policy = rc
         .spec
@@ -362,10 +365,11 @@ fn container(rc: &RemoteCluster, image: String, deployment: &PvcSyncDeployment) 
         .as_ref()
         .and_then(|p| p.image.as_ref())
         .and_then(|i| i.pull_policy)
-        .map(|p| format!("{p:?}"));
+        .map(|p| format!("{p:?}"))
+        .or_else(|| default.pull_policy.clone());
     Container {
         name: "agent".to_owned(),
-        image: Some(image),
+        image: Some(agent_image(rc, &default.reference)),
         image_pull_policy: pull_policy,
         env: Some(agent_env(port, deployment)),
         ports: Some(vec![ContainerPort {
@@ -430,7 +434,7 @@ fn volumes() -> Vec<Volume> {
     ]
 }
 
-fn daemon_set(rc: &RemoteCluster, default_image: &str, keys_hash: &str) -> DaemonSet {
+fn daemon_set(rc: &RemoteCluster, default: &PodImage, keys_hash: &str) -> DaemonSet {
     let deployment = rc
         .spec
         .pvc_sync
@@ -453,7 +457,8 @@ fn daemon_set(rc: &RemoteCluster, default_image: &str, keys_hash: &str) -> Daemo
         tolerations: (!deployment.tolerations.is_empty())
             .then(|| deployment.tolerations.iter().map(toleration).collect()),
         priority_class_name: deployment.priority_class_name.clone(),
-        containers: vec![container(rc, agent_image(rc, default_image), &deployment)],
+        containers: vec![container(rc, default, &deployment)],
+        image_pull_secrets: default.pull_secret_refs(),
         volumes: Some(volumes()),
         ..PodSpec::default()
     };
@@ -484,7 +489,7 @@ fn daemon_set(rc: &RemoteCluster, default_image: &str, keys_hash: &str) -> Daemo
 
 /// Renders the agents' objects for a RemoteCluster: pure, so every spec field can be
 /// checked by unit tests. `keys_hash` is [`keys::data_hash`] of the agent Secret's data.
-pub fn render(rc: &RemoteCluster, default_image: &str, keys_hash: &str) -> Rendered {
+pub fn render(rc: &RemoteCluster, default: &PodImage, keys_hash: &str) -> Rendered {
     Rendered {
         namespace: agent_namespace(),
         service_account: ServiceAccount {
@@ -493,7 +498,7 @@ pub fn render(rc: &RemoteCluster, default_image: &str, keys_hash: &str) -> Rende
         },
         cluster_role: cluster_role(),
         binding: binding(),
-        daemon_set: daemon_set(rc, default_image, keys_hash),
+        daemon_set: daemon_set(rc, default, keys_hash),
     }
 }
 
@@ -528,7 +533,7 @@ pub async fn ensure_deployed(
     let authorized = keys::render_authorized_keys(clients.iter().map(String::as_str));
     let secret = render_secret(&host.private_openssh, &authorized);
     let hash = keys::data_hash(&secret.data.clone().unwrap_or_default());
-    let objects = render(rc, &ctx.dataplane.agent_image, &hash);
+    let objects = render(rc, &ctx.dataplane.agent, &hash);
     apply(&Api::all(source.clone()), &objects.namespace).await?;
     let ns = |c: &Client| (c.clone(), AGENT_NAMESPACE);
     apply(
@@ -855,7 +860,11 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_contract() {
-        let r = render(&rc(serde_json::json!({"enabled": true})), "img:1", "h1");
+        let r = render(
+            &rc(serde_json::json!({"enabled": true})),
+            &PodImage::new("img:1"),
+            "h1",
+        );
         let ds = &r.daemon_set;
         assert_eq!(ds.metadata.name.as_deref(), Some(AGENT_NAME));
         assert_eq!(ds.metadata.namespace.as_deref(), Some(AGENT_NAMESPACE));
@@ -962,10 +971,16 @@ mod tests {
                                  {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
                 }
             })),
-            "default:1",
+            &PodImage {
+                reference: "default:1".into(),
+                pull_policy: Some("Never".into()),
+                pull_secrets: vec!["regcred".into()],
+            },
             "h",
         );
         let spec = pod_spec(&r);
+        let secrets = spec.image_pull_secrets.clone().unwrap();
+        assert_eq!(secrets[0].name, "regcred");
         assert_eq!(spec.host_network, Some(false));
         assert_eq!(spec.node_selector.unwrap()["disk"], "ssd");
         let t = &spec.tolerations.unwrap()[0];
@@ -1027,6 +1042,35 @@ mod tests {
     }
 
     #[test]
+    fn controller_pull_policy_and_secrets_apply_when_the_remote_cluster_sets_none() {
+        let default = PodImage {
+            reference: "reg:5000/a/agent@sha256:ab".into(),
+            pull_policy: Some("IfNotPresent".into()),
+            pull_secrets: vec!["one".into(), "two".into()],
+        };
+        let r = render(&rc(serde_json::json!({"enabled": true})), &default, "h");
+        let spec = pod_spec(&r);
+        let c = &spec.containers[0];
+        assert_eq!(c.image.as_deref(), Some("reg:5000/a/agent@sha256:ab"));
+        assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+        let names: Vec<_> = spec
+            .image_pull_secrets
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["one", "two"]);
+        let plain = render(
+            &rc(serde_json::json!({"enabled": true})),
+            &PodImage::new("i"),
+            "h",
+        );
+        let spec = pod_spec(&plain);
+        assert_eq!(spec.image_pull_secrets, None);
+        assert_eq!(spec.containers[0].image_pull_policy, None);
+    }
+
+    #[test]
     fn image_tag_alone_keeps_the_default_repository() {
         let r = rc(serde_json::json!({"enabled": true, "image": {"tag": "v2"}}));
         assert_eq!(
@@ -1038,7 +1082,11 @@ mod tests {
 
     #[test]
     fn cluster_role_is_read_only_on_exactly_what_resolution_needs() {
-        let r = render(&rc(serde_json::json!({"enabled": true})), "i", "h");
+        let r = render(
+            &rc(serde_json::json!({"enabled": true})),
+            &PodImage::new("i"),
+            "h",
+        );
         let mut seen = Vec::new();
         for rule in r.cluster_role.rules.unwrap() {
             assert_eq!(rule.verbs, ["get", "list", "watch"]);
@@ -1086,7 +1134,12 @@ mod tests {
 
     #[test]
     fn status_counts_ready_agents_on_current_keys_per_node() {
-        let ds = render(&rc(serde_json::json!({"enabled": true})), "i", "new").daemon_set;
+        let ds = render(
+            &rc(serde_json::json!({"enabled": true})),
+            &PodImage::new("i"),
+            "new",
+        )
+        .daemon_set;
         let mut ds = ds;
         ds.status = Some(
             serde_json::from_value(serde_json::json!({

@@ -22,4 +22,7 @@ pub mod locate;
 pub mod orchestrate;
 pub mod worker;
 
-pub use config::{DEFAULT_AGENT_IMAGE, DEFAULT_WORKER_IMAGE, DataPlaneConfig};
+pub use config::{
+    DEFAULT_AGENT_IMAGE, DEFAULT_WORKER_IMAGE, DataPlaneConfig, PULL_POLICIES, PodImage,
+    pull_secret_name,
+};

@@ -703,7 +703,7 @@ impl Run<'_> {
             pvc: pvc.to_owned(),
             volume: format!("{source_ns}/{pvc}"),
             agent: location.address.clone(),
-            image: self.ctx.dataplane.worker_image.clone(),
+            image: self.ctx.dataplane.worker.clone(),
             options,
         };
         tracing::info!(pvc, node = %location.node, agent = %location.address, pod = %req.pod_name, "starting worker");

@@ -23,6 +23,7 @@ use kube::{Client, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::config::PodImage;
 use super::keys::{MANAGED_BY, MANAGED_BY_LABEL, WorkerCredentials};
 use crate::replicate::MappingId;
 use crate::status::reasons;
@@ -150,8 +151,8 @@ pub struct WorkerRequest {
     pub volume: String,
     /// Agent `ip:port`.
     pub agent: String,
-    /// Worker image.
-    pub image: String,
+    /// Worker image, its pull policy and pull secrets.
+    pub image: PodImage,
     /// Copy settings.
     pub options: DataOptions,
 }
@@ -265,11 +266,12 @@ pub fn render_pod(req: &WorkerRequest) -> Pod {
             "activeDeadlineSeconds": deadline,
             "automountServiceAccountToken": false,
             "enableServiceLinks": false,
+            "imagePullSecrets": req.image.pull_secret_refs(),
             "terminationGracePeriodSeconds": 10,
             "containers": [{
                 "name": "worker",
-                "image": req.image,
-                "imagePullPolicy": "IfNotPresent",
+                "image": req.image.reference,
+                "imagePullPolicy": req.image.pull_policy,
                 "args": worker_args(req),
                 "terminationMessagePath": TERMINATION_LOG,
                 "terminationMessagePolicy": "File",
@@ -647,7 +649,7 @@ mod tests {
             pvc: "data".into(),
             volume: "app/data".into(),
             agent: "127.0.10.1:2222".into(),
-            image: "ghcr.io/x/dr-syncer-rsync-worker:1".into(),
+            image: PodImage::new("ghcr.io/x/dr-syncer-rsync-worker:1"),
             options: DataOptions::resolve(Some(&cfg), None, &BTreeMap::new()).unwrap(),
         }
     }
@@ -731,6 +733,30 @@ mod tests {
     }
 
     #[test]
+    fn pod_carries_the_configured_pull_policy_and_pull_secrets() {
+        let mut req = request(json!({}));
+        req.image = PodImage {
+            reference: "reg.example/dr/dr-syncer-rsync-worker@sha256:0f".into(),
+            pull_policy: Some("Always".into()),
+            pull_secrets: vec!["regcred".into(), "mirror".into()],
+        };
+        let spec = render_pod(&req).spec.unwrap();
+        let c = &spec.containers[0];
+        assert_eq!(
+            c.image.as_deref(),
+            Some("reg.example/dr/dr-syncer-rsync-worker@sha256:0f")
+        );
+        assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
+        let names: Vec<_> = spec
+            .image_pull_secrets
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["regcred", "mirror"]);
+    }
+
+    #[test]
     fn pod_mounts_pvc_and_secret_with_deadline_and_labels() {
         let req = request(json!({"timeout": "10m"}));
         let pod = render_pod(&req);
@@ -747,6 +773,11 @@ mod tests {
         assert_eq!(spec["activeDeadlineSeconds"], 600 + DEADLINE_MARGIN_SECS);
         let c = &spec["containers"][0];
         assert_eq!(c["image"], "ghcr.io/x/dr-syncer-rsync-worker:1");
+        assert_eq!(pod.spec.as_ref().unwrap().image_pull_secrets, None);
+        assert_eq!(
+            pod.spec.as_ref().unwrap().containers[0].image_pull_policy,
+            None
+        );
         assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
         assert_eq!(c["resources"]["requests"]["memory"], "64Mi");
         assert_eq!(c["volumeMounts"][0]["mountPath"], "/data");

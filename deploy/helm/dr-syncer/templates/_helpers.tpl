@@ -36,7 +36,12 @@ app.kubernetes.io/component: controller
 {{- end -}}
 {{- end -}}
 
-{{/* image reference: repository:tag, tag defaulting to the appVersion. */}}
+{{/* image reference: repository@digest when a digest is set (it pins the exact build),
+else repository:tag with the tag defaulting to the appVersion. */}}
 {{- define "dr-syncer.image" -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .image.repository (default .chart.AppVersion .image.tag) -}}
+{{- end -}}
 {{- end -}}
