@@ -21,8 +21,9 @@ pub mod state;
 pub mod supervisor;
 pub mod testbed;
 
-// Simulated nodes and storage.
+// Simulated nodes, the OCI images they can run, and storage.
 pub mod node;
+pub mod oci;
 pub mod storage;
 
 // In-cluster helper run by pods of the `dr-syncer-e2e-probe` image.
