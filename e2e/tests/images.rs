@@ -109,7 +109,11 @@ fn archives_hold_runnable_minimal_images() {
         // Config: entrypoint, no cmd, env, working dir, user, labels.
         let config = image.config();
         let entrypoint = format!("/usr/local/bin/{name}");
-        assert_eq!(config.entrypoint, vec![entrypoint.clone()], "{what}: entrypoint");
+        assert_eq!(
+            config.entrypoint,
+            vec![entrypoint.clone()],
+            "{what}: entrypoint"
+        );
         assert!(config.cmd.is_empty(), "{what}: cmd {:?}", config.cmd);
         assert!(
             config
@@ -118,7 +122,11 @@ fn archives_hold_runnable_minimal_images() {
             "{what}: env {:?}",
             config.env
         );
-        assert_eq!(config.working_dir.as_deref(), Some("/"), "{what}: working dir");
+        assert_eq!(
+            config.working_dir.as_deref(),
+            Some("/"),
+            "{what}: working dir"
+        );
         assert_eq!(config.user.as_deref(), Some(user), "{what}: user");
         let label = |key: &str| {
             config
@@ -129,7 +137,10 @@ fn archives_hold_runnable_minimal_images() {
         };
         assert_eq!(label("source"), SOURCE, "{what}: source label");
         assert_eq!(label("version"), VERSION, "{what}: version label");
-        assert!(!label("revision").is_empty(), "{what}: empty revision label");
+        assert!(
+            !label("revision").is_empty(),
+            "{what}: empty revision label"
+        );
         assert_eq!(label("title"), name, "{what}: title label");
         assert_eq!(label("licenses"), "Apache-2.0", "{what}: licenses label");
         assert!(!label("created").is_empty(), "{what}: created label");
@@ -172,7 +183,9 @@ fn archives_hold_runnable_minimal_images() {
         assert!(other.is_empty(), "{what}: unexpected files {other:?}");
         let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
         assert!(
-            passwd.lines().any(|l| l.starts_with("nonroot:x:65532:65532:")),
+            passwd
+                .lines()
+                .any(|l| l.starts_with("nonroot:x:65532:65532:")),
             "{what}: /etc/passwd has no nonroot 65532: {passwd}"
         );
         assert!(
