@@ -47,6 +47,9 @@ pub struct RunOptions {
     pub bin_dir: PathBuf,
     /// The `testbed` executable itself (runs pods of [`PROBE_IMAGE`]).
     pub probe_bin: PathBuf,
+    /// Run our three images from the OCI archives in this directory (`make images`)
+    /// instead of the binaries in `bin_dir`: the chart test proves the published artifacts.
+    pub image_dir: Option<PathBuf>,
     /// Shut down when this process exits (tests sharing one bed per test binary).
     pub owner_pid: Option<u32>,
 }
@@ -90,6 +93,9 @@ pub enum SupervisorError {
     /// The state file could not be written.
     #[error(transparent)]
     State(#[from] StateError),
+    /// An image archive (image mode) could not be found or unpacked.
+    #[error("preparing our images: {0}")]
+    Images(#[from] crate::node::unpacked::UnpackError),
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(#[source] std::io::Error),
@@ -131,6 +137,7 @@ pub async fn run(opts: RunOptions) -> Result<(), SupervisorError> {
     state.write(&layout.state_file())?;
     let mut term = signal(SignalKind::terminate()).map_err(SupervisorError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(SupervisorError::Signals)?;
+    let images = our_images(&opts)?;
     let slot = IpSlot::claim()?;
     tracing::info!(slot = slot.octet(), clusters = ?opts.clusters, nodes = opts.nodes, "starting");
     let mut runs: Vec<ClusterRun> = opts
@@ -148,7 +155,7 @@ pub async fn run(opts: RunOptions) -> Result<(), SupervisorError> {
         .collect();
 
     let started = tokio::select! {
-        r = try_join_all(runs.iter_mut().map(|r| r.start(&opts, &slot))) => r.map(|_| ()),
+        r = try_join_all(runs.iter_mut().map(|r| r.start(&opts, &slot, &images))) => r.map(|_| ()),
         _ = term.recv() => Err(SupervisorError::Interrupted),
         _ = int.recv() => Err(SupervisorError::Interrupted),
     };
@@ -223,7 +230,12 @@ async fn wait_for_stop(
 }
 
 impl ClusterRun {
-    async fn start(&mut self, opts: &RunOptions, slot: &IpSlot) -> Result<(), SupervisorError> {
+    async fn start(
+        &mut self,
+        opts: &RunOptions,
+        slot: &IpSlot,
+        images: &OurImages,
+    ) -> Result<(), SupervisorError> {
         let layout = &opts.layout;
         tracing::info!(cluster = %self.name, "starting control plane");
         let cp =
@@ -235,8 +247,6 @@ impl ClusterRun {
         let client = kubeconfig::client(&kubeconfig).await?;
         apply_storage_classes(&client).await?;
 
-        let mut images = OurImages::from_bin_dir(&opts.bin_dir);
-        images.insert(PROBE_IMAGE, opts.probe_bin.clone());
         let configs: Vec<NodeConfig> = (0..opts.nodes)
             .map(|n| {
                 let name = format!("{}-node-{}", self.name, n + 1);
@@ -353,6 +363,23 @@ async fn shutdown(layout: &Layout, runs: Vec<ClusterRun>) {
     {
         tracing::warn!(error = %e, "removing {}", clusters.display());
     }
+}
+
+/// Our binaries from `bin_dir` and the probe; in image mode our three images are unpacked
+/// once into `DIR/images/` (reused when the same manifest is already there) and run from
+/// there instead.
+fn our_images(opts: &RunOptions) -> Result<OurImages, SupervisorError> {
+    let mut images = OurImages::from_bin_dir(&opts.bin_dir);
+    images.insert(PROBE_IMAGE, opts.probe_bin.clone());
+    if let Some(dir) = &opts.image_dir {
+        let dest = opts.layout.dir().join("images");
+        for name in crate::node::OUR_BINARIES {
+            let image = crate::node::unpacked::UnpackedImage::prepare(dir, name, &dest)?;
+            tracing::info!(image = name, manifest = %image.manifest_digest, "running from its OCI archive");
+            images.insert_unpacked(name, image);
+        }
+    }
+    Ok(images)
 }
 
 /// Writes `DIR/env`: shell exports to use the test bed by hand (`. DIR/env; kubectl ...`).

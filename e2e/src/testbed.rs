@@ -32,6 +32,9 @@ pub struct TestBedOptions {
     pub nodes: usize,
     /// Our binaries; default: the directory of `testbed_bin`.
     pub bin_dir: Option<PathBuf>,
+    /// Run our three images from the OCI archives here (`make images`) instead of
+    /// `bin_dir`'s binaries; `None`: the fast binary mapping.
+    pub image_dir: Option<PathBuf>,
     /// Control-plane binaries; default: [`default_controlplane_dir`].
     pub controlplane_dir: Option<PathBuf>,
     /// Test bed directory; default: a fresh directory under the system temp dir.
@@ -51,6 +54,7 @@ impl TestBedOptions {
             clusters: clusters.iter().map(|c| c.to_string()).collect(),
             nodes,
             bin_dir: None,
+            image_dir: None,
             controlplane_dir: None,
             dir: None,
             owner_pid: None,
@@ -90,6 +94,9 @@ impl TestBed {
             .arg(opts.timeout.as_secs().to_string());
         if let Some(d) = &opts.bin_dir {
             cmd.arg("--bin-dir").arg(d);
+        }
+        if let Some(d) = &opts.image_dir {
+            cmd.arg("--image-dir").arg(d);
         }
         if let Some(d) = &opts.controlplane_dir {
             cmd.arg("--controlplane-dir").arg(d);

@@ -110,6 +110,11 @@ fn values_schema_rejects_bad_values_naming_the_field() {
             "/images/agent/pullPolicy",
         ),
         ("controller.concurrency=0", "/controller/concurrency"),
+        ("images.agent.digest=sha256:zz", "/images/agent/digest"),
+        (
+            "remoteImagePullSecrets[0].name=Bad_Name",
+            "/remoteImagePullSecrets/0/name",
+        ),
     ];
     let mut wrong = Vec::new();
     for (set, field) in cases {
@@ -129,6 +134,53 @@ fn values_schema_rejects_bad_values_naming_the_field() {
     assert!(out.contains("replicas: 2"), "{out}");
     assert!(out.contains("--log-format=text"), "{out}");
     assert!(out.contains("kind: ServiceMonitor"), "{out}");
+}
+
+/// The values of issue 15: a digest pins an image instead of the tag, and the data plane's
+/// pull policies and `remoteImagePullSecrets` reach the controller, which puts them on the
+/// pods it creates in remote clusters (unit tests in the controller check that part).
+#[test]
+fn image_digests_pull_policies_and_remote_pull_secrets_reach_the_controller() {
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let out = render(&[
+        "--set",
+        &format!("images.agent.digest={digest},images.controller.digest={digest}"),
+        "--set",
+        "images.rsyncWorker.tag=9.9.9,images.rsyncWorker.pullPolicy=Always",
+        "--set",
+        "remoteImagePullSecrets[0].name=regcred,remoteImagePullSecrets[1].name=mirror",
+    ])
+    .unwrap();
+    let env = |name: &str| {
+        let at = out
+            .find(&format!("- name: {name}\n"))
+            .unwrap_or_else(|| panic!("{name} not rendered:\n{out}"));
+        let value = out[at..].lines().nth(1).unwrap().trim();
+        value
+            .trim_start_matches("value: ")
+            .trim_matches('"')
+            .to_owned()
+    };
+    assert_eq!(
+        env("DR_SYNCER_AGENT_IMAGE"),
+        format!("ghcr.io/dr-syncer/dr-syncer-agent@{digest}")
+    );
+    assert!(
+        out.contains(&format!(
+            "image: ghcr.io/dr-syncer/dr-syncer-controller@{digest}"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        env("DR_SYNCER_RSYNC_WORKER_IMAGE"),
+        "ghcr.io/dr-syncer/dr-syncer-rsync-worker:9.9.9"
+    );
+    assert_eq!(env("DR_SYNCER_RSYNC_WORKER_PULL_POLICY"), "Always");
+    assert_eq!(env("DR_SYNCER_AGENT_PULL_POLICY"), "IfNotPresent");
+    assert_eq!(env("DR_SYNCER_IMAGE_PULL_SECRETS"), "regcred,mirror");
+    // No remote pull secrets: the variable is not rendered at all.
+    let plain = render(&[]).unwrap();
+    assert!(!plain.contains("DR_SYNCER_IMAGE_PULL_SECRETS"), "{plain}");
 }
 
 #[test]
@@ -188,6 +240,64 @@ fn bed_manifests() -> String {
     render(&["--set-string", "metrics.bindAddress=$(POD_IP)"]).unwrap()
 }
 
+/// `make images`' archives: `DR_SYNCER_IMAGE_DIR`, else `${CARGO_TARGET_DIR:-target}/images`.
+fn image_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DR_SYNCER_IMAGE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"));
+    let target = if target.is_absolute() {
+        target
+    } else {
+        repo().join(target)
+    };
+    target.join("images")
+}
+
+/// The bed of this test binary runs the controller, agent and worker pods from the built
+/// OCI archives (issue 15), so this test proves the published artifacts work.
+fn use_built_images() {
+    let dir = image_dir();
+    let version = env!("CARGO_PKG_VERSION");
+    for name in dr_syncer_e2e::node::OUR_BINARIES {
+        let archive = dir.join(format!("{name}-{version}.oci.tar"));
+        assert!(
+            archive.is_file(),
+            "{} is missing: run make images (or set DR_SYNCER_IMAGE_DIR)",
+            archive.display()
+        );
+    }
+    let _ = IMAGE_DIR.set(dir);
+}
+
+/// The manifest digest of our archive `name`, which the node reports in `imageID`.
+fn built_manifest(name: &str) -> String {
+    let archive = image_dir().join(format!("{name}-{}.oci.tar", env!("CARGO_PKG_VERSION")));
+    dr_syncer_e2e::oci::ImageArchive::open(&archive)
+        .unwrap()
+        .manifest_digest()
+        .to_owned()
+}
+
+/// The `imageID` of every container of the pods matching `labels` in `cluster`'s `ns`.
+async fn image_ids(client: &kube::Client, ns: &str, labels: &str) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    pods.list(&ListParams::default().labels(labels))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .flat_map(|p| {
+            p.status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+        })
+        .map(|c| c.image_id.clone())
+        .collect()
+}
+
 fn kubectl(cluster: &str, args: &[&str], stdin: Option<&[u8]>) -> String {
     let bed = &*BED;
     run(bed.kubectl(cluster).args(args), stdin).unwrap_or_else(|e| panic!("{e}"))
@@ -196,6 +306,7 @@ fn kubectl(cluster: &str, args: &[&str], stdin: Option<&[u8]>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rendered_chart_installs_and_its_controller_pod_replicates_the_example_namespace() {
     let _serial = SERIAL.lock().await;
+    use_built_images();
     let bed = bed().await;
     let examples = repo().join("deploy/examples");
 
@@ -447,6 +558,55 @@ async fn rendered_chart_installs_and_its_controller_pod_replicates_the_example_n
         holder.starts_with(&pod_name),
         "lease holder {holder} is not the pod {pod_name}"
     );
+
+    // And they ran from the built images, not from host binaries: the node reports each
+    // container's imageID as the archive's manifest digest (and in image mode it has no
+    // binary for our three repositories at all). The worker pods that copied web-data are
+    // gone by now: their `image-id` files beside their logs say what they ran.
+    let controller_ids =
+        image_ids(&controller, RELEASE_NS, "app.kubernetes.io/name=dr-syncer").await;
+    let agent_ids = image_ids(
+        &bed.client(SOURCE).await.unwrap(),
+        "dr-syncer-agent",
+        "app.kubernetes.io/managed-by=dr-syncer",
+    )
+    .await;
+    for (name, ids) in [
+        ("dr-syncer-controller", &controller_ids),
+        ("dr-syncer-agent", &agent_ids),
+    ] {
+        let want = format!("ghcr.io/dr-syncer/{name}@{}", built_manifest(name));
+        assert!(
+            !ids.is_empty() && ids.iter().all(|id| *id == want),
+            "{name} pods did not run from the built image {want}: {ids:?}"
+        );
+    }
+    let want = format!(
+        "ghcr.io/dr-syncer/dr-syncer-rsync-worker@{}",
+        built_manifest("dr-syncer-rsync-worker")
+    );
+    let worker_ids = worker_image_ids(bed, dst);
+    assert!(
+        !worker_ids.is_empty() && worker_ids.iter().all(|id| *id == want),
+        "worker pods did not run from the built image {want}: {worker_ids:?}"
+    );
+}
+
+/// The `image-id` of every rsync-worker container that ran in `ns` of the target cluster.
+fn worker_image_ids(bed: &dr_syncer_e2e::TestBed, ns: &str) -> Vec<String> {
+    let nodes = bed.layout().cluster(TARGET).join("nodes");
+    let mut ids = Vec::new();
+    for node in std::fs::read_dir(&nodes).unwrap() {
+        let logs = node.unwrap().path().join("state/logs");
+        for pod in std::fs::read_dir(&logs).into_iter().flatten() {
+            let pod = pod.unwrap().path();
+            let name = pod.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with(&format!("{ns}_dr-syncer-worker-")) {
+                ids.push(std::fs::read_to_string(pod.join("worker/image-id")).unwrap());
+            }
+        }
+    }
+    ids
 }
 
 /// Names registered in `controller/src/metrics.rs` (with the `dr_syncer_` prefix; counters
@@ -588,4 +748,56 @@ fn tree(root: &Path) -> Vec<(String, String, u32, Vec<u8>)> {
         root.display()
     );
     out
+}
+
+/// A pod naming one of our images at a version that was not built fails like a pull from a
+/// registry without it (`ErrImagePull`, naming what the bed has), instead of silently
+/// running the build that is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_to_an_image_that_was_not_built_fails_to_pull() {
+    let _serial = SERIAL.lock().await;
+    use_built_images();
+    let bed = bed().await;
+    let client = bed.client(CONTROLLER).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let wrong_digest = format!(
+        "ghcr.io/dr-syncer/dr-syncer-agent@sha256:{}",
+        "0".repeat(64)
+    );
+    for (name, image) in [
+        (
+            "unbuilt-tag",
+            "ghcr.io/dr-syncer/dr-syncer-agent:9.9.9".to_owned(),
+        ),
+        ("unbuilt-digest", wrong_digest),
+    ] {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"containers": [{"name": "agent", "image": image}]},
+        }))
+        .unwrap();
+        pods.create(&Default::default(), &pod).await.unwrap();
+        let waiting = |p: Option<&Pod>| {
+            p.and_then(|p| p.status.as_ref())
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|c| c.first())
+                .and_then(|c| c.state.as_ref())
+                .and_then(|s| s.waiting.as_ref())
+                .is_some_and(|w| w.reason.as_deref() == Some("ErrImagePull"))
+        };
+        let pod = wait_for(&pods, name, waiting).await;
+        let status = &pod.status.unwrap().container_statuses.unwrap()[0];
+        let message = status
+            .state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.message.clone())
+            .unwrap_or_default();
+        assert!(
+            message.contains(&image) && message.contains("ghcr.io/dr-syncer/dr-syncer-agent:"),
+            "{name}: {message}"
+        );
+        assert!(!status.ready, "{name} must not run");
+        pods.delete(name, &Default::default()).await.unwrap();
+    }
 }

@@ -68,6 +68,8 @@ impl Pod {
                 },
             ],
             working_dir: "/data".into(),
+            image_root: None,
+            user: None,
         };
         Prepared::new(&spec).unwrap()
     }
@@ -87,6 +89,8 @@ impl Pod {
                 read_only: false,
             }],
             working_dir: "/".into(),
+            image_root: None,
+            user: None,
         };
         Prepared::new(&spec).unwrap()
     }
@@ -237,6 +241,8 @@ async fn spawn_fails_cleanly_when_a_mount_cannot_be_made() {
             read_only: false,
         }],
         working_dir: "/".into(),
+        image_root: None,
+        user: None,
     };
     let (tx, _rx) = mpsc::unbounded_channel();
     let err = spawn(&shell("true"), Prepared::new(&spec).unwrap(), &files, tx, 1).unwrap_err();

@@ -77,6 +77,10 @@ struct BedArgs {
     /// the directory of this executable.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Run dr-syncer-controller, -agent and -rsync-worker pods from the OCI archives in this
+    /// directory (`make images` writes them to target/images) instead of from --bin-dir.
+    #[arg(long)]
+    image_dir: Option<PathBuf>,
     /// Directory with the control-plane binaries (scripts/build-controlplane.sh).
     #[arg(long, env = "TESTBED_CONTROLPLANE_DIR")]
     controlplane_dir: Option<PathBuf>,
@@ -101,6 +105,7 @@ impl BedArgs {
             None => exe.parent().map(PathBuf::from).unwrap_or_default(),
         };
         self.bin_dir = Some(absolute(bin_dir)?);
+        self.image_dir = self.image_dir.take().map(absolute).transpose()?;
         let cp = self
             .controlplane_dir
             .take()
@@ -125,6 +130,9 @@ impl BedArgs {
         ];
         if let Some(d) = &self.bin_dir {
             args.push(format!("--bin-dir={}", d.display()));
+        }
+        if let Some(d) = &self.image_dir {
+            args.push(format!("--image-dir={}", d.display()));
         }
         if let Some(d) = &self.controlplane_dir {
             args.push(format!("--controlplane-dir={}", d.display()));
@@ -224,6 +232,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 controlplane: Binaries::new(args.controlplane_dir.clone().unwrap_or_default()),
                 bin_dir: args.bin_dir.clone().unwrap_or_default(),
                 probe_bin: exe,
+                image_dir: args.image_dir.clone(),
                 owner_pid: args.owner_pid,
             };
             runtime()?.block_on(supervisor::run(opts))?;

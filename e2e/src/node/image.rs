@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::OurImages;
+use super::unpacked::UnpackedImage;
 
 /// Directories searched for a command given by name (the pod root shares the host's
 /// system directories, so a host path is also the path inside the pod).
@@ -36,9 +37,27 @@ pub enum Launch {
         arg0: String,
         /// The remaining arguments, before `$(VAR)` expansion.
         args: Vec<String>,
+        /// Set when the container runs from an unpacked OCI image: `host_binary` is then the
+        /// program's file inside the image's root filesystem.
+        image: Option<Box<ImageRun>>,
     },
     /// Not one of our images: a container that runs without a process.
     Placeholder,
+}
+
+/// What a container run from an unpacked image needs beyond its program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageRun {
+    /// The unpacked root filesystem.
+    pub rootfs: PathBuf,
+    /// The image's env (under the container's).
+    pub env: Vec<(String, String)>,
+    /// The image's working directory.
+    pub working_dir: Option<String>,
+    /// The image's user (uid, gid).
+    pub user: Option<(u32, u32)>,
+    /// The `imageID` to report.
+    pub image_id: String,
 }
 
 /// Where our binaries appear inside a pod root.
@@ -64,6 +83,9 @@ pub fn resolve(
     args: &[String],
     images: &OurImages,
 ) -> Result<Launch, String> {
+    if let Some(unpacked) = images.unpacked_for(repository_name(image)) {
+        return from_image(image, command, args, unpacked);
+    }
     let Some(image_binary) = images.binary_for(repository_name(image)) else {
         return Ok(Launch::Placeholder);
     };
@@ -82,6 +104,36 @@ pub fn resolve(
         bind: false,
         arg0: first.clone(),
         args: all_args,
+        image: None,
+    })
+}
+
+/// A container of an image the test bed runs from its unpacked archive; a reference that
+/// names another build fails as a pull would.
+fn from_image(
+    image: &str,
+    command: &[String],
+    args: &[String],
+    unpacked: &UnpackedImage,
+) -> Result<Launch, String> {
+    if !unpacked.matches(image) {
+        return Err(unpacked.mismatch(image));
+    }
+    let (pod_path, arg0, args) = unpacked.program(command, args)?;
+    let rel = pod_path.strip_prefix("/").unwrap_or(&pod_path);
+    Ok(Launch::Process {
+        host_binary: unpacked.rootfs.join(rel),
+        bind: false,
+        pod_path,
+        arg0,
+        args,
+        image: Some(Box::new(ImageRun {
+            rootfs: unpacked.rootfs.clone(),
+            env: unpacked.env(),
+            working_dir: unpacked.config.working_dir.clone(),
+            user: unpacked.user(),
+            image_id: unpacked.image_id(),
+        })),
     })
 }
 
@@ -98,6 +150,7 @@ fn ours(binary: &Path, arg0: Option<String>, args: Vec<String>) -> Launch {
         arg0: arg0.unwrap_or_else(|| pod_path.to_string_lossy().into_owned()),
         pod_path,
         args,
+        image: None,
     }
 }
 
@@ -182,6 +235,7 @@ mod tests {
                 pod_path: "/.testbed/bin/dr-syncer-agent".into(),
                 arg0: "/.testbed/bin/dr-syncer-agent".into(),
                 args: strings(&["--port", "22"]),
+                image: None,
             })
         );
     }

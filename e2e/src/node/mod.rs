@@ -50,6 +50,7 @@ mod runner;
 pub mod sandbox;
 mod sources;
 pub mod status;
+pub mod unpacked;
 pub mod volumes;
 
 /// Where a pod's container logs are kept on its node, as
@@ -97,6 +98,8 @@ pub struct NodeConfig {
 #[derive(Clone, Debug, Default)]
 pub struct OurImages {
     map: BTreeMap<String, PathBuf>,
+    /// Repositories run from their unpacked OCI archives instead (image mode).
+    unpacked: BTreeMap<String, unpacked::UnpackedImage>,
 }
 
 /// The image repositories of DR-Syncer's own binaries, which share the binary's name.
@@ -125,6 +128,23 @@ impl OurImages {
     /// Maps one image repository (e.g. `dr-syncer-e2e-probe`) to a binary.
     pub fn insert(&mut self, repository: impl Into<String>, binary: impl Into<PathBuf>) {
         self.map.insert(repository.into(), binary.into());
+    }
+
+    /// Runs `repository` from its unpacked image instead of a host binary (and forgets
+    /// any binary mapped to it, so nothing can run the host binary by mistake).
+    pub fn insert_unpacked(
+        &mut self,
+        repository: impl Into<String>,
+        image: unpacked::UnpackedImage,
+    ) {
+        let repository = repository.into();
+        self.map.remove(&repository);
+        self.unpacked.insert(repository, image);
+    }
+
+    /// The unpacked image for a repository run in image mode.
+    pub fn unpacked_for(&self, repository: &str) -> Option<&unpacked::UnpackedImage> {
+        self.unpacked.get(repository)
     }
 
     /// The binary for an image repository, if the repository is ours.

@@ -26,6 +26,7 @@ use super::process::{ContainerFiles, ExecSpec, Proc, exit_info, spawn, terminati
 use super::sandbox::{BindMount, Prepared as Sandbox, SandboxSpec};
 use super::sources::fetch_sources;
 use super::status::{PodView, Record, State, pod_status};
+use super::unpacked;
 use super::volumes::{self, Prepared, VolumeContext, prepare_all};
 
 /// First restart back-off (the kubelet uses 10 s; shorter keeps tests quick).
@@ -196,6 +197,9 @@ impl Worker {
         let args = spec.args.clone().unwrap_or_default();
         let launch = resolve(&image, &command, &args, &self.ctx.cfg.images);
         let image_id = match &launch {
+            Ok(Launch::Process {
+                image: Some(run), ..
+            }) => run.image_id.clone(),
             Ok(Launch::Process { host_binary, .. }) => {
                 format!("testbed://{}", host_binary.display())
             }
@@ -459,8 +463,14 @@ impl Worker {
                 return;
             }
             Err(message) => {
+                let pull = message.starts_with(unpacked::ERR_IMAGE_PULL);
                 slot.record.state = State::Waiting {
-                    reason: "CreateContainerConfigError".into(),
+                    reason: if pull {
+                        unpacked::ERR_IMAGE_PULL
+                    } else {
+                        "CreateContainerConfigError"
+                    }
+                    .into(),
                     message: Some(message),
                 };
                 slot.restart_at = Some(Instant::now() + RETRY);
@@ -472,6 +482,7 @@ impl Worker {
         let started = slot
             .files
             .reset()
+            .and_then(|()| slot.files.record_image(&slot.record.image_id))
             .map_err(|e| e.to_string())
             .and_then(|()| {
                 spawn(&exec, sandbox, &slot.files, notify, token).map_err(|e| e.to_string())
@@ -507,6 +518,7 @@ impl Worker {
             pod_path,
             arg0,
             args,
+            image,
         } = slot.launch.clone()?
         else {
             return Ok(None);
@@ -519,13 +531,16 @@ impl Worker {
                 slot.record.image
             ));
         }
-        let env = container_env(
+        let mut env = container_env(
             &self.pod,
             &slot.spec,
             self.ctx.cfg.ip,
             &self.ctx.api,
             &self.sources,
         )?;
+        if let Some(run) = &image {
+            unpacked::env_under(&mut env, &slot.spec, &run.env);
+        }
         let args = args.iter().map(|a| expand(a, env.as_slice())).collect();
         let mut mounts = volumes::container_mounts(&slot.spec, &self.volumes, &env)?;
         if bind {
@@ -559,7 +574,17 @@ impl Worker {
             scratch: slot.files.scratch(),
             hostname: pod_hostname(&self.pod),
             mounts,
-            working_dir: PathBuf::from(slot.spec.working_dir.as_deref().unwrap_or("/")),
+            working_dir: PathBuf::from(
+                slot.spec
+                    .working_dir
+                    .as_deref()
+                    .or(image.as_ref().and_then(|r| r.working_dir.as_deref()))
+                    .unwrap_or("/"),
+            ),
+            user: image
+                .as_ref()
+                .and_then(|r| unpacked::run_as(&self.pod, &slot.spec, r.user)),
+            image_root: image.map(|r| r.rootfs),
         };
         let sandbox = Sandbox::new(&spec).map_err(|e| e.to_string())?;
         let exec = ExecSpec {

@@ -65,6 +65,12 @@ impl ContainerFiles {
         }
         std::fs::write(self.termination_log(), b"")
     }
+
+    /// Which image the run started from (`image-id` beside the logs, which outlive the pod):
+    /// how a test tells, after a short-lived pod is gone, that it ran from a built image.
+    pub fn record_image(&self, image_id: &str) -> std::io::Result<()> {
+        std::fs::write(self.log_dir.join("image-id"), image_id)
+    }
 }
 
 /// A running container process.

@@ -51,6 +51,11 @@ pub struct SandboxSpec {
     pub mounts: Vec<BindMount>,
     /// Working directory inside the pod (created if missing).
     pub working_dir: PathBuf,
+    /// An image's unpacked root filesystem to run in instead of the host's system dirs and
+    /// `/etc` (`None`: the binary-mapping default).
+    pub image_root: Option<PathBuf>,
+    /// `uid:gid` to run as after entering (`None`: root, as today).
+    pub user: Option<(u32, u32)>,
 }
 
 /// One step run in the child between fork and exec.
@@ -103,11 +108,16 @@ pub fn plan(spec: &SandboxSpec) -> Result<Vec<Op>, SandboxError> {
         flags: MsFlags::MS_REC | MsFlags::MS_SLAVE,
         data: None,
     }];
-    for dir in SYSTEM_DIRS {
-        system_dir(&mut ops, &spec.root, Path::new(dir))?;
-    }
     let at = |p: &str| spec.root.join(p);
-    etc_overlay(&mut ops, &at("etc"), &spec.scratch)?;
+    match &spec.image_root {
+        Some(rootfs) => image_root(&mut ops, rootfs, &spec.root, &spec.scratch)?,
+        None => {
+            for dir in SYSTEM_DIRS {
+                system_dir(&mut ops, &spec.root, Path::new(dir))?;
+            }
+            etc_overlay(&mut ops, &at("etc"), &spec.scratch)?;
+        }
+    }
     ops.push(Op::Mkdir(cstr(&at("proc"))?));
     ops.push(fresh(
         "proc",
@@ -144,6 +154,35 @@ fn system_dir(ops: &mut Vec<Op>, root: &Path, dir: &Path) -> Result<(), SandboxE
     }
     ops.push(Op::Mkdir(cstr(&target)?));
     bind(ops, dir, &target, true, true)
+}
+
+/// An image's root filesystem as the pod root: an overlay with the unpacked image read-only
+/// below and the run's scratch above, so the container may write its root (as under a real
+/// runtime) and each run starts from the image again. Where overlayfs is unavailable, a
+/// writable bind of the unpacked image (mountpoints are then created in it; they are empty
+/// directories).
+fn image_root(
+    ops: &mut Vec<Op>,
+    rootfs: &Path,
+    root: &Path,
+    scratch: &Path,
+) -> Result<(), SandboxError> {
+    let (upper, work) = (scratch.join("root-upper"), scratch.join("root-work"));
+    for dir in [scratch, upper.as_path(), work.as_path()] {
+        ops.push(Op::Mkdir(cstr(dir)?));
+    }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        rootfs.display(),
+        upper.display(),
+        work.display()
+    );
+    let overlay = fresh("overlay", root, MsFlags::empty(), Some(&data))?;
+    let mut bind_rootfs = Vec::new();
+    bind(&mut bind_rootfs, rootfs, root, false, true)?;
+    ops.push(Op::Either(Box::new(overlay), bind_rootfs));
+    ops.push(Op::Mkdir(cstr(&root.join("etc"))?));
+    Ok(())
 }
 
 /// `/etc` as an overlay: host `/etc` read-only below, the run's scratch above.
@@ -308,6 +347,7 @@ pub struct Prepared {
     root: CString,
     workdir: CString,
     hostname: Vec<u8>,
+    user: Option<(u32, u32)>,
 }
 
 impl Prepared {
@@ -318,11 +358,12 @@ impl Prepared {
             root: cstr(&spec.root)?,
             workdir: cstr(&spec.working_dir)?,
             hostname: spec.hostname.as_bytes().to_vec(),
+            user: spec.user,
         })
     }
 
     /// Runs in the forked child: new mount + UTS namespace, the planned mounts, hostname,
-    /// chroot and chdir. Async-signal-safe: syscalls on pre-built data only; on failure the
+    /// chroot, chdir and, when a user is set, setgroups/setgid/setuid. Async-signal-safe: syscalls on pre-built data only; on failure the
     /// failing step is written to stderr (the container log) and the error returned to spawn.
     pub fn enter(&self) -> io::Result<()> {
         use nix::sched::{CloneFlags, unshare};
@@ -334,6 +375,12 @@ impl Prepared {
             .map_err(fail(b"sethostname"))?;
         nix::unistd::chroot(self.root.as_c_str()).map_err(fail(b"chroot"))?;
         nix::unistd::chdir(self.workdir.as_c_str()).map_err(fail(b"chdir"))?;
+        if let Some((uid, gid)) = self.user {
+            use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+            setgroups(&[]).map_err(fail(b"setgroups"))?;
+            setgid(Gid::from_raw(gid)).map_err(fail(b"setgid"))?;
+            setuid(Uid::from_raw(uid)).map_err(fail(b"setuid"))?;
+        }
         Ok(())
     }
 }
@@ -469,6 +516,8 @@ mod tests {
                 },
             ],
             working_dir: "/work".into(),
+            image_root: None,
+            user: None,
         }
     }
 
@@ -522,6 +571,57 @@ mod tests {
         assert!(
             matches!(&ops[usr + 1], Op::Mount { flags, .. } if flags.contains(MsFlags::MS_RDONLY))
         );
+    }
+
+    #[test]
+    fn an_image_root_replaces_the_host_system_dirs_and_etc() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("vol")).unwrap();
+        std::fs::write(dir.path().join("log"), "").unwrap();
+        let mut spec = spec(dir.path());
+        spec.image_root = Some("/images/agent/rootfs".into());
+        let ops = plan(&spec).unwrap();
+        let first_either = ops.iter().find_map(|op| match op {
+            Op::Either(first, fallback) => Some((first.as_ref(), fallback)),
+            _ => None,
+        });
+        let (overlay, fallback) = first_either.unwrap();
+        assert_eq!(
+            overlay,
+            &Op::Mount {
+                source: Some(c("overlay")),
+                target: c("/pods/p/root"),
+                fstype: Some(c("overlay")),
+                flags: MsFlags::empty(),
+                data: Some(c(
+                    "lowerdir=/images/agent/rootfs,upperdir=/pods/p/run/root-upper,\
+                     workdir=/pods/p/run/root-work"
+                )),
+            }
+        );
+        assert!(matches!(
+            &fallback[0],
+            Op::Mount { source: Some(src), target, .. }
+                if *src == c("/images/agent/rootfs") && *target == c("/pods/p/root")
+        ));
+        // Nothing from the host's system dirs or /etc, and the root comes before any mount
+        // inside it.
+        let host_mount = ops.iter().any(|op| {
+            matches!(op, Op::Mount { source: Some(src), .. }
+                if [c("/usr"), c("/lib"), c("/bin"), c("/etc")].contains(src))
+        });
+        assert!(!host_mount, "{ops:#?}");
+        let overlay_at = ops
+            .iter()
+            .position(|op| matches!(op, Op::Either(..)))
+            .unwrap();
+        let proc_at = ops
+            .iter()
+            .position(
+                |op| matches!(op, Op::Mount { target, .. } if *target == c("/pods/p/root/proc")),
+            )
+            .unwrap();
+        assert!(overlay_at < proc_at);
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub const DEADLINE: Duration = Duration::from_secs(90);
 /// the bed starts (the PVC data scenarios need two nodes per cluster, as issue 6 asks).
 pub static NODES_PER_CLUSTER: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
+/// Run our three images from the OCI archives in this directory instead of the host
+/// binaries, when the test binary sets it before the bed starts (the chart test, issue 15).
+pub static IMAGE_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
 /// One bed per test binary; told to stop by itself when this process exits.
 pub static BED: LazyLock<TestBed> = LazyLock::new(|| {
     let mut opts = TestBedOptions::new(
@@ -46,6 +50,7 @@ pub static BED: LazyLock<TestBed> = LazyLock::new(|| {
         *NODES_PER_CLUSTER.get_or_init(|| 1),
     );
     opts.owner_pid = Some(std::process::id());
+    opts.image_dir = IMAGE_DIR.get().cloned();
     TestBed::start(&opts).expect("starting the controller test bed")
 });
 
