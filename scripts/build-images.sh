@@ -10,7 +10,7 @@
 #   1. base: the ELF interpreter and exactly the shared libraries `ldd` lists for the binary
 #      (copied from this host with their symlinks), /etc/passwd + /etc/group (root 0,
 #      nonroot 65532), /etc/nsswitch.conf, the host's CA bundle, /tmp (1777);
-#   2. the binary at /usr/local/bin/<name>.
+#   2. the binary at /usr/local/bin/<name> (debug info stripped with objcopy).
 #
 # Reproducible: every layer is a tar with sorted names, fixed owner and mtimes clamped to
 # SOURCE_DATE_EPOCH, and every timestamp in the config comes from SOURCE_DATE_EPOCH, so two
@@ -34,7 +34,7 @@ die() {
   exit 1
 }
 
-for tool in umoci skopeo jq tar gzip ldd sha256sum od; do
+for tool in umoci skopeo jq tar gzip ldd objcopy od; do
   command -v "$tool" >/dev/null || die "'$tool' not found: run scripts/install-deps.sh"
 done
 tar --version 2>/dev/null | head -1 | grep -q 'GNU tar' || die "GNU tar is required: run scripts/install-deps.sh"
@@ -210,6 +210,9 @@ for name in $IMAGES; do
   base_rootfs "$bin" "$dir/base"
   tar_layer "$dir/base" "$dir/base.tar"
   install -m 0755 "$bin" "$dir/app/usr/local/bin/$name"
+  # The release profile keeps line-table debug info (for profiling); the image keeps
+  # the symbol table (readable backtraces) but not the DWARF sections: 4-5x smaller.
+  objcopy --strip-debug "$dir/app/usr/local/bin/$name"
   chmod 0755 "$dir/app/usr" "$dir/app/usr/local" "$dir/app/usr/local/bin"
   tar_layer "$dir/app" "$dir/app.tar"
 

@@ -415,14 +415,7 @@ impl ImageArchive {
                 (self.path.clone(), offset, size)
             }
         };
-        if size != desc.size {
-            return Err(OciError::SizeMismatch {
-                archive: self.path.clone(),
-                digest: desc.digest.clone(),
-                expected: desc.size,
-                actual: size,
-            });
-        }
+        self.check_size(desc, size)?;
         let mut file = File::open(&file_path).map_err(|source| OciError::Io {
             what: "open",
             path: file_path.clone(),
@@ -437,6 +430,19 @@ impl ImageArchive {
         Ok(Verify::new(file.take(size)))
     }
 
+    /// A blob's size must be its descriptor's.
+    fn check_size(&self, desc: &Descriptor, size: u64) -> Result<(), OciError> {
+        if size == desc.size {
+            return Ok(());
+        }
+        Err(OciError::SizeMismatch {
+            archive: self.path.clone(),
+            digest: desc.digest.clone(),
+            expected: desc.size,
+            actual: size,
+        })
+    }
+
     /// Reads what is left of a blob and checks its size and digest.
     fn finish<R: Read>(&self, desc: &Descriptor, mut reader: Verify<R>) -> Result<(), OciError> {
         io::copy(&mut reader, &mut io::sink()).map_err(|source| OciError::Io {
@@ -445,14 +451,7 @@ impl ImageArchive {
             source,
         })?;
         let (size, actual) = reader.result();
-        if size != desc.size {
-            return Err(OciError::SizeMismatch {
-                archive: self.path.clone(),
-                digest: desc.digest.clone(),
-                expected: desc.size,
-                actual: size,
-            });
-        }
+        self.check_size(desc, size)?;
         if format!("sha256:{actual}") != desc.digest {
             return Err(OciError::DigestMismatch {
                 archive: self.path.clone(),

@@ -1053,13 +1053,10 @@ mod tests {
         let c = &spec.containers[0];
         assert_eq!(c.image.as_deref(), Some("reg:5000/a/agent@sha256:ab"));
         assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
-        let names: Vec<_> = spec
-            .image_pull_secrets
-            .unwrap()
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        assert_eq!(names, ["one", "two"]);
+        assert_eq!(
+            crate::dataplane::config::pull_secret_names(&spec),
+            ["one", "two"]
+        );
         let plain = render(
             &rc(serde_json::json!({"enabled": true})),
             &PodImage::new("i"),

@@ -78,6 +78,16 @@ pub fn pull_secret_name(name: &str) -> Result<String, String> {
     }
 }
 
+/// The `imagePullSecrets` names of a rendered pod spec, in order (tests of the renderers).
+#[cfg(test)]
+pub(crate) fn pull_secret_names(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<String> {
+    spec.image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|s| s.name.clone())
+        .collect()
+}
+
 /// What the data plane needs to know about how the controller was started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataPlaneConfig {

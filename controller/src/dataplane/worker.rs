@@ -747,13 +747,10 @@ mod tests {
             Some("reg.example/dr/dr-syncer-rsync-worker@sha256:0f")
         );
         assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
-        let names: Vec<_> = spec
-            .image_pull_secrets
-            .unwrap()
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        assert_eq!(names, ["regcred", "mirror"]);
+        assert_eq!(
+            crate::dataplane::config::pull_secret_names(&spec),
+            ["regcred", "mirror"]
+        );
     }
 
     #[test]
