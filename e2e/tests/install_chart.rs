@@ -236,8 +236,18 @@ fn kustomize_manifests_are_the_rendered_chart() {
 /// the metrics server to the pod IP (on the bed a pod's IP is a unique loopback address of
 /// its node, and 0.0.0.0:8080 could collide with anything else on this machine). The image
 /// `ghcr.io/dr-syncer/dr-syncer-controller` maps to our binary on the simulated node.
+/// A registry Secret named in the chart's `remoteImagePullSecrets` (the bed pulls nothing,
+/// so it need not exist): the agent DaemonSet the controller creates must carry it.
+const REMOTE_PULL_SECRET: &str = "regcred";
+
 fn bed_manifests() -> String {
-    render(&["--set-string", "metrics.bindAddress=$(POD_IP)"]).unwrap()
+    render(&[
+        "--set-string",
+        "metrics.bindAddress=$(POD_IP)",
+        "--set",
+        &format!("remoteImagePullSecrets[0].name={REMOTE_PULL_SECRET}"),
+    ])
+    .unwrap()
 }
 
 /// `make images`' archives: `DR_SYNCER_IMAGE_DIR`, else `${CARGO_TARGET_DIR:-target}/images`.
@@ -581,6 +591,27 @@ async fn rendered_chart_installs_and_its_controller_pod_replicates_the_example_n
             "{name} pods did not run from the built image {want}: {ids:?}"
         );
     }
+    // The chart's remoteImagePullSecrets reached the agent DaemonSet through the
+    // controller's env, with the agent pull policy from values.
+    let ds = Api::<k8s_openapi::api::apps::v1::DaemonSet>::namespaced(
+        bed.client(SOURCE).await.unwrap(),
+        "dr-syncer-agent",
+    )
+    .get("dr-syncer-agent")
+    .await
+    .unwrap();
+    let template = ds.spec.unwrap().template.spec.unwrap();
+    let secrets: Vec<String> = template
+        .image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|s| s.name.clone())
+        .collect();
+    assert_eq!(secrets, [REMOTE_PULL_SECRET]);
+    assert_eq!(
+        template.containers[0].image_pull_policy.as_deref(),
+        Some("IfNotPresent")
+    );
     let want = format!(
         "ghcr.io/dr-syncer/dr-syncer-rsync-worker@{}",
         built_manifest("dr-syncer-rsync-worker")
