@@ -52,6 +52,7 @@ async fn pods_of_an_unpacked_image_run_in_its_root_as_its_user() {
         .await
         .unwrap();
     let state_dir = dir.path().join("nodes").join(NODE).join("state");
+    let rootfs = image.rootfs.clone();
     let mut images = OurImages::new();
     images.insert_unpacked("dr-syncer-agent", image);
     let cfg = NodeConfig {
@@ -74,6 +75,12 @@ async fn pods_of_an_unpacked_image_run_in_its_root_as_its_user() {
         std::panic::resume_unwind(panic);
     }
     shutdown.unwrap();
+    // The runs' root was an overlay over the unpacked image: their mountpoints (and any
+    // writes) went to per-run scratch, so the shared image stays as unpacked.
+    assert!(
+        !rootfs.join("proc").exists() && !rootfs.join("dev").exists(),
+        "the unpacked image was written to: the overlay root fell back to a bind"
+    );
 }
 
 async fn scenarios(client: &kube::Client, state_dir: &Path, digest: &str) {
@@ -269,10 +276,13 @@ fn write_archive(path: &Path) -> String {
     for (inside, host) in &files {
         layer.append_path_with_name(host, inside).unwrap();
     }
-    let mut add = |b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]| {
+    let add = |b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]| {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
         b.append_data(&mut h, name, data).unwrap();
     };
     add(&mut layer, MARKER, b"yes");

@@ -8,7 +8,6 @@
 //! deletes the pod with grace 0, as the kubelet does.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +19,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::NodeConfig;
-use super::env::{ApiEndpoint, Sources, container_env, expand, pod_hostname};
+use super::env::{ApiEndpoint, Sources, pod_hostname};
 use super::image::{Launch, resolve};
+use super::launch;
 use super::process::{ContainerFiles, ExecSpec, Proc, exit_info, spawn, termination_message};
-use super::sandbox::{BindMount, Prepared as Sandbox, SandboxSpec};
+use super::sandbox::Prepared as Sandbox;
 use super::sources::fetch_sources;
 use super::status::{PodView, Record, State, pod_status};
 use super::unpacked;
@@ -42,8 +42,6 @@ const VOLUME_RESYNC: Duration = Duration::from_secs(5);
 const DEFAULT_GRACE: i64 = 30;
 /// Upper bound of the grace period when the whole node shuts down.
 const SHUTDOWN_GRACE_MAX: Duration = Duration::from_secs(30);
-/// Default terminationMessagePath.
-const TERMINATION_LOG: &str = "/dev/termination-log";
 
 /// What every pod worker of a node shares.
 pub(crate) struct NodeCtx {
@@ -318,7 +316,7 @@ impl Worker {
                 std::fs::create_dir_all(&path)
                     .map_err(|e| format!("create {}: {e}", path.display()))?;
             }
-            let hosts = hosts_file(self.ctx.cfg.ip, &pod_hostname(&self.pod));
+            let hosts = launch::hosts_file(self.ctx.cfg.ip, &pod_hostname(&self.pod));
             let hosts_path = self.dir.join("hosts");
             std::fs::write(&hosts_path, hosts)
                 .map_err(|e| format!("write {}: {e}", hosts_path.display()))?;
@@ -512,88 +510,20 @@ impl Worker {
     /// The exec spec and sandbox for a container, `None` for a placeholder.
     fn exec_for(&self, init: bool, i: usize) -> Result<Option<(ExecSpec, Sandbox)>, String> {
         let slot = if init { &self.init[i] } else { &self.main[i] };
-        let Launch::Process {
-            host_binary,
-            bind,
-            pod_path,
-            arg0,
-            args,
-            image,
-        } = slot.launch.clone()?
-        else {
-            return Ok(None);
+        let pod = launch::PodParts {
+            ctx: &self.ctx,
+            pod: &self.pod,
+            dir: &self.dir,
+            sources: &self.sources,
+            volumes: &self.volumes,
         };
-        if !host_binary.is_file() {
-            return Err(format!(
-                "binary {} for image {:?} not found: build it (cargo build -p <crate>) or pass \
-                 the right --bin-dir",
-                host_binary.display(),
-                slot.record.image
-            ));
-        }
-        let mut env = container_env(
-            &self.pod,
+        launch::exec_for(
+            &pod,
             &slot.spec,
-            self.ctx.cfg.ip,
-            &self.ctx.api,
-            &self.sources,
-        )?;
-        if let Some(run) = &image {
-            unpacked::env_under(&mut env, &slot.spec, &run.env);
-        }
-        let args = args.iter().map(|a| expand(a, env.as_slice())).collect();
-        let mut mounts = volumes::container_mounts(&slot.spec, &self.volumes, &env)?;
-        if bind {
-            mounts.push(BindMount {
-                source: host_binary,
-                target: pod_path.clone(),
-                read_only: true,
-            });
-        }
-        let message_path = slot
-            .spec
-            .termination_message_path
-            .as_deref()
-            .unwrap_or(TERMINATION_LOG);
-        mounts.push(BindMount {
-            source: slot.files.termination_log(),
-            target: PathBuf::from(message_path),
-            read_only: false,
-        });
-        if !slot.files.termination_log().exists() {
-            slot.files.reset().map_err(|e| e.to_string())?;
-        }
-        mounts.push(BindMount {
-            source: self.dir.join("hosts"),
-            target: PathBuf::from("/etc/hosts"),
-            read_only: true,
-        });
-        let spec = SandboxSpec {
-            root: self.dir.join("root"),
-            tmp_dir: self.dir.join("tmp"),
-            scratch: slot.files.scratch(),
-            hostname: pod_hostname(&self.pod),
-            mounts,
-            working_dir: PathBuf::from(
-                slot.spec
-                    .working_dir
-                    .as_deref()
-                    .or(image.as_ref().and_then(|r| r.working_dir.as_deref()))
-                    .unwrap_or("/"),
-            ),
-            user: image
-                .as_ref()
-                .and_then(|r| unpacked::run_as(&self.pod, &slot.spec, r.user)),
-            image_root: image.map(|r| r.rootfs),
-        };
-        let sandbox = Sandbox::new(&spec).map_err(|e| e.to_string())?;
-        let exec = ExecSpec {
-            program: pod_path,
-            arg0,
-            args,
-            env,
-        };
-        Ok(Some((exec, sandbox)))
+            &slot.launch,
+            &slot.files,
+            &slot.record.image,
+        )
     }
 
     /// A container process exited: record it and apply the restart policy.
@@ -938,11 +868,6 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// The pod's /etc/hosts: localhost and its own name on the node IP.
-pub(crate) fn hosts_file(ip: Ipv4Addr, hostname: &str) -> String {
-    format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{hostname}\n")
 }
 
 /// Sets a directory's permission bits.

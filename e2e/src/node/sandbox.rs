@@ -159,8 +159,8 @@ fn system_dir(ops: &mut Vec<Op>, root: &Path, dir: &Path) -> Result<(), SandboxE
 /// An image's root filesystem as the pod root: an overlay with the unpacked image read-only
 /// below and the run's scratch above, so the container may write its root (as under a real
 /// runtime) and each run starts from the image again. Where overlayfs is unavailable, a
-/// writable bind of the unpacked image (mountpoints are then created in it; they are empty
-/// directories).
+/// writable bind of `rootfs` (mountpoints are then created in it): the caller then passes a
+/// per-run copy of the image as `rootfs` (see `rootcopy`), so the shared image stays clean.
 fn image_root(
     ops: &mut Vec<Op>,
     rootfs: &Path,
