@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use controller_support::*;
 use dr_syncer_crds::namespace_mapping::SyncPhase;
 use dr_syncer_crds::{NamespaceMapping, RemoteCluster};
+use dr_syncer_e2e::node::status::first_waiting;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
@@ -809,11 +810,7 @@ async fn a_reference_to_an_image_that_was_not_built_fails_to_pull() {
         .unwrap();
         pods.create(&Default::default(), &pod).await.unwrap();
         let waiting = |p: Option<&Pod>| {
-            p.and_then(|p| p.status.as_ref())
-                .and_then(|s| s.container_statuses.as_ref())
-                .and_then(|c| c.first())
-                .and_then(|c| c.state.as_ref())
-                .and_then(|s| s.waiting.as_ref())
+            p.and_then(first_waiting)
                 .is_some_and(|w| w.reason.as_deref() == Some("ErrImagePull"))
         };
         let pod = wait_for(&pods, name, waiting).await;

@@ -231,7 +231,9 @@ fn container_status(pod: &Pod) -> Option<k8s_openapi::api::core::v1::ContainerSt
 }
 
 fn waiting_reason(pod: Option<&Pod>) -> Option<String> {
-    container_status(pod?)?.state?.waiting?.reason
+    dr_syncer_e2e::node::status::first_waiting(pod?)?
+        .reason
+        .clone()
 }
 
 /// The container's log file (there is no `kubectl logs`).

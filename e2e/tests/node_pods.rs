@@ -728,11 +728,7 @@ async fn unsupported_volume_is_a_config_error(bed: &Bed) {
     )
     .await;
     let config_error = |p: Option<&Pod>| {
-        p.and_then(|p| p.status.as_ref())
-            .and_then(|s| s.container_statuses.as_ref())
-            .and_then(|cs| cs.first())
-            .and_then(|c| c.state.as_ref())
-            .and_then(|s| s.waiting.as_ref())
+        p.and_then(dr_syncer_e2e::node::status::first_waiting)
             .is_some_and(|w| w.reason.as_deref() == Some("CreateContainerConfigError"))
     };
     let pod = wait_pod(bed, "nfs-user", config_error).await;

@@ -239,6 +239,20 @@ fn api_state(state: &State) -> ContainerState {
     }
 }
 
+/// What the first container of a pod waits on, as the node reported it (reason and
+/// message): how tests read `ErrImagePull` or `CreateContainerConfigError` from a pod.
+pub fn first_waiting(pod: &k8s_openapi::api::core::v1::Pod) -> Option<&ContainerStateWaiting> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
