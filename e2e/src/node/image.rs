@@ -43,6 +43,9 @@ pub enum Launch {
     },
     /// Not one of our images: a container that runs without a process.
     Placeholder,
+    /// One of our images, but a build the test bed does not have: the container waits with
+    /// `ErrImagePull` and this message, as after a failed pull.
+    Unpullable(String),
 }
 
 /// What a container run from an unpacked image needs beyond its program.
@@ -117,7 +120,7 @@ fn from_image(
     unpacked: &UnpackedImage,
 ) -> Result<Launch, String> {
     if !unpacked.matches(image) {
-        return Err(unpacked.mismatch(image));
+        return Ok(Launch::Unpullable(unpacked.mismatch(image)));
     }
     let (pod_path, arg0, args) = unpacked.program(command, args)?;
     let rel = pod_path.strip_prefix("/").unwrap_or(&pod_path);

@@ -21,6 +21,26 @@ use super::volumes::{self, Prepared};
 /// Default terminationMessagePath.
 const TERMINATION_LOG: &str = "/dev/termination-log";
 
+/// Why a container could not be started: its waiting reason and message.
+#[derive(Debug)]
+pub(crate) struct NotStarted {
+    /// `ErrImagePull` or `CreateContainerConfigError`, as the kubelet says them.
+    pub reason: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl From<String> for NotStarted {
+    /// Anything but a pull failure is a configuration error (a missing binary, Secret key,
+    /// volume source, ...): the kubelet's `CreateContainerConfigError`.
+    fn from(message: String) -> Self {
+        NotStarted {
+            reason: "CreateContainerConfigError",
+            message,
+        }
+    }
+}
+
 /// The parts of a pod worker a container run is assembled from.
 pub(crate) struct PodParts<'a> {
     /// The node.
@@ -42,17 +62,23 @@ pub(crate) fn exec_for(
     launch: &Result<Launch, String>,
     files: &ContainerFiles,
     image_ref: &str,
-) -> Result<Option<(ExecSpec, Sandbox)>, String> {
-    let Launch::Process {
-        host_binary,
-        bind,
-        pod_path,
-        arg0,
-        args,
-        image,
-    } = launch.clone()?
-    else {
-        return Ok(None);
+) -> Result<Option<(ExecSpec, Sandbox)>, NotStarted> {
+    let (host_binary, bind, pod_path, arg0, args, image) = match launch.clone()? {
+        Launch::Process {
+            host_binary,
+            bind,
+            pod_path,
+            arg0,
+            args,
+            image,
+        } => (host_binary, bind, pod_path, arg0, args, image),
+        Launch::Placeholder => return Ok(None),
+        Launch::Unpullable(message) => {
+            return Err(NotStarted {
+                reason: unpacked::ERR_IMAGE_PULL,
+                message,
+            });
+        }
     };
     if !host_binary.is_file() {
         return Err(format!(
@@ -60,7 +86,8 @@ pub(crate) fn exec_for(
              the right --bin-dir",
             host_binary.display(),
             image_ref
-        ));
+        )
+        .into());
     }
     let mut env = container_env(p.pod, spec, p.ctx.cfg.ip, &p.ctx.api, p.sources)?;
     if let Some(run) = &image {

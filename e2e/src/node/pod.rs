@@ -26,7 +26,6 @@ use super::process::{ContainerFiles, ExecSpec, Proc, exit_info, spawn, terminati
 use super::sandbox::Prepared as Sandbox;
 use super::sources::fetch_sources;
 use super::status::{PodView, Record, State, pod_status};
-use super::unpacked;
 use super::volumes::{self, Prepared, VolumeContext, prepare_all};
 
 /// First restart back-off (the kubelet uses 10 s; shorter keeps tests quick).
@@ -460,15 +459,9 @@ impl Worker {
                 placeholder_started(slot, init, now);
                 return;
             }
-            Err(message) => {
-                let pull = message.starts_with(unpacked::ERR_IMAGE_PULL);
+            Err(launch::NotStarted { reason, message }) => {
                 slot.record.state = State::Waiting {
-                    reason: if pull {
-                        unpacked::ERR_IMAGE_PULL
-                    } else {
-                        "CreateContainerConfigError"
-                    }
-                    .into(),
+                    reason: reason.into(),
                     message: Some(message),
                 };
                 slot.restart_at = Some(Instant::now() + RETRY);
@@ -508,7 +501,11 @@ impl Worker {
     }
 
     /// The exec spec and sandbox for a container, `None` for a placeholder.
-    fn exec_for(&self, init: bool, i: usize) -> Result<Option<(ExecSpec, Sandbox)>, String> {
+    fn exec_for(
+        &self,
+        init: bool,
+        i: usize,
+    ) -> Result<Option<(ExecSpec, Sandbox)>, launch::NotStarted> {
         let slot = if init { &self.init[i] } else { &self.main[i] };
         let pod = launch::PodParts {
             ctx: &self.ctx,

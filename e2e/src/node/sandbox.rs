@@ -363,8 +363,9 @@ impl Prepared {
     }
 
     /// Runs in the forked child: new mount + UTS namespace, the planned mounts, hostname,
-    /// chroot, chdir and, when a user is set, setgroups/setgid/setuid. Async-signal-safe: syscalls on pre-built data only; on failure the
-    /// failing step is written to stderr (the container log) and the error returned to spawn.
+    /// chroot, chdir and, when a user is set, setgroups/setgid/setuid. Async-signal-safe:
+    /// syscalls on pre-built data only; on failure the failing step is written to stderr
+    /// (the container log) and the error returned to spawn.
     pub fn enter(&self) -> io::Result<()> {
         use nix::sched::{CloneFlags, unshare};
         unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS).map_err(fail(b"unshare"))?;
