@@ -18,6 +18,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 mod layer;
+pub mod pack;
 
 /// The annotation holding an index entry's reference name (tag or full reference).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";

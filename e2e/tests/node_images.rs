@@ -17,12 +17,12 @@ use dr_syncer_e2e::alloc::IpSlot;
 use dr_syncer_e2e::cluster::{Binaries, ControlPlane};
 use dr_syncer_e2e::node::unpacked::UnpackedImage;
 use dr_syncer_e2e::node::{NodeConfig, OurImages, SimNode, pod_log_dir};
+use dr_syncer_e2e::oci::pack::digest as sha256;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube::runtime::wait::await_condition;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 const NODE: &str = "imgtest-node-1";
 const NS: &str = "default";
@@ -242,14 +242,6 @@ fn log_of(state_dir: &Path, pod: &Pod) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn sha256(data: &[u8]) -> String {
-    let hex: String = Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256:{hex}")
-}
-
 /// The shared libraries `ldd` lists for a binary (absolute paths).
 fn libraries(binary: &str) -> Vec<PathBuf> {
     let out = std::process::Command::new("ldd")
@@ -318,18 +310,8 @@ fn write_archive(path: &Path) -> String {
                        "annotations": {"org.opencontainers.image.ref.name": REF}}],
     }))
     .unwrap();
-    let mut archive = tar::Builder::new(std::fs::File::create(path).unwrap());
-    let mut put = |name: &str, data: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        archive.append_data(&mut h, name, data).unwrap();
-    };
-    put("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
-    put("index.json", &index);
-    for blob in [&layer, &config, &manifest] {
-        put(&format!("blobs/sha256/{}", &sha256(blob)[7..]), blob);
-    }
-    archive.into_inner().unwrap();
+    let blobs = [&layer, &config, &manifest].map(|b| (sha256(b), b.as_slice()));
+    let blobs: Vec<(&str, &[u8])> = blobs.iter().map(|(d, b)| (d.as_str(), *b)).collect();
+    dr_syncer_e2e::oci::pack::write_archive(path, &index, &blobs).unwrap();
     digest
 }

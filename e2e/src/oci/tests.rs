@@ -58,11 +58,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-fn digest(data: &[u8]) -> String {
-    let mut v = Verify::new(data);
-    io::copy(&mut v, &mut io::sink()).unwrap();
-    format!("sha256:{}", v.result().1)
-}
+use super::pack::digest;
 
 /// Blobs and descriptors of a test image; `corrupt` replaces a blob's stored bytes after
 /// its descriptor was computed.
@@ -131,19 +127,12 @@ impl Img {
             data[last] ^= 0x55;
         }
         let path = dir.join("img.oci.tar");
-        let mut b = tar::Builder::new(File::create(&path).unwrap());
-        let mut add = |name: &str, data: &[u8]| {
-            let mut h = tar::Header::new_ustar();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            b.append_data(&mut h, name, data).unwrap();
-        };
-        add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
-        add("index.json", &serde_json::to_vec(&index).unwrap());
-        for (d, data) in &self.blobs {
-            add(&format!("blobs/sha256/{}", &d[7..]), data);
-        }
-        b.into_inner().unwrap();
+        let blobs: Vec<(&str, &[u8])> = self
+            .blobs
+            .iter()
+            .map(|(d, data)| (d.as_str(), data.as_slice()))
+            .collect();
+        pack::write_archive(&path, &serde_json::to_vec(&index).unwrap(), &blobs).unwrap();
         (path, md)
     }
 }
