@@ -635,7 +635,7 @@ pub async fn verify_connectivity(
     let timeout = Duration::from_secs(cm.spec.connectivity_timeout_seconds.max(1) as u64);
     let scope = KeyScope::for_cluster_mapping(cm);
     let creds = match agents::prepare_with_timeout(
-        ctx,
+        &ctx.agent_site(),
         &scope,
         source_rc,
         &source.client,

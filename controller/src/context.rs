@@ -1,27 +1,22 @@
 //! The state every reconciler shares: the controller-cluster client, the registry of
-//! remote-cluster clients, metrics, the event recorder and the continuous-mode watchers.
+//! remote-cluster clients, metrics, the event publisher and the continuous-mode watchers.
+//!
+//! Only reconcilers take a [`Context`]; the plumbing they share (server-side apply, events,
+//! waits) lives in [`crate::k8s`] so no module imports the context just for a helper.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::clusters::ClusterRegistry;
 use crate::dataplane::DataPlaneConfig;
+use crate::dataplane::agents::AgentSite;
 use crate::dataplane::orchestrate::DataSlots;
 use crate::discovery::DiscoveryCache;
+use crate::k8s::EventPublisher;
 use crate::metrics::Metrics;
 use crate::watchers::Watchers;
-
-/// Field manager of every write (server-side apply) the controller makes.
-pub const FIELD_MANAGER: &str = "dr-syncer";
-
-/// Name the controller reports in Events.
-pub const CONTROLLER_NAME: &str = "dr-syncer-controller";
 
 /// Shared state of the reconcilers.
 pub struct Context {
@@ -32,7 +27,7 @@ pub struct Context {
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Publishes Kubernetes Events on our objects.
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     /// Continuous-mode watchers, one set per NamespaceMapping.
     pub watchers: Watchers,
     /// Discovery results per source cluster.
@@ -59,12 +54,8 @@ impl Context {
         instance: Option<String>,
         dataplane: DataPlaneConfig,
     ) -> Arc<Self> {
-        let reporter = Reporter {
-            controller: CONTROLLER_NAME.to_owned(),
-            instance,
-        };
         Arc::new(Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: EventPublisher::new(client.clone(), instance),
             client,
             clusters: ClusterRegistry::default(),
             metrics: metrics.clone(),
@@ -91,57 +82,25 @@ impl Context {
         }
     }
 
-    /// Publishes an Event on `obj`; failures are logged, never fatal (events are advisory).
+    /// What deploying agents needs from this context: the controller-cluster client (key
+    /// Secrets) and the default agent image.
+    pub fn agent_site(&self) -> AgentSite<'_> {
+        AgentSite {
+            keys: &self.client,
+            image: &self.dataplane.agent,
+        }
+    }
+
+    /// Publishes an Event on `obj` (see [`EventPublisher::publish`]).
     pub async fn event<K>(&self, obj: &K, warning: bool, reason: &str, action: &str, note: String)
     where
         K: Resource<DynamicType = ()>,
     {
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.to_owned(),
-            note: Some(truncate(note, 1000)),
-            action: action.to_owned(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, &obj.object_ref(&())).await {
-            tracing::warn!(%error, reason, "publishing an event failed");
-        }
+        self.events
+            .publish(obj, warning, reason, action, note)
+            .await;
     }
 }
 
-/// Cuts `text` to at most `max` bytes on a character boundary.
-pub fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
-    text
-}
-
-/// Writes `status` of the object with server-side apply (field manager `dr-syncer`), so the
-/// controller owns exactly the status fields it sets.
-pub async fn apply_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<(), kube::Error>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
-    S: Serialize,
-{
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
-}
+// Transitional, removed when every module imports from `crate::k8s`.
+pub use crate::k8s::{CONTROLLER_NAME, FIELD_MANAGER, apply_status, truncate};

@@ -21,6 +21,7 @@ pub mod context;
 pub mod dataplane;
 pub mod discovery;
 pub mod http;
+pub mod k8s;
 pub mod leader;
 pub mod mapping;
 pub mod metrics;

@@ -38,7 +38,7 @@ pub struct RunConfig {
 
 /// Why the controller stopped with an error.
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub enum FatalError {
     /// No usable client configuration for the controller's own cluster.
     #[error("cannot connect to the controller cluster: {0}")]
     Client(#[from] kube::Error),
@@ -60,13 +60,13 @@ pub enum RunError {
 }
 
 /// Runs until `shutdown` is cancelled (SIGTERM) or leadership is lost.
-pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<(), RunError> {
+pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<(), FatalError> {
     let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::new());
     let health = Health::new(metrics.clone());
     let listener = http::bind(config.metrics_addr)
         .await
-        .map_err(|source| RunError::Bind {
+        .map_err(|source| FatalError::Bind {
             addr: config.metrics_addr,
             source,
         })?;
@@ -124,7 +124,7 @@ pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<(), R
         }
     }
     if was_lost {
-        return Err(RunError::LostLeadership);
+        return Err(FatalError::LostLeadership);
     }
     tracing::info!("controller stopped");
     Ok(())

@@ -29,7 +29,7 @@ use russh::keys::ssh_key::public::Ed25519PublicKey;
 use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
 
 use crate::clusters::ClusterKey;
-use crate::context::FIELD_MANAGER;
+use crate::k8s::FIELD_MANAGER;
 
 /// Annotation whose new value asks for a new generated key (on a RemoteCluster for the
 /// host key, on a ClusterMapping for the client key).

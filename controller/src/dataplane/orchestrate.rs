@@ -515,7 +515,7 @@ async fn run_all(
         return Ok(Vec::new());
     }
     let scope = key_scope(nm, resolved);
-    let creds = agents::prepare(ctx, &scope, rc, &resolved.source.client)
+    let creds = agents::prepare(&ctx.agent_site(), &scope, rc, &resolved.source.client)
         .await
         .map_err(|e| agent_failure(&e))?;
     let run = Run {
