@@ -13,16 +13,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::delta::{self, ChunkHashes, DeltaCounter};
-use crate::filelist::{Entry, Excludes, WalkOptions, walk};
+use crate::delta::{self, ChunkHashes, DATA_CHUNK, DeltaCounter};
+use crate::excludes::Excludes;
+use crate::filelist::{Entry, WalkOptions, walk};
 use crate::fsops;
-use crate::protocol::{
-    DATA_CHUNK, FetchRequest, FrameReader, FrameWriter, Message, ProtocolError, VERSION,
-};
+use crate::protocol::{FetchRequest, FrameReader, FrameWriter, Message, ProtocolError, VERSION};
 
 /// Why a volume name could not be resolved to a root directory.
 #[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
+pub enum VolumeError {
     /// The agent does not serve a volume by that name.
     #[error("unknown volume {0:?}")]
     UnknownVolume(String),
@@ -40,7 +39,7 @@ pub enum ResolveError {
 /// this decision; the client only ever names a volume.
 pub trait VolumeResolver: Send + Sync {
     /// Returns the root directory of `volume`.
-    fn resolve(&self, volume: &str) -> Result<PathBuf, ResolveError>;
+    fn resolve(&self, volume: &str) -> Result<PathBuf, VolumeError>;
 }
 
 /// A fixed map of volume names to directories (configured on the agent's command line).
@@ -77,11 +76,11 @@ impl FromStr for StaticVolumes {
 }
 
 impl VolumeResolver for StaticVolumes {
-    fn resolve(&self, volume: &str) -> Result<PathBuf, ResolveError> {
+    fn resolve(&self, volume: &str) -> Result<PathBuf, VolumeError> {
         self.0
             .get(volume)
             .cloned()
-            .ok_or_else(|| ResolveError::UnknownVolume(volume.to_string()))
+            .ok_or_else(|| VolumeError::UnknownVolume(volume.to_string()))
     }
 }
 
