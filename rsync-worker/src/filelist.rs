@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 
 use nix::sys::stat::{FileStat, SFlag};
 
@@ -130,10 +129,10 @@ pub fn walk(
         }
         let mut entry = entry_from_stat(path.clone(), kind, &st);
         match kind {
-            EntryKind::Symlink => match nix::fcntl::readlinkat(&*dir, fsops::os(&name)) {
-                Ok(t) => entry.link_target = t.as_bytes().to_vec(),
-                Err(nix::errno::Errno::ENOENT) => continue,
-                Err(e) => return Err(e.into()),
+            EntryKind::Symlink => match fsops::read_link_at(&*dir, &name) {
+                Ok(t) => entry.link_target = t,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
             },
             EntryKind::File => {
                 if st.st_nlink > 1 {

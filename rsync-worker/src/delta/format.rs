@@ -9,8 +9,8 @@ use super::error::DeltaError;
 /// librsync delta magic.
 pub const DELTA_MAGIC: u32 = 0x7273_0236;
 
-/// Size of the delta data a sender puts in one `Delta` frame, and the longest literal
-/// command of an all-literal delta (so such a delta splits into frames on its commands).
+/// Bytes of delta data a sender puts in one `Delta` frame (well under the frame limit, so
+/// data flows in steady pieces), and the longest literal command of an all-literal delta.
 pub const DATA_CHUNK: usize = 256 * 1024;
 
 /// An all-literal delta (no basis), without the cost of hashing.

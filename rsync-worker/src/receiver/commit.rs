@@ -26,8 +26,11 @@ const RENAME_BATCH_BYTES: u64 = 128 << 20;
 
 /// A verified temp file waiting for the batch `syncfs` before its rename.
 pub(super) struct PendingRename {
+    /// The entry's final path.
     pub(super) entry_path: WirePath,
+    /// The temp file's name in the same directory.
     pub(super) part: Vec<u8>,
+    /// The basis file to remove after the rename (a leftover partial was used).
     pub(super) basis_name: Option<Vec<u8>>,
 }
 

@@ -30,8 +30,11 @@ pub(super) fn same_mtime(st: &FileStat, e: &Entry) -> bool {
 
 /// Shared state of one pull on the blocking side.
 pub(super) struct Ctx {
+    /// The destination directory; every path is opened beneath it.
     pub(super) root: OwnedFd,
+    /// The pull's options.
     pub(super) opts: SyncOptions,
+    /// Whether we run as root (owners can only be set then).
     pub(super) as_root: bool,
     /// Dry run into a destination that does not exist: `root` must not be looked at.
     pub(super) dest_missing: bool,

@@ -66,7 +66,9 @@ pub(super) fn validate(
 
 /// A file to fetch.
 pub(super) struct Job {
+    /// The request id: the entry's index in the validated list.
     pub(super) id: u64,
+    /// The entry to fetch.
     pub(super) entry: Entry,
 }
 

@@ -10,7 +10,9 @@ use crate::protocol::{FrameReader, FrameWriter, MAX_FRAME, Message, ProtocolErro
 
 /// One open stream, after the hello.
 pub(super) struct Conn<S> {
+    /// Frames from the sender.
     pub(super) reader: FrameReader<ReadHalf<S>>,
+    /// Frames to the sender (buffered: requests are flushed when none are waiting).
     pub(super) writer: FrameWriter<tokio::io::BufWriter<WriteHalf<S>>>,
 }
 

@@ -27,9 +27,13 @@ const PIPELINE: usize = 32;
 /// Counters of one stream.
 #[derive(Default)]
 pub(super) struct Counters {
+    /// Files received and committed.
     pub(super) transferred: u64,
+    /// File bytes that came as literal data.
     pub(super) literal: u64,
+    /// File bytes copied from the basis.
     pub(super) matched: u64,
+    /// Files that vanished (or shrank) at the source before or while being sent.
     pub(super) vanished: u64,
 }
 
