@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dr_syncer_rsync::{ResolveError as WireResolveError, VolumeResolver};
+use dr_syncer_rsync::{VolumeError, VolumeResolver};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::VolumeAttachment;
@@ -138,7 +138,7 @@ impl ClusterResolver {
 }
 
 impl VolumeResolver for ClusterResolver {
-    fn resolve(&self, volume: &str) -> Result<PathBuf, WireResolveError> {
+    fn resolve(&self, volume: &str) -> Result<PathBuf, VolumeError> {
         match resolve(&self.stores, &self.node, volume) {
             Ok(dir) => {
                 info!(volume, dir = %dir.display(), "volume resolved");
@@ -146,7 +146,7 @@ impl VolumeResolver for ClusterResolver {
             }
             Err(e) => {
                 warn!(volume, error = %e, "volume refused");
-                Err(WireResolveError::Unavailable {
+                Err(VolumeError::Unavailable {
                     volume: volume.to_string(),
                     reason: e.to_string(),
                 })
@@ -164,7 +164,7 @@ pub struct LayeredResolver {
 }
 
 impl VolumeResolver for LayeredResolver {
-    fn resolve(&self, volume: &str) -> Result<PathBuf, WireResolveError> {
+    fn resolve(&self, volume: &str) -> Result<PathBuf, VolumeError> {
         match (self.fixed.resolve(volume), &self.cluster) {
             (Ok(dir), _) => Ok(dir),
             (Err(_), Some(cluster)) => cluster.resolve(volume),

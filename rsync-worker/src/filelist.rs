@@ -1,18 +1,15 @@
 //! The file list: what the sender has, entry by entry, in walk order (parents before
-//! children, names sorted bytewise), and the exclude matcher both sides apply.
+//! children, names sorted bytewise), and which entries carry a content hash.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use nix::sys::stat::{FileStat, SFlag};
 
+use crate::excludes::Excludes;
 use crate::fsops;
-use crate::options::OptionError;
 use crate::paths::{WirePath, is_temp_name};
 
 /// The kinds of entries we replicate. Devices, FIFOs and sockets are skipped (PVC data
@@ -70,88 +67,13 @@ pub struct Entry {
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// Compiled rsync-style exclude patterns.
-#[derive(Debug, Clone)]
-pub struct Excludes {
-    any: GlobSet,
-    dirs_only: GlobSet,
-}
-
-impl Excludes {
-    /// Compiles patterns: no `/` = a name at any depth, leading `/` = anchored at the root,
-    /// other `/` = a path from the root, trailing `/` = directories only; `*` does not
-    /// cross `/`, `**` does.
-    pub fn new(patterns: &[String]) -> Result<Self, OptionError> {
-        let mut any = GlobSetBuilder::new();
-        let mut dirs_only = GlobSetBuilder::new();
-        for p in patterns {
-            let (body, dir_only) = match p.strip_suffix('/') {
-                Some(b) => (b, true),
-                None => (p.as_str(), false),
-            };
-            let glob = if let Some(anchored) = body.strip_prefix('/') {
-                anchored.to_string()
-            } else if body.contains('/') {
-                body.to_string()
-            } else {
-                format!("**/{body}")
-            };
-            let g = GlobBuilder::new(&glob)
-                .literal_separator(true)
-                .backslash_escape(true)
-                .build()
-                .map_err(|e| OptionError::BadPattern {
-                    pattern: p.clone(),
-                    reason: e.to_string(),
-                })?;
-            if dir_only {
-                dirs_only.add(g);
-            } else {
-                any.add(g);
-            }
-        }
-        let build = |b: GlobSetBuilder| {
-            b.build().map_err(|e| OptionError::BadPattern {
-                pattern: patterns.join(" "),
-                reason: e.to_string(),
-            })
-        };
-        Ok(Self {
-            any: build(any)?,
-            dirs_only: build(dirs_only)?,
-        })
-    }
-
-    /// Whether the entry itself matches (its ancestors are checked by the walk).
-    pub fn matches(&self, path: &[u8], is_dir: bool) -> bool {
-        let p = std::path::Path::new(OsStr::from_bytes(path));
-        self.any.is_match(p) || (is_dir && self.dirs_only.is_match(p))
-    }
-
-    /// Whether the entry or any of its ancestor directories matches.
-    pub fn excludes(&self, path: &[u8], is_dir: bool) -> bool {
-        if self.matches(path, is_dir) {
-            return true;
-        }
-        path.iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b'/')
-            .any(|(i, _)| self.matches(&path[..i], true))
-    }
-
-    /// Whether there are no patterns.
-    pub fn is_empty(&self) -> bool {
-        self.any.is_empty() && self.dirs_only.is_empty()
-    }
-}
-
 /// What the sender's walk includes.
 #[derive(Debug, Clone)]
 pub struct WalkOptions {
     /// Pruned while walking.
     pub excludes: Excludes,
     /// Percentage of regular files to hash (100: checksum mode; see
-    /// [`crate::protocol::hash_sampled`]).
+    /// [`hash_sampled`]).
     pub hash_percent: u8,
     /// Read `user.*` extended attributes of files and directories.
     pub xattrs: bool,
@@ -207,10 +129,10 @@ pub fn walk(
         }
         let mut entry = entry_from_stat(path.clone(), kind, &st);
         match kind {
-            EntryKind::Symlink => match nix::fcntl::readlinkat(&*dir, fsops::os(&name)) {
-                Ok(t) => entry.link_target = t.as_bytes().to_vec(),
-                Err(nix::errno::Errno::ENOENT) => continue,
-                Err(e) => return Err(e.into()),
+            EntryKind::Symlink => match fsops::read_link_at(&*dir, &name) {
+                Ok(t) => entry.link_target = t,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
             },
             EntryKind::File => {
                 if st.st_nlink > 1 {
@@ -222,9 +144,7 @@ pub fn walk(
                         }
                     }
                 }
-                if entry.hardlink_to.is_none()
-                    && crate::protocol::hash_sampled(path.as_bytes(), opts.hash_percent)
-                {
+                if entry.hardlink_to.is_none() && hash_sampled(path.as_bytes(), opts.hash_percent) {
                     match fsops::open_file_beneath(root, &path) {
                         Ok(f) => entry.hash = Some(hash_file(&f)?),
                         Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -255,6 +175,20 @@ pub fn walk(
         }
     }
     Ok(count)
+}
+
+/// Whether a file at `path` is in the `percent` sample whose contents are hashed and
+/// compared (`verificationMode: sample`). Deterministic in the path, so sender and receiver
+/// agree without sending the selection, and the same files are re-checked every run.
+pub fn hash_sampled(path: &[u8], percent: u8) -> bool {
+    match percent {
+        0 => false,
+        100.. => true,
+        p => {
+            let h = blake3::hash(path);
+            u16::from_le_bytes([h.as_bytes()[0], h.as_bytes()[1]]) % 100 < u16::from(p)
+        }
+    }
 }
 
 /// Builds an entry's metadata from a stat.
@@ -299,23 +233,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exclude_semantics() {
-        let ex = Excludes::new(&[
-            "*.tmp".to_string(),
-            "/top".to_string(),
-            "cache/".to_string(),
-            "a/b/c".to_string(),
-        ])
-        .unwrap();
-        assert!(ex.excludes(b"x.tmp", false));
-        assert!(ex.excludes(b"d/e/x.tmp", false));
-        assert!(ex.excludes(b"top", false));
-        assert!(!ex.excludes(b"d/top", false));
-        assert!(ex.excludes(b"d/cache", true));
-        assert!(!ex.excludes(b"d/cache", false));
-        assert!(ex.excludes(b"d/cache/inner/file", false));
-        assert!(ex.excludes(b"a/b/c", false));
-        assert!(!ex.excludes(b"z/a/b/c", false));
-        assert!(!ex.excludes(b"keep.txt", false));
+    fn hash_sample_is_deterministic_and_close_to_its_percentage() {
+        let paths: Vec<Vec<u8>> = (0..10_000)
+            .map(|i| format!("d{}/f{i}", i % 7).into_bytes())
+            .collect();
+        for percent in [0u8, 1, 10, 50, 99, 100] {
+            let picked = paths.iter().filter(|p| hash_sampled(p, percent)).count();
+            let want = 10_000 * usize::from(percent) / 100;
+            assert!(
+                picked.abs_diff(want) <= 200,
+                "{percent}%: {picked} of 10000 picked"
+            );
+            // The same paths every time: sender and receiver agree without sending a list.
+            let again = paths.iter().filter(|p| hash_sampled(p, percent)).count();
+            assert_eq!(picked, again);
+        }
+        assert!(paths.iter().all(|p| hash_sampled(p, 100)));
+        assert!(!paths.iter().any(|p| hash_sampled(p, 0)));
     }
 }

@@ -4,6 +4,15 @@
 //! from the root fd, so neither a `..` (already refused by [`WirePath`]) nor a symlink —
 //! including one swapped in while we work — can take an operation outside the root.
 //! Used by the sender (reads) and the receiver (writes) alike.
+//!
+//! - Opening: [`open_root`], [`open_subdir`], [`open_parent`], [`DirCache`],
+//!   [`open_file_beneath`], [`open_at_nofollow`].
+//! - Looking: [`lstat_at`], [`is_kind`], [`list_dir`], [`list_dir_typed`], [`read_link_at`].
+//! - Changing, relative to a directory fd: [`make_dir_at`], [`rename_at`], [`symlink_at`],
+//!   [`hard_link_at`], [`remove_at`], [`chown_at_nofollow`], [`set_mtime_at_nofollow`].
+//! - Metadata of an open file: [`set_owner`], [`set_mode`], [`set_mtime`]; durability:
+//!   [`sync_fs`].
+//! - Data and extended attributes: [`map_range`], [`read_xattrs`], [`write_xattrs`].
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -14,9 +23,12 @@ use std::path::Path;
 
 use memmap2::{Mmap, MmapOptions};
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
-use nix::unistd::{UnlinkatFlags, unlinkat};
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat, renameat};
+use nix::sys::stat::{
+    FileStat, Mode, SFlag, UtimensatFlags, fchmod, fstat, fstatat, futimens, mkdirat, utimensat,
+};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
 
 use crate::paths::WirePath;
 
@@ -131,6 +143,18 @@ pub fn open_file_beneath(root: &OwnedFd, path: &WirePath) -> io::Result<File> {
     Ok(File::from(fd))
 }
 
+/// Opens (or with `O_CREAT` creates, mode 0600) `name` in `dir` with `flags`, refusing a
+/// symlink at the name: the receiver's way to open its own files and temp files.
+pub fn open_at_nofollow(dir: &OwnedFd, name: &[u8], flags: OFlag) -> io::Result<File> {
+    let fd = openat(
+        dir,
+        os(name),
+        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+        Mode::from_bits_truncate(0o600),
+    )?;
+    Ok(File::from(fd))
+}
+
 /// `lstat` of `name` in `dir`; `None` if it does not exist.
 pub fn lstat_at(dir: impl AsFd, name: &[u8]) -> io::Result<Option<FileStat>> {
     match fstatat(dir, os(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
@@ -185,6 +209,95 @@ pub fn remove_at(dir: &OwnedFd, name: &[u8]) -> io::Result<u64> {
     }
     unlinkat(dir, os(name), UnlinkatFlags::RemoveDir)?;
     Ok(n + 1)
+}
+
+/// The target of symlink `name` in `dir`, verbatim.
+pub fn read_link_at(dir: impl AsFd, name: &[u8]) -> io::Result<Vec<u8>> {
+    Ok(readlinkat(dir, os(name))?.as_bytes().to_vec())
+}
+
+/// Creates directory `name` in `dir` with permission bits `mode`.
+pub fn make_dir_at(dir: impl AsFd, name: &[u8], mode: u32) -> io::Result<()> {
+    Ok(mkdirat(dir, os(name), Mode::from_bits_truncate(mode))?)
+}
+
+/// Renames `from` to `to` within `dir` (atomically replacing `to` unless it is a
+/// non-empty directory).
+pub fn rename_at(dir: impl AsFd, from: &[u8], to: &[u8]) -> io::Result<()> {
+    Ok(renameat(&dir, os(from), &dir, os(to))?)
+}
+
+/// Creates symlink `name` in `dir` pointing at `target` (kept verbatim, never resolved).
+pub fn symlink_at(target: &[u8], dir: impl AsFd, name: &[u8]) -> io::Result<()> {
+    Ok(symlinkat(os(target), dir, os(name))?)
+}
+
+/// Makes `name` in `dir` a hard link of `from_name` in `from_dir` (no symlink followed).
+pub fn hard_link_at(
+    from_dir: impl AsFd,
+    from_name: &[u8],
+    dir: impl AsFd,
+    name: &[u8],
+) -> io::Result<()> {
+    Ok(linkat(
+        from_dir,
+        os(from_name),
+        dir,
+        os(name),
+        AtFlags::empty(),
+    )?)
+}
+
+/// Sets the numeric owner of `name` in `dir` itself (a symlink is changed, not followed).
+pub fn chown_at_nofollow(dir: impl AsFd, name: &[u8], uid: u32, gid: u32) -> io::Result<()> {
+    Ok(fchownat(
+        dir,
+        os(name),
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )?)
+}
+
+/// Sets the mtime of `name` in `dir` itself (a symlink is changed, not followed); the
+/// atime is left alone.
+pub fn set_mtime_at_nofollow(dir: impl AsFd, name: &[u8], sec: i64, nsec: u32) -> io::Result<()> {
+    Ok(utimensat(
+        dir,
+        os(name),
+        &TimeSpec::UTIME_OMIT,
+        &TimeSpec::new(sec, i64::from(nsec)),
+        UtimensatFlags::NoFollowSymlink,
+    )?)
+}
+
+/// Sets the numeric owner of an open file or directory.
+pub fn set_owner(fd: impl AsFd, uid: u32, gid: u32) -> io::Result<()> {
+    Ok(fchown(
+        fd,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+    )?)
+}
+
+/// Sets the permission bits (`mode & 0o7777`) of an open file or directory.
+pub fn set_mode(fd: impl AsFd, mode: u32) -> io::Result<()> {
+    Ok(fchmod(fd, Mode::from_bits_truncate(mode & 0o7777))?)
+}
+
+/// Sets the mtime of an open file or directory; the atime is left alone.
+pub fn set_mtime(fd: impl AsFd, sec: i64, nsec: u32) -> io::Result<()> {
+    Ok(futimens(
+        fd,
+        &TimeSpec::UTIME_OMIT,
+        &TimeSpec::new(sec, i64::from(nsec)),
+    )?)
+}
+
+/// Makes everything written to the filesystem holding `fd` durable (`syncfs`): one call
+/// for a batch of files instead of one `fsync` each.
+pub fn sync_fs(fd: impl AsFd) -> io::Result<()> {
+    Ok(nix::unistd::syncfs(fd)?)
 }
 
 /// Maps `len` bytes of `file` from `offset` read-only. Empty ranges map nothing.

@@ -20,7 +20,7 @@ use clap::Parser;
 use dr_syncer_rsync::ssh::{
     ClientError, ClientSettings, KeyError, connect, load_pinned_key, load_private_key,
 };
-use dr_syncer_rsync::{OptionError, SUBSYSTEM_NAME, SyncError, SyncOptions, SyncSummary, pull};
+use dr_syncer_rsync::{OptionError, ReceiveError, SUBSYSTEM_NAME, SyncOptions, SyncSummary, pull};
 use serde::Serialize;
 use tracing::{info, warn};
 
@@ -103,7 +103,7 @@ enum WorkerError {
     #[error(transparent)]
     Ssh(#[from] ClientError),
     #[error("sync failed: {0}")]
-    Sync(#[from] SyncError),
+    Sync(#[from] ReceiveError),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("a pull needs exactly one --agent, --volume and --dest")]

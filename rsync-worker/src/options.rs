@@ -210,7 +210,12 @@ impl SyncOptions {
     }
 
     fn check_excludes(&self) -> Result<(), OptionError> {
-        crate::filelist::Excludes::new(&self.excludes).map(|_| ())
+        crate::excludes::Excludes::new(&self.excludes)
+            .map(|_| ())
+            .map_err(|e| OptionError::BadPattern {
+                pattern: e.pattern,
+                reason: e.reason,
+            })
     }
 }
 

@@ -17,7 +17,7 @@ use dr_syncer_rsync::paths::WirePath;
 use dr_syncer_rsync::protocol::{
     FetchRequest, FrameReader, FrameWriter, MAX_FRAME, Message, ProtocolError, VERSION,
 };
-use dr_syncer_rsync::{Limits, ServeStats, StaticVolumes, SyncError, SyncOptions};
+use dr_syncer_rsync::{Limits, ReceiveError, ServeStats, StaticVolumes, SyncOptions};
 use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
 
@@ -296,8 +296,8 @@ async fn malicious_sender_cannot_make_the_receiver_write_outside() {
         let res =
             dr_syncer_rsync::pull(vec![stream], "vol", dest.path(), &SyncOptions::default()).await;
         match (name, &res) {
-            ("symlink parent", Err(SyncError::Refused { .. }))
-            | (_, Err(SyncError::Protocol(ProtocolError::PathRefused { .. }))) => {}
+            ("symlink parent", Err(ReceiveError::Refused { .. }))
+            | (_, Err(ReceiveError::Protocol(ProtocolError::PathRefused { .. }))) => {}
             _ => panic!("{name}: {res:?}"),
         }
         assert!(!outside.path().join("x").exists(), "{name}");
@@ -451,7 +451,7 @@ async fn corrupted_data_fails_verification_and_never_lands() {
     let dest = tempfile::tempdir().unwrap();
     let res = dr_syncer_rsync::pull(vec![c], "vol", dest.path(), &SyncOptions::default()).await;
     let err = res.unwrap_err();
-    assert!(matches!(err, SyncError::Verify { .. }), "{err:?}");
+    assert!(matches!(err, ReceiveError::Verify { .. }), "{err:?}");
     assert!(err.is_transient());
     assert!(
         !dest.path().join("f").exists(),

@@ -221,7 +221,7 @@ async fn checksum_and_compression() {
 
 #[tokio::test]
 async fn verification_sample_compares_and_repairs_only_the_sampled_files() {
-    use dr_syncer_rsync::protocol::hash_sampled;
+    use dr_syncer_rsync::filelist::hash_sampled;
     let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();
     let names: Vec<String> = (0..200).map(|i| format!("f{i:03}")).collect();

@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::Arc;
 
-use dr_syncer_rsync::{Limits, ServeStats, StaticVolumes, SyncError, SyncOptions, SyncSummary};
+use dr_syncer_rsync::{Limits, ReceiveError, ServeStats, StaticVolumes, SyncOptions, SyncSummary};
 
 /// Pulls `src` (served as volume "vol") into `dst` over `n` duplex streams.
 pub async fn pull_over(
@@ -17,7 +17,7 @@ pub async fn pull_over(
     dst: &Path,
     opts: &SyncOptions,
     n: usize,
-) -> Result<SyncSummary, SyncError> {
+) -> Result<SyncSummary, ReceiveError> {
     pull_with_stats(src, dst, opts, n).await.0
 }
 
@@ -28,7 +28,7 @@ pub async fn pull_with_stats(
     opts: &SyncOptions,
     n: usize,
 ) -> (
-    Result<SyncSummary, SyncError>,
+    Result<SyncSummary, ReceiveError>,
     Vec<Result<ServeStats, dr_syncer_rsync::ProtocolError>>,
 ) {
     let vols: Arc<StaticVolumes> = Arc::new(format!("vol={}", src.display()).parse().unwrap());

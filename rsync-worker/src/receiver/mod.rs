@@ -1,0 +1,27 @@
+//! The receiving side (worker): [`pull`] a volume into a directory over one or more streams.
+//!
+//! One pull, in order ([`pull`]):
+//! - `session`: each stream's hello, the file list request, the goodbye.
+//! - `plan`: the sender's list checked, directories created, what needs data decided.
+//! - `stream`: the files spread over the streams; each stream pipelines requests
+//!   (`basis`: basis choice, signatures) and received deltas into verified temp files.
+//! - `commit`: verified files, symlinks and hard links renamed into place, durably.
+//! - `finish`: links, deletions, directory metadata, durability; the [`SyncSummary`].
+//!
+//! Shared by all of them: `dest` (the destination root, options, metadata, temp names)
+//! and `error` ([`ReceiveError`]).
+
+mod basis;
+mod commit;
+mod dest;
+mod error;
+mod finish;
+mod plan;
+mod pull;
+mod session;
+mod stream;
+mod summary;
+
+pub use error::ReceiveError;
+pub use pull::pull;
+pub use summary::SyncSummary;
