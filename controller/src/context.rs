@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::clusters::ClusterRegistry;
 use crate::dataplane::DataPlaneConfig;
-use crate::dataplane::orchestrate::DataSlots;
+use crate::dataplane::slots::DataSlots;
 use crate::discovery::DiscoveryCache;
 use crate::metrics::Metrics;
 use crate::watchers::Watchers;
