@@ -12,7 +12,7 @@ use kube::{Client, Resource};
 use crate::clusters::ClusterRegistry;
 use crate::dataplane::DataPlaneConfig;
 use crate::dataplane::agents::AgentSite;
-use crate::dataplane::orchestrate::DataSlots;
+use crate::dataplane::slots::DataSlots;
 use crate::discovery::DiscoveryCache;
 use crate::k8s::EventPublisher;
 use crate::metrics::Metrics;

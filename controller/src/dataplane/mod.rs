@@ -13,13 +13,19 @@
 //!   `RemoteCluster.status.pvcSync` it reports.
 //! - [`locate`]: which node holds a source PVC and which agent address serves it.
 //! - [`worker`]: the worker pod (spec, per-run Secret, run to completion, JSON summary).
-//! - [`orchestrate`]: the per-mapping loop: concurrency, retries, status, events, metrics.
+//! - [`slots`]: how many copies run at once (controller-wide, per source cluster, per mapping).
+//! - [`retry`]: the retry policy of a failed copy (`pvcSync.retryConfig`).
+//! - [`outcome`]: what a run reports per PVC; the mapping's status is composed from it.
+//! - [`orchestrate`]: the per-mapping run: slots, target checks, attempts, events, metrics.
 
 pub mod agents;
 pub mod config;
 pub mod keys;
 pub mod locate;
 pub mod orchestrate;
+pub mod outcome;
+pub mod retry;
+pub mod slots;
 pub mod worker;
 
 pub use config::{

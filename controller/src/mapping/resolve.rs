@@ -1,0 +1,210 @@
+//! The mapping's references: which two RemoteClusters it replicates between (through its
+//! ClusterMapping or directly) and their clients; and which mappings a change of a
+//! RemoteCluster or ClusterMapping concerns.
+
+use dr_syncer_crds::cluster_mapping::ClusterMapping;
+use dr_syncer_crds::namespace_mapping::NamespaceMapping;
+use dr_syncer_crds::remote_cluster::RemoteCluster;
+use kube::api::Api;
+use kube::{Client, ResourceExt};
+
+use crate::clusters::{ClusterKey, ClusterRegistry, RemoteClient};
+use crate::status::{find_condition, reasons, types};
+
+/// Why the references of a mapping could not be resolved (named after the job, the
+/// agent and the worker have resolve errors of their own).
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    /// The referenced ClusterMapping does not exist.
+    #[error("ClusterMapping {0} not found; create it or fix spec.clusterMappingRef")]
+    ClusterMappingNotFound(String),
+    /// The referenced ClusterMapping is paused.
+    #[error("ClusterMapping {0} is paused")]
+    ClusterMappingPaused(String),
+    /// A referenced RemoteCluster does not exist.
+    #[error("RemoteCluster {0} not found; create it or fix the cluster reference")]
+    RemoteClusterNotFound(String),
+    /// A RemoteCluster exists but has no working client.
+    #[error("RemoteCluster {name} is not usable yet: {message}")]
+    RemoteClusterNotReady {
+        /// `namespace/name`.
+        name: String,
+        /// Its Ready condition message.
+        message: String,
+    },
+    /// The controller cluster could not be read.
+    #[error("reading the cluster references failed: {0}")]
+    Api(#[from] kube::Error),
+}
+
+impl ReferenceError {
+    /// The condition reason the mapping reports it with.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReferenceError::ClusterMappingNotFound(_) => reasons::CLUSTER_MAPPING_NOT_FOUND,
+            ReferenceError::ClusterMappingPaused(_) => reasons::PAUSED,
+            ReferenceError::RemoteClusterNotFound(_) => reasons::REMOTE_CLUSTER_NOT_FOUND,
+            ReferenceError::RemoteClusterNotReady { .. } => reasons::REMOTE_CLUSTER_NOT_READY,
+            ReferenceError::Api(_) => reasons::SYNC_FAILED,
+        }
+    }
+
+    /// Whether only a change of the objects can help (a missing object): `Stalled`.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            ReferenceError::ClusterMappingNotFound(_) | ReferenceError::RemoteClusterNotFound(_)
+        )
+    }
+
+    /// Whether the ClusterMapping is paused (which pauses the mapping too).
+    pub fn is_paused(&self) -> bool {
+        matches!(self, ReferenceError::ClusterMappingPaused(_))
+    }
+}
+
+/// The two clusters of a mapping, with their clients.
+pub struct Resolved {
+    /// Source RemoteCluster.
+    pub source_key: ClusterKey,
+    /// Destination RemoteCluster.
+    pub dest_key: ClusterKey,
+    /// Source client.
+    pub source: RemoteClient,
+    /// Destination client.
+    pub dest: RemoteClient,
+    /// The source RemoteCluster object (defaults).
+    pub source_rc: RemoteCluster,
+    /// The ClusterMapping, when the mapping goes through one (PVC data keys are per
+    /// ClusterMapping).
+    pub cluster_mapping: Option<ClusterMapping>,
+}
+
+async fn remote_cluster(
+    client: &Client,
+    clusters: &ClusterRegistry,
+    key: &ClusterKey,
+) -> Result<(RemoteCluster, RemoteClient), ReferenceError> {
+    let api: Api<RemoteCluster> = Api::namespaced(client.clone(), &key.namespace);
+    let Some(rc) = api.get_opt(&key.name).await? else {
+        return Err(ReferenceError::RemoteClusterNotFound(key.to_string()));
+    };
+    match clusters.get(key) {
+        Some(client) => Ok((rc, client)),
+        None => {
+            let message = rc
+                .status
+                .as_ref()
+                .and_then(|s| find_condition(&s.conditions, types::READY))
+                .map(|c| c.message.clone())
+                .unwrap_or_else(|| "its kubeconfig has not been loaded yet".to_owned());
+            Err(ReferenceError::RemoteClusterNotReady {
+                name: key.to_string(),
+                message,
+            })
+        }
+    }
+}
+
+/// Finds the source and destination clusters: through `clusterMappingRef`, or directly.
+/// `client` reads the controller cluster; `clusters` holds the remote clients.
+pub async fn resolve(
+    nm: &NamespaceMapping,
+    client: &Client,
+    clusters: &ClusterRegistry,
+) -> Result<Resolved, ReferenceError> {
+    let namespace = nm.namespace().unwrap_or_default();
+    let mut cluster_mapping = None;
+    let (source_key, dest_key) = match &nm.spec.cluster_mapping_ref {
+        Some(r) => {
+            let cm_namespace = r.namespace.clone().unwrap_or_else(|| namespace.clone());
+            let api: Api<ClusterMapping> = Api::namespaced(client.clone(), &cm_namespace);
+            let name = format!("{cm_namespace}/{}", r.name);
+            let Some(cm) = api.get_opt(&r.name).await? else {
+                return Err(ReferenceError::ClusterMappingNotFound(name));
+            };
+            if cm.spec.paused {
+                return Err(ReferenceError::ClusterMappingPaused(name));
+            }
+            let keys = (
+                ClusterKey {
+                    namespace: cm_namespace.clone(),
+                    name: cm.spec.source_cluster.clone(),
+                },
+                ClusterKey {
+                    namespace: cm_namespace,
+                    name: cm.spec.target_cluster.clone(),
+                },
+            );
+            cluster_mapping = Some(cm);
+            keys
+        }
+        None => (
+            ClusterKey {
+                namespace: namespace.clone(),
+                name: nm.spec.source_cluster.clone().unwrap_or_default(),
+            },
+            ClusterKey {
+                namespace: namespace.clone(),
+                name: nm.spec.destination_cluster.clone().unwrap_or_default(),
+            },
+        ),
+    };
+    let (source_rc, source) = remote_cluster(client, clusters, &source_key).await?;
+    let (_, dest) = remote_cluster(client, clusters, &dest_key).await?;
+    Ok(Resolved {
+        source_key,
+        dest_key,
+        source,
+        dest,
+        source_rc,
+        cluster_mapping,
+    })
+}
+
+/// Whether a mapping references the given RemoteCluster directly (for the RemoteCluster
+/// watch: a cluster becoming healthy re-triggers its mappings).
+pub fn references_cluster(nm: &NamespaceMapping, namespace: &str, name: &str) -> bool {
+    nm.namespace().as_deref() == Some(namespace)
+        && (nm.spec.source_cluster.as_deref() == Some(name)
+            || nm.spec.destination_cluster.as_deref() == Some(name))
+}
+
+/// Whether a mapping references the given ClusterMapping.
+pub fn references_cluster_mapping(nm: &NamespaceMapping, namespace: &str, name: &str) -> bool {
+    nm.spec.cluster_mapping_ref.as_ref().is_some_and(|r| {
+        r.name == name
+            && r.namespace.clone().or_else(|| nm.namespace()).as_deref() == Some(namespace)
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn nm(spec: serde_json::Value) -> NamespaceMapping {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "dr-syncer.io/v1alpha1",
+            "kind": "NamespaceMapping",
+            "metadata": {"name": "web", "namespace": "dr", "annotations": {}, "generation": 1},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn references() {
+        let m = nm(
+            serde_json::json!({"sourceNamespace": "web", "sourceCluster": "a", "destinationCluster": "b", "replicationMode": "Manual"}),
+        );
+        assert!(references_cluster(&m, "dr", "a"));
+        assert!(references_cluster(&m, "dr", "b"));
+        assert!(!references_cluster(&m, "other", "a"));
+        let cm = nm(
+            serde_json::json!({"sourceNamespace": "web", "clusterMappingRef": {"name": "pair"}}),
+        );
+        assert!(references_cluster_mapping(&cm, "dr", "pair"));
+        assert!(!references_cluster_mapping(&cm, "dr", "other"));
+    }
+}
