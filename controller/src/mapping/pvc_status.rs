@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use dr_syncer_crds::namespace_mapping::{
-    NamespaceMappingStatus, PvcSyncOutcome, PvcSyncResult, SyncError as StatusError, SyncPhase,
+    NamespaceMappingStatus, PvcSyncOutcome, PvcSyncResult, SyncErrorRecord, SyncPhase,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -118,7 +118,7 @@ pub fn apply_to_status(
         .failures()
         .next()
         .map(|(pvc, _)| format!("PersistentVolumeClaim/{pvc}"));
-    status.last_error = Some(StatusError {
+    status.last_error = Some(SyncErrorRecord {
         message: format!("data sync: {message}"),
         time: now.clone(),
         resource,

@@ -10,7 +10,7 @@
 
 use dr_syncer_crds::namespace_mapping::{
     DeploymentScale, KindSyncCounts, NamespaceMapping, NamespaceMappingStatus, ResourceStatus,
-    ResourceSyncState, SyncError as StatusError, SyncPhase, SyncStats,
+    ResourceSyncState, SyncErrorRecord, SyncPhase, SyncStats,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -332,7 +332,7 @@ fn synced(
     } else {
         let first = report.failures.first();
         let message = truncate(message, 2000);
-        status.last_error = Some(StatusError {
+        status.last_error = Some(SyncErrorRecord {
             message: message.clone(),
             time: now.clone(),
             resource: first.map(|f| format!("{}/{}", f.kind, f.name)),
@@ -362,7 +362,7 @@ fn failed(
 ) {
     let message = failed_message(error);
     status.phase = Some(SyncPhase::Failed);
-    status.last_error = Some(StatusError {
+    status.last_error = Some(SyncErrorRecord {
         message: message.clone(),
         time: now.clone(),
         resource: None,

@@ -36,7 +36,7 @@ pub struct NamespaceMappingStatus {
     pub retry_status: Option<RetryStatus>,
     /// Last error met.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<SyncError>,
+    pub last_error: Option<SyncErrorRecord>,
     /// Standard conditions (Ready, Synced, ...), one per type. Fields accepted but not
     /// acted on show up here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -180,7 +180,7 @@ pub struct RetryStatus {
 /// An error met during a sync.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SyncError {
+pub struct SyncErrorRecord {
     /// What went wrong.
     pub message: String,
     /// When.
