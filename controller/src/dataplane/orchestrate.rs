@@ -20,6 +20,7 @@ use dr_syncer_crds::namespace_mapping::{
     SyncError as StatusError, SyncPhase,
 };
 use dr_syncer_crds::remote_cluster::{PvcSyncRetryConfig, RemoteCluster};
+use dr_syncer_worker_wire::SyncSummary;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -32,7 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::agents::{self, AgentError};
 use super::keys::{KeyScope, WorkerCredentials};
 use super::locate::{self, LocateError};
-use super::worker::{self, DataOptions, Destination, RunError, WorkerRequest, WorkerSummary};
+use super::worker::{self, DataOptions, Destination, WorkerPodError, WorkerRequest};
 use crate::clusters::ClusterKey;
 use crate::context::{CONTROLLER_NAME, Context, truncate};
 use crate::mapping::Resolved;
@@ -187,7 +188,7 @@ pub struct PvcOutcome {
     /// When it ended.
     pub finished: Time,
     /// Summary or failure.
-    pub result: Result<WorkerSummary, PvcFailure>,
+    pub result: Result<SyncSummary, PvcFailure>,
 }
 
 /// The result of a data sync run.
@@ -241,7 +242,7 @@ impl DataSyncReport {
                 failed.join("; ")
             );
         }
-        let sum = |f: fn(&WorkerSummary) -> u64| {
+        let sum = |f: fn(&SyncSummary) -> u64| {
             self.pvcs
                 .iter()
                 .filter_map(|o| o.result.as_ref().ok())
@@ -656,7 +657,7 @@ impl Run<'_> {
         &self,
         pvc: &str,
         annotations: &BTreeMap<String, String>,
-    ) -> (Result<WorkerSummary, PvcFailure>, u32, Option<String>) {
+    ) -> (Result<SyncSummary, PvcFailure>, u32, Option<String>) {
         let mut attempt = 0;
         let mut node = None;
         loop {
@@ -679,7 +680,7 @@ impl Run<'_> {
         pvc: &str,
         annotations: &BTreeMap<String, String>,
         node: &mut Option<String>,
-    ) -> Result<WorkerSummary, AttemptError> {
+    ) -> Result<SyncSummary, AttemptError> {
         let source_ns = &self.nm.spec.source_namespace;
         let location =
             locate::locate(&self.resolved.source.client, source_ns, pvc, self.port).await?;
@@ -695,7 +696,7 @@ impl Run<'_> {
             self.resolved.source_rc.spec.pvc_sync.as_ref(),
             annotations,
         )
-        .map_err(|e| run_failure(RunError::from(e), node))?;
+        .map_err(|e| run_failure(WorkerPodError::from(e), node))?;
         let req = WorkerRequest {
             pod_name: worker::worker_name(pvc),
             namespace: self.dest_namespace.clone(),
@@ -780,7 +781,7 @@ impl Run<'_> {
     }
 }
 
-fn run_failure(e: RunError, node: &Option<String>) -> AttemptError {
+fn run_failure(e: WorkerPodError, node: &Option<String>) -> AttemptError {
     AttemptError {
         transient: e.is_transient(),
         failure: PvcFailure {
@@ -823,7 +824,7 @@ mod tests {
             attempts: 1,
             duration: Duration::from_millis(1500),
             finished: now(),
-            result: Ok(WorkerSummary {
+            result: Ok(SyncSummary {
                 files_scanned: 5,
                 files_transferred: 2,
                 files_deleted: 1,
@@ -832,6 +833,7 @@ mod tests {
                 wire_bytes: 150,
                 duration_seconds: 1.0,
                 total_size: 1000,
+                ..SyncSummary::default()
             }),
         }
     }
