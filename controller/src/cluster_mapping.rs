@@ -5,31 +5,30 @@
 //! data path: it prepares the agents and keys, runs a short-lived check pod (the worker
 //! image in `--check` mode) in the target cluster against every source agent, and reports
 //! per-agent results in `connectionStatus` (condition `AgentsConnected`). The pod and its
-//! per-run Secret are deleted afterwards.
+//! per-run Secret are deleted afterwards. Running the pod is the data plane's worker-pod
+//! runner ([`worker::run_check`]); this file only decides when to check and reports.
 
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::collections::BTreeMap;
 
 use dr_syncer_crds::cluster_mapping::{
     AgentConnectionDetail, ClusterMapping, ClusterMappingPhase, ClusterMappingStatus,
     ConnectionStatus,
 };
 use dr_syncer_crds::remote_cluster::{ClusterHealth, RemoteCluster};
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use dr_syncer_worker_wire::CheckReport;
+use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::{Client, Resource};
 use tracing::Instrument;
 
 use crate::clusters::ClusterKey;
-use crate::context::{Context, FIELD_MANAGER, apply_status};
-use crate::dataplane::keys::{self, KeyScope, WorkerCredentials};
-use crate::dataplane::{PodImage, agents};
+use crate::context::Context;
+use crate::dataplane::agents;
+use crate::dataplane::keys::{self, KeyScope};
+use crate::dataplane::worker::{self, Destination};
+use crate::k8s::apply_status;
 use crate::status::{condition, find_condition, now, reasons, set_condition, types};
 
 /// Why a ClusterMapping reconcile failed (status could not be written, ...).
@@ -330,9 +329,6 @@ pub fn retry_after(consecutive_failures: i32) -> Duration {
     Duration::from_secs(15u64 << doublings).min(Duration::from_secs(300))
 }
 
-/// Namespace of the connectivity check pods in target clusters.
-pub const CHECK_NAMESPACE: &str = "dr-syncer-system";
-
 /// How often a Connected mapping is re-verified.
 pub const REVERIFY_AFTER: Duration = Duration::from_secs(600);
 
@@ -360,37 +356,13 @@ impl Connectivity {
     }
 }
 
-/// What the check pod wrote (the worker's `--check` report).
-#[derive(Debug, serde::Deserialize)]
-struct CheckReport {
-    /// Always true in a check report; its absence marks a failure report.
-    #[allow(dead_code)]
-    check: bool,
-    agents: Vec<CheckedAgent>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct CheckedAgent {
-    agent: String,
-    connected: bool,
-    #[serde(default)]
-    error: Option<String>,
-}
-
 /// Builds the mapping's connection status from the check report: one line per source
 /// agent (by node), matched by address.
 pub fn connection_status(
     agents: &[(String, String)],
-    report_json: &str,
+    report: &CheckReport,
     target_node: &str,
-) -> Result<ConnectionStatus, String> {
-    let report: CheckReport = serde_json::from_str(report_json).map_err(|e| {
-        // A failure report (`{error, kind}`) is not a check report: say what it said.
-        serde_json::from_str::<serde_json::Value>(report_json)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| format!("unreadable check result: {e}"))
-    })?;
+) -> ConnectionStatus {
     let details: Vec<AgentConnectionDetail> = agents
         .iter()
         .map(|(node, addr)| {
@@ -411,192 +383,12 @@ pub fn connection_status(
             }
         })
         .collect();
-    Ok(ConnectionStatus {
+    ConnectionStatus {
         total_source_agents: agents.len() as i32,
         total_target_agents: 1,
         connected_agents: details.iter().filter(|d| d.connected).count() as i32,
         connection_details: details,
-    })
-}
-
-/// Per-run names: pod and Secret share it.
-fn check_name(cm: &str) -> String {
-    let suffix: String = (0..5)
-        .map(|_| {
-            let n: u8 = rand::random_range(0..36);
-            (if n < 10 { b'0' + n } else { b'a' + n - 10 }) as char
-        })
-        .collect();
-    let mut base = format!("dr-syncer-check-{cm}");
-    base.truncate(56);
-    format!("{}-{suffix}", base.trim_end_matches('-'))
-}
-
-/// The check pod: the worker image in `--check` mode against every agent address.
-pub fn check_pod(name: &str, image: &PodImage, addresses: &[String], timeout: Duration) -> Pod {
-    let mut args = vec!["--check".to_owned()];
-    for addr in addresses {
-        args.push("--agent".to_owned());
-        args.push(addr.clone());
     }
-    args.extend(
-        [
-            "--host-key-file",
-            "/etc/dr-syncer/ssh/known_host",
-            "--key-file",
-            "/etc/dr-syncer/ssh/id_ed25519",
-            "--termination-log",
-            "/dev/termination-log",
-            "--timeout",
-        ]
-        .map(str::to_owned),
-    );
-    args.push(timeout.as_secs().max(1).to_string());
-    serde_json::from_value(serde_json::json!({
-        "metadata": {
-            "name": name,
-            "namespace": CHECK_NAMESPACE,
-            "labels": {
-                "app.kubernetes.io/name": "dr-syncer-rsync-worker",
-                "app.kubernetes.io/managed-by": "dr-syncer",
-                "app.kubernetes.io/component": "connectivity-check",
-            },
-        },
-        "spec": {
-            "restartPolicy": "Never",
-            "activeDeadlineSeconds": timeout.as_secs() + 30,
-            "automountServiceAccountToken": false,
-            "imagePullSecrets": image.pull_secret_refs(),
-            "containers": [{
-                "name": "check",
-                "image": image.reference,
-                "imagePullPolicy": image.pull_policy,
-                "args": args,
-                "terminationMessagePath": "/dev/termination-log",
-                "terminationMessagePolicy": "File",
-                "volumeMounts": [{"name": "ssh", "mountPath": "/etc/dr-syncer/ssh", "readOnly": true}],
-            }],
-            "volumes": [{"name": "ssh", "secret": {"secretName": name, "defaultMode": 0o400}}],
-        }
-    }))
-    .unwrap_or_default()
-}
-
-/// The per-run Secret: only the client private key and the agents' public host key.
-fn check_secret(name: &str, creds: &WorkerCredentials, owner: Option<OwnerReference>) -> Secret {
-    let mut secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(CHECK_NAMESPACE.to_owned()),
-            labels: Some(BTreeMap::from([(
-                "app.kubernetes.io/managed-by".to_owned(),
-                "dr-syncer".to_owned(),
-            )])),
-            owner_references: owner.map(|o| vec![o]),
-            ..ObjectMeta::default()
-        },
-        ..Secret::default()
-    };
-    secret.string_data = Some(BTreeMap::from([
-        ("id_ed25519".to_owned(), creds.client_private_key.clone()),
-        ("known_host".to_owned(), creds.agent_host_public_key.clone()),
-    ]));
-    secret
-}
-
-/// Waits (polling with a deadline) for the pod to finish; returns (termination message,
-/// node it ran on), or why it did not finish.
-async fn wait_for_pod(
-    pods: &Api<Pod>,
-    name: &str,
-    timeout: Duration,
-) -> Result<(String, String), String> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let pod = pods.get_opt(name).await.map_err(|e| e.to_string())?;
-        let phase = pod
-            .as_ref()
-            .and_then(|p| p.status.as_ref())
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_default();
-        if phase == "Succeeded" || phase == "Failed" {
-            let pod = pod.unwrap_or_default();
-            let node = pod.spec.and_then(|s| s.node_name).unwrap_or_default();
-            let message = pod
-                .status
-                .and_then(|s| s.container_statuses)
-                .and_then(|cs| cs.into_iter().next())
-                .and_then(|c| c.state)
-                .and_then(|s| s.terminated)
-                .and_then(|t| t.message)
-                .unwrap_or_default();
-            return Ok((message, node));
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "the check pod {CHECK_NAMESPACE}/{name} did not finish within {}s (phase {})",
-                timeout.as_secs(),
-                if phase.is_empty() { "unknown" } else { &phase }
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// Runs one check pod in the target cluster and always deletes it and its Secret.
-async fn run_check_pod(
-    ctx: &Context,
-    cm: &ClusterMapping,
-    target: &Client,
-    creds: &WorkerCredentials,
-    addresses: &[String],
-    timeout: Duration,
-) -> Result<(String, String), String> {
-    let namespaces: Api<Namespace> = Api::all(target.clone());
-    let ns: Namespace = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": CHECK_NAMESPACE, "labels": {"app.kubernetes.io/managed-by": "dr-syncer"}}
-    }))
-    .unwrap_or_default();
-    namespaces
-        .patch(
-            CHECK_NAMESPACE,
-            &PatchParams::apply(FIELD_MANAGER),
-            &Patch::Apply(&ns),
-        )
-        .await
-        .map_err(|e| {
-            format!("cannot create namespace {CHECK_NAMESPACE} in the target cluster: {e}")
-        })?;
-    let name = check_name(&cm.name_any());
-    let pods: Api<Pod> = Api::namespaced(target.clone(), CHECK_NAMESPACE);
-    let secrets: Api<Secret> = Api::namespaced(target.clone(), CHECK_NAMESPACE);
-    let pod = pods
-        .create(
-            &PostParams::default(),
-            &check_pod(&name, &ctx.dataplane.worker, addresses, timeout),
-        )
-        .await
-        .map_err(|e| format!("cannot create the check pod in the target cluster: {e}"))?;
-    // The Secret is owned by the pod, so GC removes it even if we die before cleanup.
-    let owner = pod.controller_owner_ref(&()).map(|mut o| {
-        o.controller = Some(false);
-        o.block_owner_deletion = None;
-        o
-    });
-    let result = match secrets
-        .create(&PostParams::default(), &check_secret(&name, creds, owner))
-        .await
-    {
-        Ok(_) => wait_for_pod(&pods, &name, timeout + Duration::from_secs(60)).await,
-        Err(e) => Err(format!("cannot create the check Secret: {e}")),
-    };
-    if let Err(error) = pods.delete(&name, &DeleteParams::background()).await {
-        tracing::warn!(%error, pod = %name, "deleting the check pod failed");
-    }
-    if let Err(error) = secrets.delete(&name, &DeleteParams::default()).await {
-        tracing::debug!(%error, secret = %name, "deleting the check Secret failed");
-    }
-    result
 }
 
 /// Verifies that a worker in the target cluster can reach and authenticate to every agent
@@ -667,12 +459,18 @@ pub async fn verify_connectivity(
         );
     }
     let addresses: Vec<String> = agents.iter().map(|(_, a)| a.clone()).collect();
-    let ran = run_check_pod(ctx, cm, &target.client, &creds, &addresses, timeout).await;
-    let connection =
-        match ran.and_then(|(message, node)| connection_status(&agents, &message, &node)) {
-            Ok(c) => c,
-            Err(message) => return Connectivity::failed(reasons::CONNECTIVITY_FAILED, message),
-        };
+    let dest = Destination {
+        client: target.client.clone(),
+        watch_client: target.watch_client.clone(),
+    };
+    let image = &ctx.dataplane.worker;
+    let ran = worker::run_check(&dest, &cm.name_any(), image, &creds, &addresses, timeout).await;
+    let connection = match ran {
+        Ok(outcome) => connection_status(&agents, &outcome.report, &outcome.node),
+        Err(error) => {
+            return Connectivity::failed(reasons::CONNECTIVITY_FAILED, error.to_string());
+        }
+    };
     let failed: Vec<String> = connection
         .connection_details
         .iter()
@@ -776,7 +574,8 @@ mod tests {
         let report = r#"{"check":true,"connected":1,"total":2,"agents":[
             {"agent":"10.0.0.1:2222","connected":true},
             {"agent":"10.0.0.2:2222","connected":false,"error":"authentication refused","kind":"auth_rejected"}]}"#;
-        let status = connection_status(&agents, report, "t-1").unwrap();
+        let report = worker::check_report(report).unwrap();
+        let status = connection_status(&agents, &report, "t-1");
         assert_eq!(status.total_source_agents, 2);
         assert_eq!(status.connected_agents, 1);
         let b = &status.connection_details[1];
@@ -792,48 +591,10 @@ mod tests {
                 .contains("authentication refused")
         );
         // A failure report from the worker is surfaced with its message.
-        let err = connection_status(
-            &agents,
-            r#"{"error":"cannot read key file","kind":"key"}"#,
-            "t",
-        )
-        .unwrap_err();
+        let err = worker::check_report(r#"{"error":"cannot read key file","kind":"key"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot read key file"), "{err}");
-    }
-
-    #[test]
-    fn check_pod_runs_the_worker_in_check_mode_against_every_agent() {
-        let pod = check_pod(
-            "dr-syncer-check-x-abcde",
-            &PodImage {
-                reference: "w:1".into(),
-                pull_policy: Some("Always".into()),
-                pull_secrets: vec!["regcred".into()],
-            },
-            &["10.0.0.1:2222".to_owned(), "10.0.0.2:2222".to_owned()],
-            Duration::from_secs(60),
-        );
-        let spec = pod.spec.unwrap();
-        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
-        assert_eq!(spec.active_deadline_seconds, Some(90));
-        let c = &spec.containers[0];
-        assert_eq!(c.image.as_deref(), Some("w:1"));
-        assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
-        assert_eq!(spec.image_pull_secrets.as_ref().unwrap()[0].name, "regcred");
-        let args = c.args.clone().unwrap().join(" ");
-        assert!(
-            args.starts_with("--check --agent 10.0.0.1:2222 --agent 10.0.0.2:2222"),
-            "{args}"
-        );
-        assert!(args.contains("--host-key-file /etc/dr-syncer/ssh/known_host"));
-        assert!(args.contains("--key-file /etc/dr-syncer/ssh/id_ed25519"));
-        let vol = &spec.volumes.unwrap()[0];
-        assert_eq!(
-            vol.secret.as_ref().unwrap().secret_name.as_deref(),
-            Some("dr-syncer-check-x-abcde")
-        );
-        let name = check_name(&"x".repeat(80));
-        assert!(name.len() <= 63, "{name}");
     }
 
     #[test]

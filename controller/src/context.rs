@@ -101,6 +101,3 @@ impl Context {
             .await;
     }
 }
-
-// Transitional, removed when every module imports from `crate::k8s`.
-pub use crate::k8s::{CONTROLLER_NAME, FIELD_MANAGER, apply_status, truncate};

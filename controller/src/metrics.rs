@@ -224,7 +224,7 @@ impl Metrics {
         &self,
         mapping: &MappingLabels,
         pvc: &str,
-        summary: Option<&crate::dataplane::worker::WorkerSummary>,
+        summary: Option<&dr_syncer_worker_wire::SyncSummary>,
         seconds: f64,
     ) {
         let labels = DataLabels {
@@ -312,7 +312,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("dr_syncer_missed_schedules_total"), "{text}");
-        let summary = crate::dataplane::worker::WorkerSummary {
+        let summary = dr_syncer_worker_wire::SyncSummary {
             literal_bytes: 10,
             matched_bytes: 90,
             wire_bytes: 25,

@@ -10,9 +10,13 @@
 //! `--check` mode moves no data: for every `--agent` it connects, authenticates and opens
 //! the subsystem, then writes one JSON result per agent (the controller's ClusterMapping
 //! connectivity check).
+//!
+//! The command line ([`WorkerArgs`]) and the JSON reports ([`SyncSummary`],
+//! [`FailureReport`], [`CheckReport`]) are the wire contract in `dr_syncer_worker_wire`,
+//! which the controller renders and parses with the same types.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,77 +25,8 @@ use dr_syncer_rsync::ssh::{
     ClientError, ClientSettings, KeyError, connect, load_pinned_key, load_private_key,
 };
 use dr_syncer_rsync::{OptionError, ReceiveError, SUBSYSTEM_NAME, SyncOptions, SyncSummary, pull};
-use serde::Serialize;
+use dr_syncer_worker_wire::{AgentCheck, CheckReport, FailureReport, WorkerArgs, kind};
 use tracing::{info, warn};
-
-/// Command line; the controller builds it from the NamespaceMapping's `dataSyncConfig`.
-#[derive(Debug, Parser)]
-#[command(
-    name = "dr-syncer-rsync-worker",
-    version,
-    about = "DR-Syncer worker: pulls a volume from a dr-syncer-agent over SSH"
-)]
-struct Args {
-    /// Agent address, HOST:PORT (repeatable with `--check`; exactly one for a pull).
-    #[arg(long, required = true)]
-    agent: Vec<String>,
-    /// Only check that every agent accepts us (connect, authenticate, open the
-    /// subsystem); no volume is read and nothing is written but the result.
-    #[arg(long)]
-    check: bool,
-    /// The agent's pinned host key: one OpenSSH public key line.
-    #[arg(long)]
-    host_key_file: PathBuf,
-    /// This worker's private key (OpenSSH format, unencrypted).
-    #[arg(long)]
-    key_file: PathBuf,
-    /// Volume name the agent serves.
-    #[arg(long, required_unless_present = "check")]
-    volume: Option<String>,
-    /// Destination directory (the mounted target PVC).
-    #[arg(long, required_unless_present = "check")]
-    dest: Option<PathBuf>,
-    /// Parallel file streams (SSH channels on one connection).
-    #[arg(long, default_value_t = 4)]
-    streams: usize,
-    /// Exclude glob (repeatable), rsync semantics.
-    #[arg(long)]
-    exclude: Vec<String>,
-    /// Bandwidth limit in bytes per second, shared by all streams.
-    #[arg(long)]
-    bwlimit: Option<u64>,
-    /// Compress data with zstd.
-    #[arg(long)]
-    compress: bool,
-    /// Compare contents instead of size and mtime.
-    #[arg(long)]
-    checksum: bool,
-    /// Also compare the contents of this percentage of files that look current (the
-    /// same files, chosen by path, every run) and repair any that differ.
-    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
-    verify_sample: Option<u8>,
-    /// Report what would change, write nothing.
-    #[arg(long)]
-    dry_run: bool,
-    /// Keep target files that are gone at the source.
-    #[arg(long)]
-    no_delete: bool,
-    /// An rsync option from `rsyncOptions` (repeatable, e.g. `--rsync-option=--exclude=*.tmp`).
-    #[arg(long = "rsync-option", allow_hyphen_values = true)]
-    rsync_option: Vec<String>,
-    /// Timeout in seconds for connecting and for the whole pull.
-    #[arg(long)]
-    timeout: Option<u64>,
-    /// Where to write the JSON result (the pod's terminationMessagePath).
-    #[arg(long)]
-    termination_log: Option<PathBuf>,
-    /// Retries after a transient failure (exponential backoff, capped).
-    #[arg(long, default_value_t = 3)]
-    retries: u32,
-    /// SSH user name (the agent logs it; authentication is by key only).
-    #[arg(long, default_value = "dr-syncer")]
-    user: String,
-}
 
 /// Everything that makes the worker fail, with a stable `kind` for the controller.
 #[derive(Debug, thiserror::Error)]
@@ -113,14 +48,14 @@ enum WorkerError {
 impl WorkerError {
     fn kind(&self) -> &'static str {
         match self {
-            Self::Key(_) => "key",
-            Self::Option(_) => "option",
-            Self::Ssh(ClientError::HostKeyMismatch { .. }) => "host_key_mismatch",
-            Self::Ssh(ClientError::AuthRejected(_)) => "auth_rejected",
-            Self::Ssh(_) => "connection",
-            Self::Sync(_) => "sync",
-            Self::Timeout(_) => "timeout",
-            Self::Usage => "option",
+            Self::Key(_) => kind::KEY,
+            Self::Option(_) => kind::OPTION,
+            Self::Ssh(ClientError::HostKeyMismatch { .. }) => kind::HOST_KEY_MISMATCH,
+            Self::Ssh(ClientError::AuthRejected(_)) => kind::AUTH_REJECTED,
+            Self::Ssh(_) => kind::CONNECTION,
+            Self::Sync(_) => kind::SYNC,
+            Self::Timeout(_) => kind::TIMEOUT,
+            Self::Usage => kind::OPTION,
         }
     }
 
@@ -134,16 +69,7 @@ impl WorkerError {
     }
 }
 
-/// The termination-log record of a failure.
-#[derive(Debug, Serialize)]
-struct FailureReport<'a> {
-    error: String,
-    kind: &'a str,
-    transient: bool,
-    attempts: u32,
-}
-
-fn sync_options(args: &Args) -> Result<SyncOptions, OptionError> {
+fn sync_options(args: &WorkerArgs) -> Result<SyncOptions, OptionError> {
     let mut opts = SyncOptions::default();
     opts.apply_rsync_options(&args.rsync_option)?;
     opts.excludes.extend(args.exclude.iter().cloned());
@@ -163,7 +89,10 @@ fn sync_options(args: &Args) -> Result<SyncOptions, OptionError> {
     Ok(opts)
 }
 
-fn client_settings(args: &Args, timeout: Option<Duration>) -> Result<ClientSettings, KeyError> {
+fn client_settings(
+    args: &WorkerArgs,
+    timeout: Option<Duration>,
+) -> Result<ClientSettings, KeyError> {
     Ok(ClientSettings {
         pinned_host_key: load_pinned_key(&args.host_key_file)?,
         key: Arc::new(load_private_key(&args.key_file)?),
@@ -175,7 +104,7 @@ fn client_settings(args: &Args, timeout: Option<Duration>) -> Result<ClientSetti
 
 /// One attempt: connect, open the streams, pull, say goodbye.
 async fn attempt(
-    args: &Args,
+    args: &WorkerArgs,
     settings: &ClientSettings,
     opts: &SyncOptions,
 ) -> Result<SyncSummary, WorkerError> {
@@ -201,7 +130,7 @@ fn backoff(n: u32) -> Duration {
     Duration::from_secs(1u64 << n.saturating_sub(1).min(5)).min(Duration::from_secs(30))
 }
 
-async fn run(args: &Args) -> (Result<SyncSummary, WorkerError>, u32) {
+async fn run(args: &WorkerArgs) -> (Result<SyncSummary, WorkerError>, u32) {
     let setup = sync_options(args)
         .map_err(WorkerError::from)
         .and_then(|o| Ok((client_settings(args, o.timeout)?, o)));
@@ -223,26 +152,6 @@ async fn run(args: &Args) -> (Result<SyncSummary, WorkerError>, u32) {
     }
 }
 
-/// Result of checking one agent in `--check` mode.
-#[derive(Debug, Serialize)]
-struct AgentCheck {
-    agent: String,
-    connected: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-}
-
-/// The `--check` report: one entry per `--agent`, in order.
-#[derive(Debug, Serialize)]
-struct CheckReport {
-    check: bool,
-    connected: usize,
-    total: usize,
-    agents: Vec<AgentCheck>,
-}
-
 /// Connect, authenticate, open the subsystem, close: proves the keys and the path work.
 async fn check_one(agent: &str, settings: &ClientSettings) -> Result<(), WorkerError> {
     let conn = connect(agent, settings).await?;
@@ -251,7 +160,7 @@ async fn check_one(agent: &str, settings: &ClientSettings) -> Result<(), WorkerE
     stream.map(|_| ()).map_err(WorkerError::from)
 }
 
-async fn check_all(args: &Args) -> Result<CheckReport, WorkerError> {
+async fn check_all(args: &WorkerArgs) -> Result<CheckReport, WorkerError> {
     let timeout = Duration::from_secs(args.timeout.unwrap_or(10));
     let settings = client_settings(args, Some(timeout))?;
     let checks = args.agent.iter().map(|agent| {
@@ -263,7 +172,7 @@ async fn check_all(args: &Args) -> Result<CheckReport, WorkerError> {
             AgentCheck {
                 agent: agent.clone(),
                 connected: result.is_ok(),
-                kind: result.as_ref().err().map(WorkerError::kind),
+                kind: result.as_ref().err().map(|e| e.kind().to_owned()),
                 error: result.err().map(|e| e.to_string()),
             }
         }
@@ -278,7 +187,7 @@ async fn check_all(args: &Args) -> Result<CheckReport, WorkerError> {
 }
 
 /// Runs `--check`: exit 0 when every agent accepted us, 1 otherwise.
-async fn run_check(args: &Args) -> std::process::ExitCode {
+async fn run_check(args: &WorkerArgs) -> std::process::ExitCode {
     match check_all(args).await {
         Ok(report) => {
             let json = serde_json::to_string(&report).unwrap_or_default();
@@ -305,7 +214,7 @@ fn write_termination_log(path: Option<&Path>, json: &str) {
     }
 }
 
-fn report_success(args: &Args, summary: &SyncSummary) -> std::io::Result<()> {
+fn report_success(args: &WorkerArgs, summary: &SyncSummary) -> std::io::Result<()> {
     let json = serde_json::to_string(summary).map_err(std::io::Error::other)?;
     write_termination_log(args.termination_log.as_deref(), &json);
     let mut out = std::io::stdout().lock();
@@ -313,10 +222,10 @@ fn report_success(args: &Args, summary: &SyncSummary) -> std::io::Result<()> {
     out.flush()
 }
 
-fn report_failure(args: &Args, error: &WorkerError, attempts: u32) {
+fn report_failure(args: &WorkerArgs, error: &WorkerError, attempts: u32) {
     let report = FailureReport {
         error: error.to_string(),
-        kind: error.kind(),
+        kind: error.kind().to_owned(),
         transient: error.is_transient(),
         attempts,
     };
@@ -338,7 +247,7 @@ fn init_logging() {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let args = WorkerArgs::parse();
     init_logging();
     if args.check {
         return run_check(&args).await;
@@ -356,5 +265,36 @@ async fn main() -> std::process::ExitCode {
             report_failure(&args, &e, attempts);
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// The summary `pull` returns is printed as the wire contract's [`SyncSummary`]
+    /// (`dr_syncer_worker_wire::SyncSummary`), the type the controller parses: same field
+    /// names, same values.
+    #[test]
+    fn the_pull_summary_is_the_wire_summary() {
+        let summary = SyncSummary {
+            files_scanned: 1,
+            files_transferred: 2,
+            files_deleted: 3,
+            literal_bytes: 4,
+            matched_bytes: 5,
+            wire_bytes: 6,
+            duration_seconds: 1.5,
+            total_size: 7,
+            other_entries_changed: 8,
+            metadata_updated: 9,
+            files_vanished: 10,
+            files_verified: 11,
+            dry_run: true,
+        };
+        let json = serde_json::to_string(&summary).unwrap();
+        let wire: dr_syncer_worker_wire::SyncSummary = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&wire).unwrap(), json);
     }
 }

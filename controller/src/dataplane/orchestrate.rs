@@ -29,13 +29,14 @@ use super::locate::{self, LocateError};
 use super::outcome::{DataSyncReport, PvcFailure, PvcOutcome};
 use super::retry::RetryPolicy;
 use super::slots::{cluster_limit, mapping_limit};
-use super::worker::{self, DataOptions, Destination, RunError, WorkerRequest, WorkerSummary};
+use super::worker::{self, DataOptions, Destination, WorkerPodError, WorkerRequest};
 use crate::clusters::{ClusterKey, RemoteClient};
 use crate::context::Context;
 use crate::k8s::EventPublisher;
 use crate::metrics::MappingLabels;
 use crate::replicate::{MappingId, ObjectFilter, ResourceKind, Selection, select};
 use crate::status::{go_duration, now, reasons};
+use dr_syncer_worker_wire::SyncSummary;
 
 /// How long a run waits for the target PVC the resource sync just applied to be readable.
 const TARGET_PVC_WAIT: Duration = Duration::from_secs(15);
@@ -334,7 +335,7 @@ impl Run<'_> {
         &self,
         pvc: &str,
         annotations: &BTreeMap<String, String>,
-    ) -> (Result<WorkerSummary, PvcFailure>, u32, Option<String>) {
+    ) -> (Result<SyncSummary, PvcFailure>, u32, Option<String>) {
         let mut attempt = 0;
         let mut node = None;
         loop {
@@ -357,7 +358,7 @@ impl Run<'_> {
         pvc: &str,
         annotations: &BTreeMap<String, String>,
         node: &mut Option<String>,
-    ) -> Result<WorkerSummary, AttemptError> {
+    ) -> Result<SyncSummary, AttemptError> {
         let source_ns = &self.nm.spec.source_namespace;
         let location =
             locate::locate(&self.resolved.source.client, source_ns, pvc, self.port).await?;
@@ -373,7 +374,7 @@ impl Run<'_> {
             self.resolved.source_rc.spec.pvc_sync.as_ref(),
             annotations,
         )
-        .map_err(|e| run_failure(RunError::from(e), node))?;
+        .map_err(|e| run_failure(WorkerPodError::from(e), node))?;
         let req = WorkerRequest {
             pod_name: worker::worker_name(pvc),
             namespace: self.dest_namespace.clone(),
@@ -447,7 +448,7 @@ impl Run<'_> {
     }
 }
 
-fn run_failure(e: RunError, node: &Option<String>) -> AttemptError {
+fn run_failure(e: WorkerPodError, node: &Option<String>) -> AttemptError {
     AttemptError {
         transient: e.is_transient(),
         failure: PvcFailure {

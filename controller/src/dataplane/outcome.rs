@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::worker::WorkerSummary;
 use crate::status::{go_duration, reasons};
+use dr_syncer_worker_wire::SyncSummary;
 
 /// Why a PVC was not copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub struct PvcOutcome {
     /// When it ended.
     pub finished: Time,
     /// Summary or failure.
-    pub result: Result<WorkerSummary, PvcFailure>,
+    pub result: Result<SyncSummary, PvcFailure>,
 }
 
 /// The result of a data sync run.
@@ -85,7 +85,7 @@ impl DataSyncReport {
                 failed.join("; ")
             );
         }
-        let sum = |f: fn(&WorkerSummary) -> u64| {
+        let sum = |f: fn(&SyncSummary) -> u64| {
             self.pvcs
                 .iter()
                 .filter_map(|o| o.result.as_ref().ok())

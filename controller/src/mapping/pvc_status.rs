@@ -134,8 +134,8 @@ pub fn apply_to_status(
 mod tests {
     use super::*;
     use crate::dataplane::outcome::PvcFailure;
-    use crate::dataplane::worker::WorkerSummary;
     use crate::status::now;
+    use dr_syncer_worker_wire::SyncSummary;
     use std::time::Duration;
 
     fn ok(pvc: &str, matched: u64) -> PvcOutcome {
@@ -145,7 +145,7 @@ mod tests {
             attempts: 1,
             duration: Duration::from_millis(1500),
             finished: now(),
-            result: Ok(WorkerSummary {
+            result: Ok(SyncSummary {
                 files_scanned: 5,
                 files_transferred: 2,
                 files_deleted: 1,
@@ -154,6 +154,7 @@ mod tests {
                 wire_bytes: 150,
                 duration_seconds: 1.0,
                 total_size: 1000,
+                ..SyncSummary::default()
             }),
         }
     }
