@@ -1,19 +1,29 @@
 //! The DR-Syncer controller: reconciles `RemoteCluster`, `ClusterMapping` and
 //! `NamespaceMapping` objects and replicates namespaces (and PVC data) between clusters.
 //!
-//! Modules, in the order a sync flows through them:
+//! Modules, in layers: a module uses only modules of its own layer's ground or below, and
+//! no two modules import each other (`tests/architecture.rs` checks it; docs/architecture.md
+//! has the map).
+//!
+//! Ground floor, pure or plumbing:
+//! - [`status`]: condition types, reasons and status helpers (one vocabulary).
 //! - [`schedule`]: when a Scheduled mapping fires (CronJob-dialect cron + time zones).
 //! - [`replicate`]: the pure replication rules (kinds, selection, transforms, marks, pruning).
-//! - [`clusters`]: RemoteCluster clients (from kubeconfig Secrets), health and status.
-//! - [`cluster_mapping`]: ClusterMapping status (both clusters present and healthy).
+//! - [`k8s`]: server-side apply, events, waits by watch and message limits.
+//!
+//! Engines, taking explicit clients (no reconciler state):
+//! - [`clusters`]: RemoteCluster clients (registry, connect), conditions and its reconciler.
 //! - [`discovery`]: which kinds a source cluster serves, cached.
-//! - [`sync`]: the engine of one sync (list, select, transform, apply, prune).
+//! - [`sync`]: the engine of one resource sync (plan, full sync, apply, prune, CRDs).
 //! - [`watchers`]: Continuous-mode per-object propagation.
-//! - [`mapping`]: the NamespaceMapping reconciler and its three modes.
-//! - [`dataplane`]: PVC data: agents, keys, worker pods, their orchestration and status.
-//! - [`status`]: condition types, reasons and status helpers.
-//! - [`context`]: state shared by the reconcilers; [`metrics`], [`http`]: Prometheus and probes;
-//!   [`leader`]: Lease-based leader election; [`run`]: wiring it all together.
+//! - [`dataplane`]: PVC data: agents, keys, locating volumes, the worker-pod runner, and the
+//!   per-PVC orchestration.
+//! - [`metrics`], [`http`]: Prometheus and probes; [`leader`]: Lease-based leader election.
+//!
+//! Reconcilers, taking the shared [`context::Context`]:
+//! - [`mapping`]: the NamespaceMapping reconciler as decide (pure) -> act -> report.
+//! - [`cluster_mapping`]: ClusterMapping status and the connectivity check.
+//! - [`run`]: wiring it all together.
 
 pub mod cluster_mapping;
 pub mod clusters;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use dr_syncer_worker_wire::SyncSummary;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, delete::delete_and_finalize};
+use kube::runtime::wait::delete::delete_and_finalize;
 use kube::{Client, ResourceExt};
 
 use super::render::{
@@ -19,9 +19,10 @@ use super::render::{
 use super::result::{
     CheckOutcome, CheckPodError, WorkerPodError, check_result, describe_state, result_from_pod,
 };
-use crate::k8s::FIELD_MANAGER;
 use crate::dataplane::config::PodImage;
 use crate::dataplane::keys::WorkerCredentials;
+use crate::k8s::FIELD_MANAGER;
+use crate::k8s::wait::{self, WaitError};
 use crate::replicate::MappingId;
 
 /// How long past the pod's deadline the controller waits for it (scheduling, volume
@@ -100,16 +101,12 @@ async fn await_created(
         .await
         .map_err(PodRunError::CreateSecret)?;
     let watch: Api<Pod> = Api::namespaced(dest.watch_client.clone(), namespace);
-    let done = tokio::time::timeout(
-        limit,
-        await_condition(watch, &name, |p: Option<&Pod>| is_finished(p)),
-    )
-    .await;
+    let done = wait::until(watch, &name, |p: Option<&Pod>| is_finished(p), limit).await;
     match done {
-        Ok(Ok(Some(pod))) => Ok(pod),
-        Ok(Ok(None)) => Err(PodRunError::Vanished),
-        Ok(Err(e)) => Err(PodRunError::Watch(e)),
-        Err(_) => {
+        Ok(Some(pod)) => Ok(pod),
+        Ok(None) => Err(PodRunError::Vanished),
+        Err(WaitError::Watch { source, .. }) => Err(PodRunError::Watch(source)),
+        Err(WaitError::TimedOut { .. }) => {
             let pods: Api<Pod> = Api::namespaced(dest.client.clone(), namespace);
             let last = pods.get_opt(&name).await.ok().flatten();
             Err(PodRunError::NotFinished {
