@@ -132,14 +132,12 @@ async fn controller_bench() {
     let controller = start_controller(None).await;
     let pid = controller.child.id().unwrap();
     let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
-    apply_yaml::<NamespaceMapping>(
-        &c.controller,
-        &ns,
-        &format!(
-            "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata:\n  name: big\nspec:\n  replicationMode: Manual\n  sourceCluster: source\n  destinationCluster: target\n  sourceNamespace: {src}\n  resourceTypes: [configmaps, secrets, deployments, services]\n"
-        ),
-    )
-    .await;
+    let mapping = MappingFixture::manual("big")
+        .direct()
+        .source_ns(&src)
+        .resource_types(&["configmaps", "secrets", "deployments", "services"])
+        .build();
+    apply(&c.controller, &ns, &mapping).await;
     wait_for(
         &mappings,
         "big",
@@ -149,24 +147,8 @@ async fn controller_bench() {
 
     // Convergence: trigger -> every object at the target.
     let t = Instant::now();
-    mappings
-        .patch(
-            "big",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"metadata": {"annotations": {"dr-syncer.io/sync-now": "1"}}})),
-        )
-        .await
-        .unwrap();
-    let nm = wait_for(&mappings, "big", |nm: Option<&NamespaceMapping>| {
-        nm.and_then(|n| n.status.as_ref()).is_some_and(|s| {
-            s.last_sync_now_value.as_deref() == Some("1")
-                && matches!(
-                    s.phase,
-                    Some(SyncPhase::Completed) | Some(SyncPhase::Failed)
-                )
-        })
-    })
-    .await;
+    trigger(&mappings, "big", "1").await;
+    let nm = wait_synced_value(&mappings, "big", "1").await;
     let converge = t.elapsed();
     let status = nm.status.unwrap();
     assert_eq!(

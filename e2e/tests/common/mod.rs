@@ -7,10 +7,11 @@ use std::fmt::Debug;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use dr_syncer_e2e::wait;
 use dr_syncer_e2e::{TestBed, TestBedOptions};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube::runtime::wait::{Condition, await_condition};
+use kube::runtime::wait::Condition;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
@@ -59,16 +60,24 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
 pub async fn wait_for<K>(api: &Api<K>, name: &str, cond: impl Condition<K>) -> K
 where
     K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
+    K::DynamicType: Default,
 {
-    match tokio::time::timeout(DEADLINE, await_condition(api.clone(), name, cond)).await {
-        Ok(Ok(Some(obj))) => obj,
-        Ok(Ok(None)) => panic!("{name} was deleted while waiting"),
-        Ok(Err(e)) => panic!("watching {name}: {e}"),
-        Err(_) => {
-            let last = api.get_opt(name).await;
-            panic!("{name}: condition not met within {DEADLINE:?}; last: {last:#?}")
-        }
-    }
+    wait::object(api, name, "the test's condition", cond, DEADLINE)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Asks `f` every `every` until it answers `Ok` (within `deadline`), for what is not a
+/// Kubernetes object (an access review); `Err` is the state reported at the deadline.
+pub async fn poll_until<T, S, F, Fut>(what: &str, deadline: Duration, every: Duration, f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, S>>,
+    S: Debug,
+{
+    wait::poll(what, deadline, every, f)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Parses a YAML manifest into any typed object.
