@@ -55,6 +55,19 @@ pub enum WaitError {
     },
 }
 
+/// What a watched object type must be: a Kubernetes resource whose kind can be named
+/// without a runtime type (so messages say what was awaited). Every k8s-openapi and
+/// DR-Syncer type is one.
+pub trait Watched:
+    Resource<DynamicType: Default> + Clone + Debug + DeserializeOwned + Send + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: Resource<DynamicType: Default> + Clone + Debug + DeserializeOwned + Send + 'static
+{
+}
+
 /// `Kind name` of an object, for messages.
 fn describe<K>(name: &str) -> String
 where
@@ -82,8 +95,7 @@ pub async fn object<K>(
     deadline: Duration,
 ) -> Result<K, WaitError>
 where
-    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
-    K::DynamicType: Default,
+    K: Watched,
 {
     match object_state(api, name, what, cond, deadline).await? {
         Some(obj) => Ok(obj),
@@ -102,8 +114,7 @@ pub async fn gone<K>(
     deadline: Duration,
 ) -> Result<(), WaitError>
 where
-    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
-    K::DynamicType: Default,
+    K: Watched,
 {
     match uid {
         Some(uid) => {
@@ -127,8 +138,7 @@ async fn object_state<K>(
     deadline: Duration,
 ) -> Result<Option<K>, WaitError>
 where
-    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
-    K::DynamicType: Default,
+    K: Watched,
 {
     let what = format!("{}: {what}", describe::<K>(name));
     // The last version the watch delivered (`Some(None)`: seen absent).

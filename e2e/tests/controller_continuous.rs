@@ -16,11 +16,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continuous_mode_propagates_create_update_delete_within_a_second() {
-    let _serial = SERIAL.lock().await;
-    let c = clusters().await;
-    let ns = namespace(&c.controller, "dr").await;
-    let src = namespace(&c.source, "live").await;
-    remote_clusters(&c, &ns).await;
+    let (_serial, c, ns, src, mappings) = scenario("live").await.into_parts();
     apply_yaml::<ConfigMap>(
         &c.source,
         &src,
@@ -28,18 +24,13 @@ async fn continuous_mode_propagates_create_update_delete_within_a_second() {
     )
     .await;
     let controller = start_controller(None).await;
-    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
-    apply(
-        &c.controller,
-        &ns,
-        &MappingFixture::continuous("live")
-            .direct()
-            .source_ns(&src)
-            .resource_types(&["configmaps", "deployments", "services"])
-            .prune()
-            .build(),
-    )
-    .await;
+    MappingFixture::continuous("live")
+        .direct()
+        .source_ns(&src)
+        .resource_types(&["configmaps", "deployments", "services"])
+        .prune()
+        .apply(&c.controller, &ns)
+        .await;
     wait_for(
         &mappings,
         "live",

@@ -13,7 +13,6 @@ use controller_support::*;
 use std::collections::BTreeMap;
 use std::ops::Not;
 
-use dr_syncer_crds::NamespaceMapping;
 use dr_syncer_crds::namespace_mapping::AccessMode;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
@@ -23,12 +22,8 @@ const ANNOTATION_MAPPING: &str = "dr-syncer.io/mapping";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_sync_replicates_transformed_objects_once_per_trigger_value() {
-    let _serial = SERIAL.lock().await;
-    let c = clusters().await;
-    let ns = namespace(&c.controller, "dr").await;
-    let src = namespace(&c.source, "app").await;
+    let (_serial, c, ns, src, mappings) = scenario("app").await.into_parts();
     let dst = format!("{src}-dr");
-    remote_clusters(&c, &ns).await;
 
     apply_yaml::<ConfigMap>(
         &c.source,
@@ -59,20 +54,15 @@ async fn manual_sync_replicates_transformed_objects_once_per_trigger_value() {
     apply_yaml::<PersistentVolumeClaim>(&c.source, &src, "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  storageClassName: standard\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n").await;
 
     let controller = start_controller(None).await;
-    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
-    apply(
-        &c.controller,
-        &ns,
-        &MappingFixture::manual("app")
-            .direct()
-            .source_ns(&src)
-            .target_ns(&dst)
-            .storage_class("standard", "fast")
-            .access_mode(AccessMode::ReadWriteOnce, AccessMode::ReadWriteMany)
-            .add_patch("configmaps", "/data/patched", serde_json::json!("yes"))
-            .build(),
-    )
-    .await;
+    MappingFixture::manual("app")
+        .direct()
+        .source_ns(&src)
+        .target_ns(&dst)
+        .storage_class("standard", "fast")
+        .access_mode(AccessMode::ReadWriteOnce, AccessMode::ReadWriteMany)
+        .add_patch("configmaps", "/data/patched", serde_json::json!("yes"))
+        .apply(&c.controller, &ns)
+        .await;
     // Manual mode does nothing until triggered, and says so.
     wait_for(
         &mappings,
@@ -225,11 +215,7 @@ async fn manual_sync_replicates_transformed_objects_once_per_trigger_value() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_mapping_pairs_the_clusters_and_namespace_mappings_sync_through_it() {
     use dr_syncer_crds::ClusterMapping;
-    let _serial = SERIAL.lock().await;
-    let c = clusters().await;
-    let ns = namespace(&c.controller, "dr").await;
-    let src = namespace(&c.source, "pair").await;
-    remote_clusters(&c, &ns).await;
+    let (_serial, c, ns, src, mappings) = scenario("pair").await.into_parts();
     apply_yaml::<ConfigMap>(
         &c.source,
         &src,
@@ -269,18 +255,13 @@ async fn cluster_mapping_pairs_the_clusters_and_namespace_mappings_sync_through_
     .await;
     assert!(condition_message(&broken, "Ready").contains("elsewhere"));
 
-    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
-    apply(
-        &c.controller,
-        &ns,
-        &MappingFixture::manual("via-pair")
-            .sync_now("1")
-            .cluster_mapping("pair")
-            .source_ns(&src)
-            .resource_types(&["configmaps"])
-            .build(),
-    )
-    .await;
+    MappingFixture::manual("via-pair")
+        .sync_now("1")
+        .cluster_mapping("pair")
+        .source_ns(&src)
+        .resource_types(&["configmaps"])
+        .apply(&c.controller, &ns)
+        .await;
     wait_synced_value(&mappings, "via-pair", "1").await;
     Api::<ConfigMap>::namespaced(c.target.clone(), &src)
         .get("via-pair")
@@ -288,17 +269,13 @@ async fn cluster_mapping_pairs_the_clusters_and_namespace_mappings_sync_through_
         .unwrap();
 
     // A missing source namespace: a condition naming it, nothing written.
-    apply(
-        &c.controller,
-        &ns,
-        &MappingFixture::manual("no-ns")
-            .sync_now("1")
-            .cluster_mapping("pair")
-            .source_ns("does-not-exist")
-            .resource_types(&["configmaps"])
-            .build(),
-    )
-    .await;
+    MappingFixture::manual("no-ns")
+        .sync_now("1")
+        .cluster_mapping("pair")
+        .source_ns("does-not-exist")
+        .resource_types(&["configmaps"])
+        .apply(&c.controller, &ns)
+        .await;
     let nm = wait_for(
         &mappings,
         "no-ns",
@@ -320,11 +297,7 @@ async fn cluster_mapping_pairs_the_clusters_and_namespace_mappings_sync_through_
 async fn custom_resources_and_their_crds_are_replicated_with_sync_crds() {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-    let _serial = SERIAL.lock().await;
-    let c = clusters().await;
-    let ns = namespace(&c.controller, "dr").await;
-    let src = namespace(&c.source, "crs").await;
-    remote_clusters(&c, &ns).await;
+    let (_serial, c, ns, src, mappings) = scenario("crs").await.into_parts();
     let crds: Api<CustomResourceDefinition> = Api::all(c.source.clone());
     let crd: CustomResourceDefinition = serde_saphyr::from_str(
         "apiVersion: apiextensions.k8s.io/v1
@@ -372,20 +345,15 @@ spec:
         .unwrap();
 
     let controller = start_controller(None).await;
-    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
-    apply(
-        &c.controller,
-        &ns,
-        &MappingFixture::manual("crs")
-            .sync_now("1")
-            .direct()
-            .source_ns(&src)
-            .resource_types(&["configmaps"])
-            .namespace_scoped(&["widgets.example.com"])
-            .sync_crds()
-            .build(),
-    )
-    .await;
+    MappingFixture::manual("crs")
+        .sync_now("1")
+        .direct()
+        .source_ns(&src)
+        .resource_types(&["configmaps"])
+        .namespace_scoped(&["widgets.example.com"])
+        .sync_crds()
+        .apply(&c.controller, &ns)
+        .await;
     let nm = wait_synced_value(&mappings, "crs", "1").await;
     assert_eq!(
         nm.status.as_ref().unwrap().phase,

@@ -16,11 +16,7 @@ use kube::api::Api;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_with_leader_election_never_both_run() {
-    let _serial = SERIAL.lock().await;
-    let c = clusters().await;
-    let ns = namespace(&c.controller, "dr").await;
-    let src = namespace(&c.source, "ha").await;
-    remote_clusters(&c, &ns).await;
+    let (_serial, c, ns, src, mappings) = scenario("ha").await.into_parts();
     let lease = format!("lease-{ns}");
     let a = start_controller(Some((&ns, &lease))).await;
     let b = start_controller(Some((&ns, &lease))).await;
@@ -104,18 +100,13 @@ async fn two_replicas_with_leader_election_never_both_run() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ha\ndata:\n  k: v\n",
     )
     .await;
-    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
-    apply(
-        &c.controller,
-        &ns,
-        &MappingFixture::manual("ha")
-            .sync_now("1")
-            .direct()
-            .source_ns(&src)
-            .resource_types(&["configmaps"])
-            .build(),
-    )
-    .await;
+    MappingFixture::manual("ha")
+        .sync_now("1")
+        .direct()
+        .source_ns(&src)
+        .resource_types(&["configmaps"])
+        .apply(&c.controller, &ns)
+        .await;
     wait_synced_value(&mappings, "ha", "1").await;
     Api::<ConfigMap>::namespaced(c.target.clone(), &src)
         .get("ha")
@@ -128,11 +119,7 @@ async fn two_replicas_with_leader_election_never_both_run() {
 async fn a_stopped_source_api_server_deletes_nothing_and_the_mapping_recovers_by_itself() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
-    let _serial = SERIAL.lock().await;
-    let c = clusters().await;
-    let ns = namespace(&c.controller, "dr").await;
-    let src = namespace(&c.source, "outage").await;
-    remote_clusters(&c, &ns).await;
+    let (_serial, c, ns, src, mappings) = scenario("outage").await.into_parts();
     for name in ["a", "b", "c"] {
         apply_yaml::<ConfigMap>(
             &c.source,
@@ -150,22 +137,17 @@ async fn a_stopped_source_api_server_deletes_nothing_and_the_mapping_recovers_by
         .await;
     }
     let controller = start_controller(None).await;
-    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
     // ConfigMaps are synced before Secrets (resourceTypes order): stopping the source while
     // ConfigMaps are applied makes the Secrets listing fail mid-sync.
-    apply(
-        &c.controller,
-        &ns,
-        &MappingFixture::manual("outage")
-            .sync_now("1")
-            .direct()
-            .source_ns(&src)
-            .resource_types(&["configmaps", "secrets"])
-            .prune()
-            .retry(100, "1s", "3s")
-            .build(),
-    )
-    .await;
+    MappingFixture::manual("outage")
+        .sync_now("1")
+        .direct()
+        .source_ns(&src)
+        .resource_types(&["configmaps", "secrets"])
+        .prune()
+        .retry(100, "1s", "3s")
+        .apply(&c.controller, &ns)
+        .await;
     wait_synced_value(&mappings, "outage", "1").await;
     let target: Api<ConfigMap> = Api::namespaced(c.target.clone(), &src);
     let target_secrets: Api<Secret> = Api::namespaced(c.target.clone(), &src);
@@ -294,27 +276,18 @@ fn source_unavailable(nm: Option<&NamespaceMapping>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_controller_mid_sync_then_restarting_converges() {
-    let _serial = SERIAL.lock().await;
-    let c = clusters().await;
-    let ns = namespace(&c.controller, "dr").await;
-    let src = namespace(&c.source, "crash").await;
-    remote_clusters(&c, &ns).await;
+    let (_serial, c, ns, src, mappings) = scenario("crash").await.into_parts();
     const N: usize = 400;
     let source: Api<ConfigMap> = Api::namespaced(c.source.clone(), &src);
     create_numbered_configmaps(&source, N).await;
     let first = start_controller(None).await;
-    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
-    apply(
-        &c.controller,
-        &ns,
-        &MappingFixture::manual("crash")
-            .sync_now("1")
-            .direct()
-            .source_ns(&src)
-            .resource_types(&["configmaps"])
-            .build(),
-    )
-    .await;
+    MappingFixture::manual("crash")
+        .sync_now("1")
+        .direct()
+        .source_ns(&src)
+        .resource_types(&["configmaps"])
+        .apply(&c.controller, &ns)
+        .await;
     // Kill it while the sync runs.
     wait_for(&mappings, "crash", |nm: Option<&NamespaceMapping>| {
         nm.and_then(|n| n.status.as_ref())

@@ -8,32 +8,23 @@
 mod controller_support;
 
 use controller_support::*;
+use dr_syncer_crds::RemoteCluster;
 use dr_syncer_crds::namespace_mapping::ImmutableResourceHandling;
-use dr_syncer_crds::{NamespaceMapping, RemoteCluster};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
-    let _serial = SERIAL.lock().await;
-    let c = clusters().await;
-    let ns = namespace(&c.controller, "dr").await;
-    let src = namespace(&c.source, "bad").await;
-    remote_clusters(&c, &ns).await;
+    let (_serial, c, ns, src, mappings) = scenario("bad").await.into_parts();
     let mut controller = start_controller(None).await;
-    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
     let rcs: Api<RemoteCluster> = Api::namespaced(c.controller.clone(), &ns);
 
     // Unknown RemoteCluster.
-    apply(
-        &c.controller,
-        &ns,
-        &MappingFixture::manual("unknown-cluster")
-            .clusters("nope", TARGET)
-            .source_ns(&src)
-            .build(),
-    )
-    .await;
+    MappingFixture::manual("unknown-cluster")
+        .clusters("nope", TARGET)
+        .source_ns(&src)
+        .apply(&c.controller, &ns)
+        .await;
     let nm = wait_for(
         &mappings,
         "unknown-cluster",
@@ -101,15 +92,11 @@ async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
     );
 
     // Bad cron (passes the API server's pattern, fails the parser).
-    apply(
-        &c.controller,
-        &ns,
-        &MappingFixture::scheduled("bad-cron", "61 * * * *")
-            .direct()
-            .source_ns(&src)
-            .build(),
-    )
-    .await;
+    MappingFixture::scheduled("bad-cron", "61 * * * *")
+        .direct()
+        .source_ns(&src)
+        .apply(&c.controller, &ns)
+        .await;
     let nm = wait_for(
         &mappings,
         "bad-cron",
@@ -123,17 +110,13 @@ async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
     );
 
     // Unknown resource type.
-    apply(
-        &c.controller,
-        &ns,
-        &MappingFixture::manual("bad-type")
-            .sync_now("1")
-            .direct()
-            .source_ns(&src)
-            .resource_types(&["configmaps", "frobnicators"])
-            .build(),
-    )
-    .await;
+    MappingFixture::manual("bad-type")
+        .sync_now("1")
+        .direct()
+        .source_ns(&src)
+        .resource_types(&["configmaps", "frobnicators"])
+        .apply(&c.controller, &ns)
+        .await;
     let nm = wait_for(
         &mappings,
         "bad-type",
@@ -153,11 +136,7 @@ async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pruning_deletes_only_managed_objects_and_refuses_an_empty_source() {
-    let _serial = SERIAL.lock().await;
-    let c = clusters().await;
-    let ns = namespace(&c.controller, "dr").await;
-    let src = namespace(&c.source, "prune").await;
-    remote_clusters(&c, &ns).await;
+    let (_serial, c, ns, src, mappings) = scenario("prune").await.into_parts();
     for name in ["a", "b", "c", "d"] {
         apply_yaml::<ConfigMap>(
             &c.source,
@@ -167,19 +146,14 @@ async fn pruning_deletes_only_managed_objects_and_refuses_an_empty_source() {
         .await;
     }
     let controller = start_controller(None).await;
-    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
-    apply(
-        &c.controller,
-        &ns,
-        &MappingFixture::manual("prune")
-            .sync_now("1")
-            .direct()
-            .source_ns(&src)
-            .resource_types(&["configmaps"])
-            .prune()
-            .build(),
-    )
-    .await;
+    MappingFixture::manual("prune")
+        .sync_now("1")
+        .direct()
+        .source_ns(&src)
+        .resource_types(&["configmaps"])
+        .prune()
+        .apply(&c.controller, &ns)
+        .await;
     wait_synced_value(&mappings, "prune", "1").await;
     let target: Api<ConfigMap> = Api::namespaced(c.target.clone(), &src);
     apply_yaml::<ConfigMap>(
@@ -255,11 +229,7 @@ async fn pruning_deletes_only_managed_objects_and_refuses_an_empty_source() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recreate_on_immutable_fields_replaces_only_objects_the_mapping_wrote() {
-    let _serial = SERIAL.lock().await;
-    let c = clusters().await;
-    let ns = namespace(&c.controller, "dr").await;
-    let src = namespace(&c.source, "immutable").await;
-    remote_clusters(&c, &ns).await;
+    let (_serial, c, ns, src, mappings) = scenario("immutable").await.into_parts();
     let immutable_cm = |name: &str, value: &str| {
         format!(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\nimmutable: true\ndata:\n  v: \"{value}\"\n"
@@ -272,19 +242,14 @@ async fn recreate_on_immutable_fields_replaces_only_objects_the_mapping_wrote() 
     apply_yaml::<ConfigMap>(&c.target, &src, &immutable_cm("theirs", "user")).await;
 
     let controller = start_controller(None).await;
-    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
-    apply(
-        &c.controller,
-        &ns,
-        &MappingFixture::manual("immutable")
-            .sync_now("1")
-            .direct()
-            .source_ns(&src)
-            .resource_types(&["configmaps"])
-            .immutable(ImmutableResourceHandling::Recreate)
-            .build(),
-    )
-    .await;
+    MappingFixture::manual("immutable")
+        .sync_now("1")
+        .direct()
+        .source_ns(&src)
+        .resource_types(&["configmaps"])
+        .immutable(ImmutableResourceHandling::Recreate)
+        .apply(&c.controller, &ns)
+        .await;
     wait_synced_value(&mappings, "immutable", "1").await;
     let target: Api<ConfigMap> = Api::namespaced(c.target.clone(), &src);
     assert_eq!(data(&target.get("ours").await.unwrap())["v"], "1");
@@ -317,11 +282,7 @@ async fn recreate_on_immutable_fields_replaces_only_objects_the_mapping_wrote() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_selector_label_selector_and_name_regexes_pick_the_objects() {
-    let _serial = SERIAL.lock().await;
-    let c = clusters().await;
-    let ns = namespace(&c.controller, "dr").await;
-    let src = namespace(&c.source, "select").await;
-    remote_clusters(&c, &ns).await;
+    let (_serial, c, ns, src, mappings) = scenario("select").await.into_parts();
     // (name, tier label): only app-config passes all three filters.
     let objects = [
         ("app-config", "app"), // label ok, included, not excluded
@@ -340,19 +301,14 @@ async fn object_selector_label_selector_and_name_regexes_pick_the_objects() {
         .await;
     }
     let controller = start_controller(None).await;
-    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
-    apply(
-        &c.controller,
-        &ns,
-        &MappingFixture::manual("select")
-            .sync_now("1")
-            .direct()
-            .source_ns(&src)
-            .resource_types(&["configmaps"])
-            .select(&[("tier", "app")], &["app-.*"], &[".*-cache"])
-            .build(),
-    )
-    .await;
+    MappingFixture::manual("select")
+        .sync_now("1")
+        .direct()
+        .source_ns(&src)
+        .resource_types(&["configmaps"])
+        .select(&[("tier", "app")], &["app-.*"], &[".*-cache"])
+        .apply(&c.controller, &ns)
+        .await;
     let nm = wait_synced_value(&mappings, "select", "1").await;
     assert_eq!(
         nm.status.as_ref().and_then(|s| s.phase),

@@ -14,23 +14,14 @@ use kube::api::Api;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_mapping_syncs_at_the_next_fire_not_before() {
-    let _serial = SERIAL.lock().await;
-    let c = clusters().await;
-    let ns = namespace(&c.controller, "dr").await;
-    let src = namespace(&c.source, "cron").await;
-    remote_clusters(&c, &ns).await;
+    let (_serial, c, ns, src, mappings) = scenario("cron").await.into_parts();
     let controller = start_controller(None).await;
-    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
-    apply(
-        &c.controller,
-        &ns,
-        &MappingFixture::scheduled("cron", "*/1 * * * *")
-            .direct()
-            .source_ns(&src)
-            .resource_types(&["configmaps"])
-            .build(),
-    )
-    .await;
+    MappingFixture::scheduled("cron", "*/1 * * * *")
+        .direct()
+        .source_ns(&src)
+        .resource_types(&["configmaps"])
+        .apply(&c.controller, &ns)
+        .await;
     let nm = wait_for(&mappings, "cron", |nm: Option<&NamespaceMapping>| {
         nm.and_then(|n| n.status.as_ref())
             .is_some_and(|s| s.next_sync_time.is_some())

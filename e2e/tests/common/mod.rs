@@ -3,16 +3,13 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::fmt::Debug;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use dr_syncer_e2e::wait;
 use dr_syncer_e2e::{TestBed, TestBedOptions};
 use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube::runtime::wait::Condition;
-use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
 /// The cluster the shared test bed runs.
@@ -56,29 +53,11 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
     name
 }
 
-/// Waits (watch, with [`DEADLINE`]) until `cond` holds for object `name`; returns it.
-pub async fn wait_for<K>(api: &Api<K>, name: &str, cond: impl Condition<K>) -> K
-where
-    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
-    K::DynamicType: Default,
-{
-    wait::object(api, name, "the test's condition", cond, DEADLINE)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Asks `f` every `every` until it answers `Ok` (within `deadline`), for what is not a
-/// Kubernetes object (an access review); `Err` is the state reported at the deadline.
-pub async fn poll_until<T, S, F, Fut>(what: &str, deadline: Duration, every: Duration, f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, S>>,
-    S: Debug,
-{
-    wait::poll(what, deadline, every, f)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
+// The waits of the controller tests (`dr_syncer_e2e::wait` wrappers), over this bed's
+// [`DEADLINE`].
+#[path = "../controller_support/waits.rs"]
+mod waits;
+pub use waits::{poll_until, wait_for};
 
 /// Parses a YAML manifest into any typed object.
 pub fn yaml<K: DeserializeOwned>(text: &str) -> K {

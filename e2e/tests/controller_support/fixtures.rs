@@ -19,6 +19,7 @@ use dr_syncer_crds::namespace_mapping::{
 };
 use dr_syncer_crds::remote_cluster::{HealthCheckConfig, PvcSyncSpec, RemoteClusterSpec};
 use dr_syncer_crds::{ClusterMapping, NamespaceMapping, RemoteCluster};
+use kube::Client;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -228,6 +229,11 @@ impl MappingFixture {
         self
     }
 
+    /// Builds the NamespaceMapping and server-side applies it into `ns`.
+    pub async fn apply(self, client: &Client, ns: &str) -> NamespaceMapping {
+        super::apply(client, ns, &self.build()).await
+    }
+
     /// The NamespaceMapping.
     pub fn build(self) -> NamespaceMapping {
         let mut nm = NamespaceMapping::new(&self.name, self.spec);
@@ -320,6 +326,11 @@ impl PairFixture {
         self
     }
 
+    /// Builds the ClusterMapping and server-side applies it into `ns`.
+    pub async fn apply(self, client: &Client, ns: &str) -> ClusterMapping {
+        super::apply(client, ns, &self.build()).await
+    }
+
     /// The ClusterMapping.
     pub fn build(self) -> ClusterMapping {
         ClusterMapping::new(&self.name, self.spec)
@@ -353,6 +364,11 @@ impl RemoteClusterFixture {
             .get_or_insert_with(|| defaulted::<PvcSyncSpec>(json!({})))
             .health_check = Some(health);
         self
+    }
+
+    /// Builds the RemoteCluster and server-side applies it into `ns`.
+    pub async fn apply(self, client: &Client, ns: &str) -> RemoteCluster {
+        super::apply(client, ns, &self.build()).await
     }
 
     /// The RemoteCluster.

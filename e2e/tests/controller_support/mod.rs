@@ -7,6 +7,7 @@
 //! - [`process`]: the controller as a child process (readiness, metrics, kill).
 //! - [`objects`]: namespaces, Secrets, the bed's RemoteClusters, server-side apply of YAML
 //!   or typed objects, the trigger annotation.
+//! - [`scenario`]: the starting point of a test (lock, namespaces, RemoteClusters).
 //! - [`fixtures`]: builders of NamespaceMapping, ClusterMapping and RemoteCluster objects.
 //! - [`waits`]: waits with deadlines (over `dr_syncer_e2e::wait`) and status conditions.
 
@@ -17,10 +18,12 @@ pub mod bed;
 pub mod fixtures;
 pub mod objects;
 pub mod process;
+pub mod scenario;
 pub mod waits;
 
 pub use bed::*;
 pub use fixtures::*;
 pub use objects::*;
 pub use process::*;
+pub use scenario::*;
 pub use waits::*;

@@ -118,11 +118,27 @@ where
 {
     let value: serde_json::Value = serde_saphyr::from_str(text).unwrap();
     let name = value["metadata"]["name"].as_str().unwrap().to_owned();
+    server_side_apply(client, ns, &name, &value).await
+}
+
+/// Server-side applies `body` as object `name` of `ns` (field manager `e2e`, forced).
+async fn server_side_apply<K>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    body: &(impl serde::Serialize + Debug),
+) -> K
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     api.patch(
-        &name,
+        name,
         &PatchParams::apply("e2e").force(),
-        &Patch::Apply(&value),
+        &Patch::Apply(body),
     )
     .await
     .unwrap_or_else(|e| panic!("applying {name}: {e}"))
@@ -137,15 +153,7 @@ where
         + DeserializeOwned
         + serde::Serialize,
 {
-    let name = obj.name_any();
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    api.patch(
-        &name,
-        &PatchParams::apply("e2e").force(),
-        &Patch::Apply(obj),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("applying {name}: {e}"))
+    server_side_apply(client, ns, &obj.name_any(), obj).await
 }
 
 /// Sets annotation `key: value` on a mapping (merge patch).

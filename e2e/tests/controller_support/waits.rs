@@ -7,19 +7,16 @@ use std::time::Duration;
 
 use dr_syncer_crds::NamespaceMapping;
 use dr_syncer_crds::namespace_mapping::SyncPhase;
-use dr_syncer_e2e::wait;
-use kube::Resource;
+use dr_syncer_e2e::wait::{self, Watched};
 use kube::api::Api;
 use kube::runtime::wait::Condition;
-use serde::de::DeserializeOwned;
 
 use super::DEADLINE;
 
 /// Waits (watch, [`DEADLINE`]) until `cond` holds for object `name`; returns it.
 pub async fn wait_for<K>(api: &Api<K>, name: &str, cond: impl Condition<K>) -> K
 where
-    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
-    K::DynamicType: Default,
+    K: Watched,
 {
     wait_for_within(api, name, cond, DEADLINE).await
 }
@@ -32,8 +29,7 @@ pub async fn wait_for_within<K>(
     deadline: Duration,
 ) -> K
 where
-    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
-    K::DynamicType: Default,
+    K: Watched,
 {
     wait_until(api, name, "the test's condition", cond, deadline).await
 }
@@ -47,8 +43,7 @@ pub async fn wait_until<K>(
     deadline: Duration,
 ) -> K
 where
-    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
-    K::DynamicType: Default,
+    K: Watched,
 {
     wait::object(api, name, what, cond, deadline)
         .await
@@ -58,8 +53,7 @@ where
 /// Waits (watch) until the object is gone.
 pub async fn wait_gone<K>(api: &Api<K>, name: &str, deadline: Duration)
 where
-    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
-    K::DynamicType: Default,
+    K: Watched,
 {
     wait::gone(api, name, None, deadline)
         .await

@@ -1,7 +1,8 @@
 //! Helpers of the PVC data e2e tests (issue 6): a bed of three clusters with two nodes each,
 //! source volumes with data written straight into their PV directories on the node, a tree
 //! manifest to compare source and target, the worker pods and per-run Secrets of a target
-//! namespace, Events, and the agent processes of the bed.
+//! namespace, Events, and the agent processes of the bed. `tree` writes and compares
+//! volume trees; `partial` watches a target directory for partial files during a sync.
 //!
 //! Everything here reads the real objects and the real directories the simulated nodes
 //! serve: a hostPath PV `/var/lib/testbed-storage/pvc-<uid>` of node N lives at
@@ -9,6 +10,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod partial;
 pub mod tree;
 
 use std::collections::{BTreeMap, BTreeSet};
