@@ -116,11 +116,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run by `make bench`"]
 async fn controller_bench() {
-    let _serial = SERIAL.lock().await;
-    let c = clusters().await;
-    let ns = namespace(&c.controller, "bench").await;
-    let src = namespace(&c.source, "big").await;
-    remote_clusters(&c, &ns).await;
+    let (_serial, c, ns, src, mappings) = scenario_named("bench", "big").await.into_parts();
     let t = Instant::now();
     populate(&c.source, &src).await;
     eprintln!(
@@ -131,19 +127,13 @@ async fn controller_bench() {
 
     let controller = start_controller(None).await;
     let pid = controller.child.id().unwrap();
-    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
     let mapping = MappingFixture::manual("big")
         .direct()
         .source_ns(&src)
         .resource_types(&["configmaps", "secrets", "deployments", "services"])
         .build();
     apply(&c.controller, &ns, &mapping).await;
-    wait_for(
-        &mappings,
-        "big",
-        has_condition("Ready", "False", "AwaitingTrigger"),
-    )
-    .await;
+    wait_condition(&mappings, "big", ("Ready", "False", "AwaitingTrigger")).await;
 
     // Convergence: trigger -> every object at the target.
     let t = Instant::now();

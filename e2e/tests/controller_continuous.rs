@@ -17,12 +17,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continuous_mode_propagates_create_update_delete_within_a_second() {
     let (_serial, c, ns, src, mappings) = scenario("live").await.into_parts();
-    apply_yaml::<ConfigMap>(
-        &c.source,
-        &src,
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: seed\ndata:\n  a: \"1\"\n",
-    )
-    .await;
+    apply_configmap(&c.source, &src, "seed", &[("a", "1")]).await;
     let controller = start_controller(None).await;
     MappingFixture::continuous("live")
         .direct()
@@ -31,21 +26,11 @@ async fn continuous_mode_propagates_create_update_delete_within_a_second() {
         .prune()
         .apply(&c.controller, &ns)
         .await;
-    wait_for(
-        &mappings,
-        "live",
-        has_condition("Synced", "True", "SyncSucceeded"),
-    )
-    .await;
+    wait_condition(&mappings, "live", ("Synced", "True", "SyncSucceeded")).await;
     let target_cms: Api<ConfigMap> = Api::namespaced(c.target.clone(), &src);
     target_cms.get("seed").await.unwrap();
     // An object created at the target by someone else survives pruning.
-    apply_yaml::<ConfigMap>(
-        &c.target,
-        &src,
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: local\ndata:\n  mine: \"true\"\n",
-    )
-    .await;
+    apply_configmap(&c.target, &src, "local", &[("mine", "true")]).await;
 
     // The issue asks for 1 s, and an idle machine does it in tens of milliseconds (the
     // latencies are printed below). The bound only has to tell a watch-driven copy from
@@ -57,12 +42,7 @@ async fn continuous_mode_propagates_create_update_delete_within_a_second() {
     // ConfigMap
     let source_cms: Api<ConfigMap> = Api::namespaced(c.source.clone(), &src);
     let t = Instant::now();
-    apply_yaml::<ConfigMap>(
-        &c.source,
-        &src,
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: live-cm\ndata:\n  v: \"1\"\n",
-    )
-    .await;
+    apply_configmap(&c.source, &src, "live-cm", &[("v", "1")]).await;
     wait_for_within(
         &target_cms,
         "live-cm",
@@ -72,12 +52,7 @@ async fn continuous_mode_propagates_create_update_delete_within_a_second() {
     .await;
     latencies.push(("ConfigMap create", t.elapsed()));
     let t = Instant::now();
-    apply_yaml::<ConfigMap>(
-        &c.source,
-        &src,
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: live-cm\ndata:\n  v: \"2\"\n",
-    )
-    .await;
+    apply_configmap(&c.source, &src, "live-cm", &[("v", "2")]).await;
     wait_for_within(
         &target_cms,
         "live-cm",
@@ -217,12 +192,7 @@ async fn continuous_mode_propagates_create_update_delete_within_a_second() {
         )
         .await
         .unwrap();
-    wait_for(
-        &mappings,
-        "live",
-        has_condition("Ready", "True", "SyncSucceeded"),
-    )
-    .await;
+    wait_condition(&mappings, "live", ("Ready", "True", "SyncSucceeded")).await;
     assert_eq!(
         controller.metric("dr_syncer_watched_mappings ").await,
         Some(1.0)

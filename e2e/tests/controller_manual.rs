@@ -25,12 +25,7 @@ async fn manual_sync_replicates_transformed_objects_once_per_trigger_value() {
     let (_serial, c, ns, src, mappings) = scenario("app").await.into_parts();
     let dst = format!("{src}-dr");
 
-    apply_yaml::<ConfigMap>(
-        &c.source,
-        &src,
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: \"1\"\n",
-    )
-    .await;
+    apply_configmap(&c.source, &src, "settings", &[("a", "1")]).await;
     apply_yaml::<ConfigMap>(&c.source, &src, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: skipme\n  labels:\n    dr-syncer.io/ignore: \"true\"\ndata:\n  x: \"y\"\n").await;
     apply_yaml::<Secret>(&c.source, &src, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\ntype: Opaque\ndata:\n  password: aHVudGVyMg==\n").await;
     let deployment = |name: &str, replicas: i32, extra: &str| {
@@ -64,12 +59,7 @@ async fn manual_sync_replicates_transformed_objects_once_per_trigger_value() {
         .apply(&c.controller, &ns)
         .await;
     // Manual mode does nothing until triggered, and says so.
-    wait_for(
-        &mappings,
-        "app",
-        has_condition("Ready", "False", "AwaitingTrigger"),
-    )
-    .await;
+    wait_condition(&mappings, "app", ("Ready", "False", "AwaitingTrigger")).await;
     let cms: Api<ConfigMap> = Api::namespaced(c.target.clone(), &dst);
     assert!(cms.get_opt("settings").await.unwrap().is_none());
 
@@ -176,12 +166,7 @@ async fn manual_sync_replicates_transformed_objects_once_per_trigger_value() {
     assert!(spec.volume_name.is_none());
 
     // Same value again (plus an unrelated change that triggers a reconcile): no new sync.
-    apply_yaml::<ConfigMap>(
-        &c.source,
-        &src,
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: \"2\"\n",
-    )
-    .await;
+    apply_configmap(&c.source, &src, "settings", &[("a", "2")]).await;
     annotate(&mappings, "app", "unrelated", "touch").await;
     trigger(&mappings, "app", "1").await;
     // A new value runs exactly one more sync.
@@ -216,12 +201,7 @@ async fn manual_sync_replicates_transformed_objects_once_per_trigger_value() {
 async fn cluster_mapping_pairs_the_clusters_and_namespace_mappings_sync_through_it() {
     use dr_syncer_crds::ClusterMapping;
     let (_serial, c, ns, src, mappings) = scenario("pair").await.into_parts();
-    apply_yaml::<ConfigMap>(
-        &c.source,
-        &src,
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: via-pair\ndata:\n  k: v\n",
-    )
-    .await;
+    apply_configmap(&c.source, &src, "via-pair", &[("k", "v")]).await;
     let controller = start_controller(None).await;
     let cms: Api<ClusterMapping> = Api::namespaced(c.controller.clone(), &ns);
     apply(
@@ -247,12 +227,7 @@ async fn cluster_mapping_pairs_the_clusters_and_namespace_mappings_sync_through_
         &PairFixture::new("broken", SOURCE, "elsewhere").build(),
     )
     .await;
-    let broken = wait_for(
-        &cms,
-        "broken",
-        has_condition("Ready", "False", "RemoteClusterNotFound"),
-    )
-    .await;
+    let broken = wait_condition(&cms, "broken", ("Ready", "False", "RemoteClusterNotFound")).await;
     assert!(condition_message(&broken, "Ready").contains("elsewhere"));
 
     MappingFixture::manual("via-pair")
@@ -263,10 +238,7 @@ async fn cluster_mapping_pairs_the_clusters_and_namespace_mappings_sync_through_
         .apply(&c.controller, &ns)
         .await;
     wait_synced_value(&mappings, "via-pair", "1").await;
-    Api::<ConfigMap>::namespaced(c.target.clone(), &src)
-        .get("via-pair")
-        .await
-        .unwrap();
+    configmap(&c.target, &src, "via-pair").await;
 
     // A missing source namespace: a condition naming it, nothing written.
     MappingFixture::manual("no-ns")
@@ -276,10 +248,10 @@ async fn cluster_mapping_pairs_the_clusters_and_namespace_mappings_sync_through_
         .resource_types(&["configmaps"])
         .apply(&c.controller, &ns)
         .await;
-    let nm = wait_for(
+    let nm = wait_condition(
         &mappings,
         "no-ns",
-        has_condition("Ready", "False", "SourceNamespaceMissing"),
+        ("Ready", "False", "SourceNamespaceMissing"),
     )
     .await;
     assert!(condition_message(&nm, "Ready").contains("does-not-exist"));
@@ -345,10 +317,7 @@ spec:
         .unwrap();
 
     let controller = start_controller(None).await;
-    MappingFixture::manual("crs")
-        .sync_now("1")
-        .direct()
-        .source_ns(&src)
+    MappingFixture::triggered("crs", &src)
         .resource_types(&["configmaps"])
         .namespace_scoped(&["widgets.example.com"])
         .sync_crds()

@@ -47,13 +47,7 @@ async fn two_replicas_with_leader_election_never_both_run() {
     }
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(c.controller.clone(), &ns);
-    let holder = leases
-        .get(&lease)
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .holder_identity;
+    let holder = lease_holder(&leases, &lease).await;
     assert!(holder.is_some());
 
     // The leader freezes (SIGSTOP) and cannot renew: the follower takes over after the
@@ -85,33 +79,16 @@ async fn two_replicas_with_leader_election_never_both_run() {
         .expect("the old leader kept running after losing the Lease")
         .unwrap();
     assert_eq!(exit.code(), Some(3), "old leader exit: {exit:?}");
-    let new_holder = leases
-        .get(&lease)
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .holder_identity;
+    let new_holder = lease_holder(&leases, &lease).await;
     assert_ne!(new_holder, holder);
     // And it does the work.
-    apply_yaml::<ConfigMap>(
-        &c.source,
-        &src,
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ha\ndata:\n  k: v\n",
-    )
-    .await;
-    MappingFixture::manual("ha")
-        .sync_now("1")
-        .direct()
-        .source_ns(&src)
+    apply_configmap(&c.source, &src, "ha", &[("k", "v")]).await;
+    MappingFixture::triggered("ha", &src)
         .resource_types(&["configmaps"])
         .apply(&c.controller, &ns)
         .await;
     wait_synced_value(&mappings, "ha", "1").await;
-    Api::<ConfigMap>::namespaced(c.target.clone(), &src)
-        .get("ha")
-        .await
-        .unwrap();
+    configmap(&c.target, &src, "ha").await;
     follower.kill().await;
 }
 
@@ -121,12 +98,7 @@ async fn a_stopped_source_api_server_deletes_nothing_and_the_mapping_recovers_by
     use nix::unistd::Pid;
     let (_serial, c, ns, src, mappings) = scenario("outage").await.into_parts();
     for name in ["a", "b", "c"] {
-        apply_yaml::<ConfigMap>(
-            &c.source,
-            &src,
-            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n"),
-        )
-        .await;
+        apply_configmap(&c.source, &src, name, &[("k", "v")]).await;
     }
     for name in ["s1", "s2"] {
         apply_yaml::<Secret>(
@@ -139,10 +111,7 @@ async fn a_stopped_source_api_server_deletes_nothing_and_the_mapping_recovers_by
     let controller = start_controller(None).await;
     // ConfigMaps are synced before Secrets (resourceTypes order): stopping the source while
     // ConfigMaps are applied makes the Secrets listing fail mid-sync.
-    MappingFixture::manual("outage")
-        .sync_now("1")
-        .direct()
-        .source_ns(&src)
+    MappingFixture::triggered("outage", &src)
         .resource_types(&["configmaps", "secrets"])
         .prune()
         .retry(100, "1s", "3s")
@@ -173,24 +142,16 @@ async fn a_stopped_source_api_server_deletes_nothing_and_the_mapping_recovers_by
     trigger(&mappings, "outage", "2").await;
     // Stop the source API server once the sync has started writing the new ConfigMaps.
     let managed = kube::api::ListParams::default().labels("dr-syncer.io/managed-by-mapping");
-    let (target_ref, managed_ref) = (&target, &managed);
-    let copied_at_stop = poll_until(
+    let copied_at_stop = wait_list(
+        &target,
+        managed_by_mapping(),
         "the second sync writes the new ConfigMaps",
         DEADLINE,
-        Duration::from_millis(10),
-        || async move {
-            let copied = target_ref
-                .list_metadata(managed_ref)
-                .await
-                .map(|l| l.items.len())
-                .unwrap_or(0);
-            if copied > 3 {
-                Ok(copied)
-            } else {
-                Err(format!(
-                    "the second sync never wrote anything ({copied} objects)"
-                ))
-            }
+        |copied: &[ConfigMap]| match copied.len() {
+            n if n > 3 => Ok(n),
+            n => Err(format!(
+                "the second sync never wrote anything ({n} objects)"
+            )),
         },
     )
     .await;
@@ -229,18 +190,27 @@ async fn a_stopped_source_api_server_deletes_nothing_and_the_mapping_recovers_by
         );
     }
     // Recovers by itself (retryConfig), without a new trigger, and finishes the job.
-    wait_for(
-        &mappings,
-        "outage",
-        has_condition("Ready", "True", "SyncSucceeded"),
-    )
-    .await;
+    wait_condition(&mappings, "outage", ("Ready", "True", "SyncSucceeded")).await;
     let copied = target.list_metadata(&managed).await.unwrap().items.len();
     assert_eq!(copied, N + 3, "not every ConfigMap arrived after recovery");
     for name in ["s1", "s2"] {
         assert!(target_secrets.get_opt(name).await.unwrap().is_some());
     }
     controller.kill().await;
+}
+
+/// The holder of Lease `name`.
+async fn lease_holder(
+    leases: &Api<k8s_openapi::api::coordination::v1::Lease>,
+    name: &str,
+) -> Option<String> {
+    leases
+        .get(name)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
 }
 
 /// The pid of the kube-apiserver serving `server` (`https://127.0.0.1:PORT`).
@@ -281,10 +251,7 @@ async fn killing_the_controller_mid_sync_then_restarting_converges() {
     let source: Api<ConfigMap> = Api::namespaced(c.source.clone(), &src);
     create_numbered_configmaps(&source, N).await;
     let first = start_controller(None).await;
-    MappingFixture::manual("crash")
-        .sync_now("1")
-        .direct()
-        .source_ns(&src)
+    MappingFixture::triggered("crash", &src)
         .resource_types(&["configmaps"])
         .apply(&c.controller, &ns)
         .await;
@@ -295,24 +262,17 @@ async fn killing_the_controller_mid_sync_then_restarting_converges() {
     })
     .await;
     let target: Api<ConfigMap> = Api::namespaced(c.target.clone(), &src);
-    // ...once it has written something (poll with a deadline).
-    let target_ref = &target;
-    poll_until(
+    // ...once it has written something (watch with a deadline).
+    wait_list(
+        &target,
+        managed_by_mapping(),
         "the sync writes something",
         DEADLINE,
-        Duration::from_millis(20),
-        || async move {
-            let copied = target_ref
-                .list_metadata(
-                    &kube::api::ListParams::default().labels("dr-syncer.io/managed-by-mapping"),
-                )
-                .await
-                .map(|l| l.items.len())
-                .unwrap_or(0);
-            if copied > 0 {
-                Ok(())
-            } else {
+        |copied: &[ConfigMap]| {
+            if copied.is_empty() {
                 Err("the sync never wrote anything")
+            } else {
+                Ok(())
             }
         },
     )

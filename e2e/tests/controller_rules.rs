@@ -25,10 +25,10 @@ async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
         .source_ns(&src)
         .apply(&c.controller, &ns)
         .await;
-    let nm = wait_for(
+    let nm = wait_condition(
         &mappings,
         "unknown-cluster",
-        has_condition("Ready", "False", "RemoteClusterNotFound"),
+        ("Ready", "False", "RemoteClusterNotFound"),
     )
     .await;
     assert!(
@@ -44,10 +44,10 @@ async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
         &RemoteClusterFixture::new("no-secret", "missing", &ns).build(),
     )
     .await;
-    let rc = wait_for(
+    let rc = wait_condition(
         &rcs,
         "no-secret",
-        has_condition("KubeconfigAvailable", "False", "SecretNotFound"),
+        ("KubeconfigAvailable", "False", "SecretNotFound"),
     )
     .await;
     assert!(condition_message(&rc, "KubeconfigAvailable").contains(&format!("{ns}/missing")));
@@ -71,19 +71,19 @@ async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
         &RemoteClusterFixture::new("garbage", "garbage", &ns).build(),
     )
     .await;
-    wait_for(
+    wait_condition(
         &rcs,
         "garbage",
-        has_condition("KubeconfigValid", "False", "KubeconfigInvalid"),
+        ("KubeconfigValid", "False", "KubeconfigInvalid"),
     )
     .await;
     // Fixing the Secret rebuilds the client: the cluster becomes available.
     let good = std::fs::read(bed().await.kubeconfig(SOURCE)).unwrap();
     kubeconfig_secret(&c, &ns, "garbage", "kubeconfig", good).await;
-    let rc = wait_for(
+    let rc = wait_condition(
         &rcs,
         "garbage",
-        has_condition("ClusterAvailable", "True", "ApiServerReachable"),
+        ("ClusterAvailable", "True", "ApiServerReachable"),
     )
     .await;
     assert_eq!(
@@ -97,10 +97,10 @@ async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
         .source_ns(&src)
         .apply(&c.controller, &ns)
         .await;
-    let nm = wait_for(
+    let nm = wait_condition(
         &mappings,
         "bad-cron",
-        has_condition("Stalled", "True", "InvalidSchedule"),
+        ("Stalled", "True", "InvalidSchedule"),
     )
     .await;
     assert!(
@@ -110,19 +110,11 @@ async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
     );
 
     // Unknown resource type.
-    MappingFixture::manual("bad-type")
-        .sync_now("1")
-        .direct()
-        .source_ns(&src)
+    MappingFixture::triggered("bad-type", &src)
         .resource_types(&["configmaps", "frobnicators"])
         .apply(&c.controller, &ns)
         .await;
-    let nm = wait_for(
-        &mappings,
-        "bad-type",
-        has_condition("Stalled", "True", "InvalidSpec"),
-    )
-    .await;
+    let nm = wait_condition(&mappings, "bad-type", ("Stalled", "True", "InvalidSpec")).await;
     assert!(condition_message(&nm, "Stalled").contains("frobnicators"));
 
     // Still alive and healthy: no crash loop.
@@ -138,30 +130,17 @@ async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
 async fn pruning_deletes_only_managed_objects_and_refuses_an_empty_source() {
     let (_serial, c, ns, src, mappings) = scenario("prune").await.into_parts();
     for name in ["a", "b", "c", "d"] {
-        apply_yaml::<ConfigMap>(
-            &c.source,
-            &src,
-            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n"),
-        )
-        .await;
+        apply_configmap(&c.source, &src, name, &[("k", "v")]).await;
     }
     let controller = start_controller(None).await;
-    MappingFixture::manual("prune")
-        .sync_now("1")
-        .direct()
-        .source_ns(&src)
+    MappingFixture::triggered("prune", &src)
         .resource_types(&["configmaps"])
         .prune()
         .apply(&c.controller, &ns)
         .await;
     wait_synced_value(&mappings, "prune", "1").await;
     let target: Api<ConfigMap> = Api::namespaced(c.target.clone(), &src);
-    apply_yaml::<ConfigMap>(
-        &c.target,
-        &src,
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: local\ndata:\n  mine: \"true\"\n",
-    )
-    .await;
+    apply_configmap(&c.target, &src, "local", &[("mine", "true")]).await;
 
     let source: Api<ConfigMap> = Api::namespaced(c.source.clone(), &src);
     source.delete("a", &DeleteParams::default()).await.unwrap();
@@ -191,12 +170,7 @@ async fn pruning_deletes_only_managed_objects_and_refuses_an_empty_source() {
     }
     trigger(&mappings, "prune", "3").await;
     wait_synced_value(&mappings, "prune", "3").await;
-    let nm = wait_for(
-        &mappings,
-        "prune",
-        has_condition("PruneBlocked", "True", "PruneRefused"),
-    )
-    .await;
+    let nm = wait_condition(&mappings, "prune", ("PruneBlocked", "True", "PruneRefused")).await;
     assert!(condition_message(&nm, "PruneBlocked").contains("nothing was deleted"));
     for name in ["b", "c", "d", "local"] {
         assert!(
@@ -242,10 +216,7 @@ async fn recreate_on_immutable_fields_replaces_only_objects_the_mapping_wrote() 
     apply_yaml::<ConfigMap>(&c.target, &src, &immutable_cm("theirs", "user")).await;
 
     let controller = start_controller(None).await;
-    MappingFixture::manual("immutable")
-        .sync_now("1")
-        .direct()
-        .source_ns(&src)
+    MappingFixture::triggered("immutable", &src)
         .resource_types(&["configmaps"])
         .immutable(ImmutableResourceHandling::Recreate)
         .apply(&c.controller, &ns)
@@ -301,10 +272,7 @@ async fn object_selector_label_selector_and_name_regexes_pick_the_objects() {
         .await;
     }
     let controller = start_controller(None).await;
-    MappingFixture::manual("select")
-        .sync_now("1")
-        .direct()
-        .source_ns(&src)
+    MappingFixture::triggered("select", &src)
         .resource_types(&["configmaps"])
         .select(&[("tier", "app")], &["app-.*"], &[".*-cache"])
         .apply(&c.controller, &ns)

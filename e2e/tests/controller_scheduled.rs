@@ -30,12 +30,7 @@ async fn scheduled_mapping_syncs_at_the_next_fire_not_before() {
     let next = nm.status.unwrap().next_sync_time.unwrap().0;
     let next_ms = next.as_millisecond();
     assert_eq!(next_ms % 60_000, 0, "next fire {next} is not on a minute");
-    apply_yaml::<ConfigMap>(
-        &c.source,
-        &src,
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: late\ndata:\n  k: v\n",
-    )
-    .await;
+    apply_configmap(&c.source, &src, "late", &[("k", "v")]).await;
     let target: Api<ConfigMap> = Api::namespaced(c.target.clone(), &src);
     let now_ms = || {
         std::time::SystemTime::now()

@@ -7,9 +7,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use dr_syncer_e2e::{TestBed, TestBedOptions};
-use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::Api;
 use serde::de::DeserializeOwned;
 
 /// The cluster the shared test bed runs.
@@ -36,16 +35,7 @@ pub async fn client() -> Client {
 
 /// Creates a fresh namespace `<prefix>-<n>` and returns its name.
 pub async fn namespace(client: &Client, prefix: &str) -> String {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{prefix}-")),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let created = api.create(&PostParams::default(), &ns).await.unwrap();
-    let name = created.metadata.name.unwrap();
+    let name = namespaces::namespace(client, prefix).await;
     // Pods are refused until the namespace has its default service account.
     let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
         Api::namespaced(client.clone(), &name);
@@ -55,6 +45,8 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
 
 // The waits of the controller tests (`dr_syncer_e2e::wait` wrappers), over this bed's
 // [`DEADLINE`].
+#[path = "../controller_support/namespaces.rs"]
+mod namespaces;
 #[path = "../controller_support/waits.rs"]
 mod waits;
 pub use waits::{poll_until, wait_for};

@@ -56,6 +56,12 @@ impl MappingFixture {
         Self::new(name, ReplicationMode::Manual)
     }
 
+    /// A Manual mapping from `src` between the bed's clusters, triggered once (`sync-now:
+    /// "1"`) from the start: the shape of most rule tests.
+    pub fn triggered(name: &str, src: &str) -> Self {
+        Self::manual(name).sync_now("1").direct().source_ns(src)
+    }
+
     /// A Continuous mapping: watches the source.
     pub fn continuous(name: &str) -> Self {
         Self::new(name, ReplicationMode::Continuous)

@@ -5,7 +5,8 @@
 //!
 //! - [`bed`]: the bed, its clients with the CRDs installed, the serial lock.
 //! - [`process`]: the controller as a child process (readiness, metrics, kill).
-//! - [`objects`]: namespaces, Secrets, the bed's RemoteClusters, server-side apply of YAML
+//! - [`namespaces`]: fresh namespaces.
+//! - [`objects`]: Secrets, the bed's RemoteClusters, server-side apply of YAML
 //!   or typed objects, the trigger annotation.
 //! - [`scenario`]: the starting point of a test (lock, namespaces, RemoteClusters).
 //! - [`fixtures`]: builders of NamespaceMapping, ClusterMapping and RemoteCluster objects.
@@ -16,6 +17,7 @@
 
 pub mod bed;
 pub mod fixtures;
+pub mod namespaces;
 pub mod objects;
 pub mod process;
 pub mod scenario;
@@ -23,6 +25,7 @@ pub mod waits;
 
 pub use bed::*;
 pub use fixtures::*;
+pub use namespaces::*;
 pub use objects::*;
 pub use process::*;
 pub use scenario::*;

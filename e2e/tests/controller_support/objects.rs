@@ -13,22 +13,21 @@ use serde::de::DeserializeOwned;
 
 use super::{Clusters, RemoteClusterFixture, SOURCE, TARGET, bed};
 
-/// Creates a namespace with a generated name `<prefix>-xxxxx`.
-pub async fn namespace(client: &Client, prefix: &str) -> String {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{prefix}-")),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    api.create(&PostParams::default(), &ns)
-        .await
-        .unwrap()
-        .metadata
-        .name
-        .unwrap()
+/// What the tests server-side apply: a namespaced object of a static type.
+pub trait Applied:
+    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + Debug
+    + DeserializeOwned
+{
+}
+
+impl<K> Applied for K where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned
+{
 }
 
 /// Creates ConfigMaps `cm-0`..`cm-{n-1}` through `api`, 32 at a time (bulk fixtures for the
@@ -50,19 +49,6 @@ pub async fn create_numbered_configmaps(api: &Api<ConfigMap>, n: usize) {
             }
         })
         .await;
-}
-
-/// Creates the namespace `name` (for objects that must exist before a mapping runs).
-pub async fn namespace_named(client: &Client, name: &str) {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    api.create(&PostParams::default(), &ns).await.unwrap();
 }
 
 /// Creates the kubeconfig Secrets of `source` and `target` and the two RemoteClusters
@@ -110,11 +96,7 @@ pub async fn kubeconfig_secret(c: &Clusters, ns: &str, name: &str, key: &str, va
 /// Server-side applies a YAML manifest into `ns`.
 pub async fn apply_yaml<K>(client: &Client, ns: &str, text: &str) -> K
 where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + Debug
-        + DeserializeOwned
-        + serde::Serialize,
+    K: Applied + serde::Serialize,
 {
     let value: serde_json::Value = serde_saphyr::from_str(text).unwrap();
     let name = value["metadata"]["name"].as_str().unwrap().to_owned();
@@ -129,10 +111,7 @@ async fn server_side_apply<K>(
     body: &(impl serde::Serialize + Debug),
 ) -> K
 where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + Debug
-        + DeserializeOwned,
+    K: Applied,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     api.patch(
@@ -147,11 +126,7 @@ where
 /// Server-side applies a typed object (a fixture) into `ns`, as [`apply_yaml`] does.
 pub async fn apply<K>(client: &Client, ns: &str, obj: &K) -> K
 where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + Debug
-        + DeserializeOwned
-        + serde::Serialize,
+    K: Applied + serde::Serialize,
 {
     server_side_apply(client, ns, &obj.name_any(), obj).await
 }
@@ -178,4 +153,29 @@ where
 /// The data of a ConfigMap (empty when it has none).
 pub fn data(cm: &ConfigMap) -> std::collections::BTreeMap<String, String> {
     cm.data.clone().unwrap_or_default()
+}
+
+/// Server-side applies ConfigMap `name` with `data` into `ns` (the one-key ConfigMaps of
+/// the tests, as their manifests `data: {key: value}` said).
+pub async fn apply_configmap(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    data: &[(&str, &str)],
+) -> ConfigMap {
+    let data: serde_json::Map<String, serde_json::Value> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+        .collect();
+    let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name}, "data": data});
+    server_side_apply(client, ns, name, &body).await
+}
+
+/// ConfigMap `name` of `ns` (it must exist).
+pub async fn configmap(client: &Client, ns: &str, name: &str) -> ConfigMap {
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap()
 }

@@ -26,9 +26,14 @@ pub struct Scenario {
 
 /// Takes the lock and sets up a [`Scenario`] whose source namespace starts with `prefix`.
 pub async fn scenario(prefix: &str) -> Scenario {
+    scenario_named("dr", prefix).await
+}
+
+/// [`scenario`] with the controller-cluster namespace starting with `ns_prefix`.
+pub async fn scenario_named(ns_prefix: &str, prefix: &str) -> Scenario {
     let serial = SERIAL.lock().await;
     let c = clusters().await;
-    let ns = namespace(&c.controller, "dr").await;
+    let ns = namespace(&c.controller, ns_prefix).await;
     let src = namespace(&c.source, prefix).await;
     remote_clusters(&c, &ns).await;
     let mappings = Api::namespaced(c.controller.clone(), &ns);

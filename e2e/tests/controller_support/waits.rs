@@ -10,6 +10,7 @@ use dr_syncer_crds::namespace_mapping::SyncPhase;
 use dr_syncer_e2e::wait::{self, Watched};
 use kube::api::Api;
 use kube::runtime::wait::Condition;
+use kube::runtime::watcher;
 
 use super::DEADLINE;
 
@@ -50,6 +51,21 @@ where
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Waits ([`DEADLINE`]) until status condition `type_` of object `name` has `status` and
+/// `reason`; returns the object.
+pub async fn wait_condition<K>(
+    api: &Api<K>,
+    name: &str,
+    (type_, status, reason): (&'static str, &'static str, &'static str),
+) -> K
+where
+    K: Watched + serde::Serialize,
+{
+    let what = format!("condition {type_} {status} with reason {reason}");
+    let cond = has_condition(type_, status, reason);
+    wait_until(api, name, &what, cond, DEADLINE).await
+}
+
 /// Waits (watch) until the object is gone.
 pub async fn wait_gone<K>(api: &Api<K>, name: &str, deadline: Duration)
 where
@@ -58,6 +74,29 @@ where
     wait::gone(api, name, None, deadline)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Waits (watch on the objects `config` selects) until `check` accepts them, within
+/// `deadline`; `check` returns the value waited for, or the state reported at the deadline.
+pub async fn wait_list<K, T, S>(
+    api: &Api<K>,
+    config: watcher::Config,
+    what: &str,
+    deadline: Duration,
+    check: impl FnMut(&[K]) -> Result<T, S>,
+) -> T
+where
+    K: Watched,
+    S: Debug,
+{
+    wait::list(api, config, what, deadline, check)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The objects a mapping wrote (label `dr-syncer.io/managed-by-mapping`).
+pub fn managed_by_mapping() -> watcher::Config {
+    watcher::Config::default().labels("dr-syncer.io/managed-by-mapping")
 }
 
 /// Asks `f` every `every` until it answers `Ok` (within `deadline`), for what is not one
