@@ -29,4 +29,7 @@ pub mod storage;
 // In-cluster helper run by pods of the `dr-syncer-e2e-probe` image.
 pub mod probe;
 
+// Waiting with a deadline, for the tests.
+pub mod wait;
+
 pub use testbed::{TestBed, TestBedOptions};

@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{BED, CLUSTER, client, namespace, wait_for, yaml};
+use common::{BED, CLUSTER, client, namespace, poll_until, wait_for, yaml};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
@@ -283,25 +283,30 @@ async fn agent_resolves_a_standard_pvc_on_its_node_and_the_other_node_refuses_it
          the claim (it is attached to node {})",
         other.name, home.name
     );
-    let deadline = std::time::Instant::now() + common::DEADLINE;
-    loop {
-        // The attachment cache is not awaited at agent start; poll until it shows.
-        let (ok, result) = pull(
-            keys.path(),
-            &format!("{}:{port}", other.ip),
-            &csi_volume,
-            &dest,
-        );
-        assert!(!ok, "{result}");
-        let error = result["error"].as_str().unwrap().to_string();
-        if error.contains(&expected) {
-            eprintln!("unmounted CSI: {result}");
-            break;
-        }
-        assert!(error.contains("not mounted on this node"), "{error}");
-        assert!(std::time::Instant::now() < deadline, "{error}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    // The attachment cache is not awaited at agent start; poll until it shows.
+    let (keys, other, csi_volume, dest, expected) = (&keys, &other, &csi_volume, &dest, &expected);
+    let result = poll_until(
+        "the agent reports the CSI volume as not mounted on this node",
+        common::DEADLINE,
+        std::time::Duration::from_millis(200),
+        || async move {
+            let (ok, result) = pull(
+                keys.path(),
+                &format!("{}:{port}", other.ip),
+                csi_volume,
+                dest,
+            );
+            assert!(!ok, "{result}");
+            let error = result["error"].as_str().unwrap().to_string();
+            if error.contains(expected) {
+                return Ok(result);
+            }
+            assert!(error.contains("not mounted on this node"), "{error}");
+            Err(error)
+        },
+    )
+    .await;
+    eprintln!("unmounted CSI: {result}");
 }
 
 /// A statically bound CSI PV/PVC pair `csi-data` (no pod uses it); returns the PV name once

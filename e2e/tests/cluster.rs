@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use common::{BED, CLUSTER, DEADLINE, NODES, client, namespace, wait_for, yaml};
+use common::{BED, CLUSTER, DEADLINE, NODES, client, namespace, poll_until, wait_for, yaml};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::batch::v1::Job;
@@ -21,7 +21,6 @@ use kube::api::{
 use kube::core::GroupVersionKind;
 use kube::runtime::conditions;
 use serde_json::Value;
-use tokio::time::Instant;
 
 /// Pods of this image run the `testbed probe` subcommand (see `supervisor::PROBE_IMAGE`).
 const PROBE_IMAGE: &str = "registry.example/dr-syncer-e2e-probe:e2e";
@@ -444,21 +443,24 @@ async fn wait_until_denied(client: &kube::Client, ns: &str) {
   groups: [system:serviceaccounts, 'system:serviceaccounts:{ns}', system:authenticated]
   resourceAttributes: {{namespace: {ns}, verb: list, resource: pods}}"
     ));
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let answer = reviews
-            .create(&PostParams::default(), &review)
-            .await
-            .unwrap();
-        if !answer.status.unwrap().allowed {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "RBAC still allows after the binding was deleted"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (reviews, review) = (&reviews, &review);
+    poll_until(
+        "RBAC denies after the binding was deleted",
+        DEADLINE,
+        std::time::Duration::from_millis(100),
+        || async move {
+            let answer = reviews
+                .create(&PostParams::default(), review)
+                .await
+                .unwrap();
+            if answer.status.as_ref().unwrap().allowed {
+                Err("RBAC still allows after the binding was deleted")
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
 }
 
 /// Runs a probe pod (restartPolicy Never) to completion and returns its final state.

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use controller_support::*;
 use dr_syncer_crds::{ClusterMapping, RemoteCluster};
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -98,12 +99,10 @@ async fn agents_deploy_keys_stay_split_and_connectivity_is_verified() {
 
     // 2. A ClusterMapping: the check pod in the target reaches and authenticates to both.
     let cms: Api<ClusterMapping> = Api::namespaced(c.controller.clone(), &ns);
-    apply_yaml::<ClusterMapping>(
-        &c.controller,
-        &ns,
-        "apiVersion: dr-syncer.io/v1alpha1\nkind: ClusterMapping\nmetadata:\n  name: pair\nspec:\n  sourceCluster: source\n  targetCluster: target\n  connectivityTimeoutSeconds: 30\n",
-    )
-    .await;
+    let pair = PairFixture::new("pair", SOURCE, TARGET)
+        .connectivity_timeout(30)
+        .build();
+    apply(&c.controller, &ns, &pair).await;
     let cm = wait_for_within(
         &cms,
         "pair",
@@ -204,12 +203,10 @@ async fn agents_deploy_keys_stay_split_and_connectivity_is_verified() {
     }
 
     // 4. A missing user key Secret is named in the condition.
-    apply_yaml::<ClusterMapping>(
-        &c.controller,
-        &ns,
-        "apiVersion: dr-syncer.io/v1alpha1\nkind: ClusterMapping\nmetadata:\n  name: bad-key\nspec:\n  sourceCluster: source\n  targetCluster: target\n  sshKeySecretRef:\n    name: no-such-key-secret\n",
-    )
-    .await;
+    let bad_key = PairFixture::new("bad-key", SOURCE, TARGET)
+        .ssh_key_secret("no-such-key-secret", None)
+        .build();
+    apply(&c.controller, &ns, &bad_key).await;
     let bad = wait_for_within(
         &cms,
         "bad-key",
@@ -235,8 +232,7 @@ async fn agents_deploy_keys_stay_split_and_connectivity_is_verified() {
     )
     .await
     .unwrap();
-    let daemonsets: Api<k8s_openapi::api::apps::v1::DaemonSet> =
-        Api::namespaced(c.source.clone(), AGENT_NAMESPACE);
+    let daemonsets: Api<DaemonSet> = Api::namespaced(c.source.clone(), AGENT_NAMESPACE);
     wait_gone(&daemonsets, AGENT_NAME, DEADLINE).await;
     let secrets: Api<Secret> = Api::namespaced(c.source.clone(), AGENT_NAMESPACE);
     wait_gone(&secrets, "dr-syncer-agent-ssh", DEADLINE).await;
@@ -248,31 +244,45 @@ async fn agents_deploy_keys_stay_split_and_connectivity_is_verified() {
 }
 
 /// The `dr-syncer.io/keys-hash` of the agent DaemonSet's pod template.
-async fn keys_hash(source: &Client) -> String {
-    let ds = agent_daemonset(source).await.expect("agent DaemonSet");
-    json_of(&ds)["spec"]["template"]["metadata"]["annotations"]["dr-syncer.io/keys-hash"]
+fn keys_hash_of(ds: &DaemonSet) -> Option<String> {
+    json_of(ds)["spec"]["template"]["metadata"]["annotations"]["dr-syncer.io/keys-hash"]
         .as_str()
-        .unwrap()
-        .to_owned()
+        .map(str::to_owned)
 }
 
-/// Polls (deadline) until `f` returns `Some`.
-async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let until = tokio::time::Instant::now() + deadline;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "{what}: not within {deadline:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+/// The `dr-syncer.io/keys-hash` of the agent DaemonSet of the source cluster.
+async fn keys_hash(source: &Client) -> String {
+    let ds = agent_daemonset(source).await.expect("agent DaemonSet");
+    keys_hash_of(&ds).unwrap()
+}
+
+/// A key of a Secret, as text, if present.
+fn text_of(secret: Option<&Secret>, key: &str) -> Option<String> {
+    let value = secret?.data.as_ref()?.get(key)?;
+    String::from_utf8(value.0.clone()).ok()
+}
+
+/// Waits (watch, [`DEADLINE`]) until key `key` of Secret `ns/name` of the controller
+/// cluster holds something other than `old`; returns the new text.
+async fn changed_secret_text(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    key: &str,
+    old: &str,
+    what: &str,
+) -> String {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let (wanted, old) = (key.to_owned(), old.to_owned());
+    let secret = wait_until(
+        &secrets,
+        name,
+        what,
+        move |s: Option<&Secret>| text_of(s, &wanted).is_some_and(|now| now != old),
+        DEADLINE,
+    )
+    .await;
+    text_of(Some(&secret), key).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,12 +294,10 @@ async fn rotation_annotations_replace_keys_and_roll_the_agents() {
     let _controller = start_controller(None).await;
     let cms: Api<ClusterMapping> = Api::namespaced(c.controller.clone(), &ns);
     let rcs: Api<RemoteCluster> = Api::namespaced(c.controller.clone(), &ns);
-    apply_yaml::<ClusterMapping>(
-        &c.controller,
-        &ns,
-        "apiVersion: dr-syncer.io/v1alpha1\nkind: ClusterMapping\nmetadata:\n  name: pair\nspec:\n  sourceCluster: source\n  targetCluster: target\n  connectivityTimeoutSeconds: 30\n",
-    )
-    .await;
+    let pair = PairFixture::new("pair", SOURCE, TARGET)
+        .connectivity_timeout(30)
+        .build();
+    apply(&c.controller, &ns, &pair).await;
     wait_for_within(
         &cms,
         "pair",
@@ -320,20 +328,23 @@ async fn rotation_annotations_replace_keys_and_roll_the_agents() {
     )
     .await
     .unwrap();
-    let host_2 = eventually("host key regenerated", DEADLINE, || async {
-        let now = secret_text(
-            &c.controller,
-            &ns,
-            "source-agent-host-key",
-            "ssh_host_ed25519_key",
-        )
-        .await;
-        (now != host_1).then_some(now)
-    })
+    let host_2 = changed_secret_text(
+        &c.controller,
+        &ns,
+        "source-agent-host-key",
+        "ssh_host_ed25519_key",
+        &host_1,
+        "host key regenerated",
+    )
     .await;
-    eventually("DaemonSet rolled to the new keys", DEADLINE, || async {
-        (keys_hash(&c.source).await != hash_1).then_some(())
-    })
+    let daemonsets: Api<DaemonSet> = Api::namespaced(c.source.clone(), AGENT_NAMESPACE);
+    wait_until(
+        &daemonsets,
+        AGENT_NAME,
+        "DaemonSet rolled to the new keys",
+        move |ds: Option<&DaemonSet>| ds.and_then(keys_hash_of).is_some_and(|h| h != hash_1),
+        DEADLINE,
+    )
     .await;
     wait_agents_ready(&c.source, &old_pods, AGENTS_DEADLINE).await;
     let source_values = all_secret_values(&c.source).await;
@@ -353,10 +364,14 @@ async fn rotation_annotations_replace_keys_and_roll_the_agents() {
     )
     .await
     .unwrap();
-    let client_2 = eventually("client key regenerated", DEADLINE, || async {
-        let now = secret_text(&c.controller, &ns, "pair-worker-key", "id_ed25519.pub").await;
-        (now != client_1).then_some(now)
-    })
+    let client_2 = changed_secret_text(
+        &c.controller,
+        &ns,
+        "pair-worker-key",
+        "id_ed25519.pub",
+        &client_1,
+        "client key regenerated",
+    )
     .await;
     let cm = wait_for_within(
         &cms,
@@ -454,12 +469,11 @@ async fn user_given_key_secrets_are_used_instead_of_generated_ones() {
     .await;
     let _controller = start_controller(None).await;
     let cms: Api<ClusterMapping> = Api::namespaced(c.controller.clone(), &ns);
-    apply_yaml::<ClusterMapping>(
-        &c.controller,
-        &ns,
-        "apiVersion: dr-syncer.io/v1alpha1\nkind: ClusterMapping\nmetadata:\n  name: pair\nspec:\n  sourceCluster: source\n  targetCluster: target\n  connectivityTimeoutSeconds: 30\n  sshKeySecretRef:\n    name: my-client-key\n    privateKeyKey: id_ed25519\n    publicKeyKey: id_ed25519.pub\n",
-    )
-    .await;
+    let pair = PairFixture::new("pair", SOURCE, TARGET)
+        .connectivity_timeout(30)
+        .ssh_key_secret_keys("my-client-key", "id_ed25519", "id_ed25519.pub")
+        .build();
+    apply(&c.controller, &ns, &pair).await;
     let cm = wait_for_within(
         &cms,
         "pair",
@@ -506,12 +520,12 @@ async fn an_unresponsive_agent_fails_the_check_and_is_named() {
     remote_clusters_with_pvc_sync(&c, &ns, "enabled: true\nhealthCheck:\n  interval: 5s\n").await;
     let _controller = start_controller(None).await;
     let cms: Api<ClusterMapping> = Api::namespaced(c.controller.clone(), &ns);
-    let cm_yaml = |timeout: u32| {
-        format!(
-            "apiVersion: dr-syncer.io/v1alpha1\nkind: ClusterMapping\nmetadata:\n  name: pair\nspec:\n  sourceCluster: source\n  targetCluster: target\n  connectivityTimeoutSeconds: {timeout}\n"
-        )
+    let pair = |timeout: i32| {
+        PairFixture::new("pair", SOURCE, TARGET)
+            .connectivity_timeout(timeout)
+            .build()
     };
-    apply_yaml::<ClusterMapping>(&c.controller, &ns, &cm_yaml(30)).await;
+    apply(&c.controller, &ns, &pair(30)).await;
     wait_for_within(
         &cms,
         "pair",
@@ -525,7 +539,7 @@ async fn an_unresponsive_agent_fails_the_check_and_is_named() {
     let pids = agent_pids(&down).await;
     assert!(!pids.is_empty(), "no agent process found for {down}");
     let _frozen = Frozen::freeze(pids);
-    apply_yaml::<ClusterMapping>(&c.controller, &ns, &cm_yaml(5)).await;
+    apply(&c.controller, &ns, &pair(5)).await;
     let cm = wait_for_within(
         &cms,
         "pair",

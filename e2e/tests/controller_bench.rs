@@ -116,11 +116,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run by `make bench`"]
 async fn controller_bench() {
-    let _serial = SERIAL.lock().await;
-    let c = clusters().await;
-    let ns = namespace(&c.controller, "bench").await;
-    let src = namespace(&c.source, "big").await;
-    remote_clusters(&c, &ns).await;
+    let (_serial, c, ns, src, mappings) = scenario_named("bench", "big").await.into_parts();
     let t = Instant::now();
     populate(&c.source, &src).await;
     eprintln!(
@@ -131,42 +127,18 @@ async fn controller_bench() {
 
     let controller = start_controller(None).await;
     let pid = controller.child.id().unwrap();
-    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
-    apply_yaml::<NamespaceMapping>(
-        &c.controller,
-        &ns,
-        &format!(
-            "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata:\n  name: big\nspec:\n  replicationMode: Manual\n  sourceCluster: source\n  destinationCluster: target\n  sourceNamespace: {src}\n  resourceTypes: [configmaps, secrets, deployments, services]\n"
-        ),
-    )
-    .await;
-    wait_for(
-        &mappings,
-        "big",
-        has_condition("Ready", "False", "AwaitingTrigger"),
-    )
-    .await;
+    let mapping = MappingFixture::manual("big")
+        .direct()
+        .source_ns(&src)
+        .resource_types(&["configmaps", "secrets", "deployments", "services"])
+        .build();
+    apply(&c.controller, &ns, &mapping).await;
+    wait_condition(&mappings, "big", ("Ready", "False", "AwaitingTrigger")).await;
 
     // Convergence: trigger -> every object at the target.
     let t = Instant::now();
-    mappings
-        .patch(
-            "big",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"metadata": {"annotations": {"dr-syncer.io/sync-now": "1"}}})),
-        )
-        .await
-        .unwrap();
-    let nm = wait_for(&mappings, "big", |nm: Option<&NamespaceMapping>| {
-        nm.and_then(|n| n.status.as_ref()).is_some_and(|s| {
-            s.last_sync_now_value.as_deref() == Some("1")
-                && matches!(
-                    s.phase,
-                    Some(SyncPhase::Completed) | Some(SyncPhase::Failed)
-                )
-        })
-    })
-    .await;
+    trigger(&mappings, "big", "1").await;
+    let nm = wait_synced_value(&mappings, "big", "1").await;
     let converge = t.elapsed();
     let status = nm.status.unwrap();
     assert_eq!(

@@ -24,14 +24,14 @@ mod pvc_support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use controller_support::*;
 use dr_syncer_crds::NamespaceMapping;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use pvc_support::partial::PartialWatch;
 use pvc_support::tree::{self, manifest, temp_names};
 use pvc_support::*;
 use serde_json::json;
@@ -66,13 +66,14 @@ async fn scenario(pvc_sync: &str) -> Scenario {
 }
 
 impl Scenario {
-    async fn mapping(&self, name: &str, clusters: &str, data_sync_config: &str) {
-        apply_yaml::<NamespaceMapping>(
-            &self.c.controller,
-            &self.ns,
-            &data_mapping(name, clusters, &self.src, &self.dst, data_sync_config),
-        )
-        .await;
+    /// The data mapping `name` of this scenario's namespaces (clusters still to choose).
+    fn data(&self, name: &str, config: DataSyncFixture) -> MappingFixture {
+        data_mapping(name, &self.src, &self.dst, config)
+    }
+
+    /// Applies a mapping into the scenario's controller-cluster namespace.
+    async fn mapping(&self, fixture: MappingFixture) {
+        apply(&self.c.controller, &self.ns, &fixture.build()).await;
     }
 
     /// The target copy of a source PVC: bound (the worker pod was its first consumer).
@@ -132,9 +133,8 @@ async fn manual_sync_copies_an_identical_tree_then_a_one_percent_change_moves_li
 
     let controller = start_controller(None).await;
     s.mapping(
-        "app",
-        DIRECT,
-        "      concurrentSyncs: 2\n      timeout: 10m\n",
+        s.data("app", DataSyncFixture::timeout("10m").concurrent(2))
+            .direct(),
     )
     .await;
     let started = Instant::now();
@@ -233,9 +233,13 @@ async fn pvcs_on_two_nodes_sync_concurrently_within_concurrent_syncs_and_a_third
     let controller = start_controller(None).await;
     // 8 MiB/s per copy: each worker runs for seconds, so overlaps are real.
     s.mapping(
-        "three",
-        DIRECT,
-        "      concurrentSyncs: 2\n      bandwidthLimit: 8192\n      timeout: 10m\n",
+        s.data(
+            "three",
+            DataSyncFixture::timeout("10m")
+                .concurrent(2)
+                .bandwidth(8192),
+        )
+        .direct(),
     )
     .await;
     let (seen, watch) = watch_workers(&s.c.target, &s.dst);
@@ -263,95 +267,6 @@ async fn pvcs_on_two_nodes_sync_concurrently_within_concurrent_syncs_and_a_third
     controller.kill().await;
 }
 
-/// Polls a target directory while a sync runs: every regular file under a final name must
-/// be the source's file (same size and content) or absent; temporary names are ignored.
-/// Returns (violations, polls, largest temporary file seen).
-struct PartialWatch {
-    stop: Arc<AtomicBool>,
-    largest_part: Arc<AtomicU64>,
-    thread: std::thread::JoinHandle<(Vec<String>, u64)>,
-}
-
-impl PartialWatch {
-    fn start(source: &Path, target: PathBuf) -> PartialWatch {
-        let expected = manifest(source);
-        let stop = Arc::new(AtomicBool::new(false));
-        let largest_part = Arc::new(AtomicU64::new(0));
-        let (stop2, largest2) = (stop.clone(), largest_part.clone());
-        let thread = std::thread::spawn(move || {
-            let mut verified = BTreeSet::new();
-            let mut violations = Vec::new();
-            let mut polls = 0;
-            while !stop2.load(Ordering::Relaxed) {
-                polls += 1;
-                for (rel, meta) in files_below(&target) {
-                    let name = Path::new(&rel).file_name().unwrap().to_string_lossy();
-                    if name.starts_with(tree::TEMP_PREFIX) {
-                        largest2.fetch_max(meta.len(), Ordering::Relaxed);
-                        continue;
-                    }
-                    let Some(want) = expected.get(&rel) else {
-                        continue;
-                    };
-                    use std::os::unix::fs::MetadataExt;
-                    if meta.len() != want.size {
-                        violations.push(format!("{rel}: {} of {} bytes", meta.len(), want.size));
-                        continue;
-                    }
-                    let key = (meta.ino(), meta.mtime(), meta.mtime_nsec());
-                    if verified.insert((rel.clone(), key))
-                        && let Ok(hash) = tree::try_hash_file(&target.join(&rel))
-                        && Some(&hash) != want.hash.as_ref()
-                    {
-                        violations.push(format!("{rel}: content differs under its final name"));
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (violations, polls)
-        });
-        PartialWatch {
-            stop,
-            largest_part,
-            thread,
-        }
-    }
-
-    fn finish(self) -> (Vec<String>, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap()
-    }
-}
-
-/// Regular files below a directory (relative path, metadata); entries that vanish while
-/// walking are skipped.
-fn files_below(root: &Path) -> Vec<(String, std::fs::Metadata)> {
-    let mut out = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
-                continue;
-            };
-            if meta.is_dir() {
-                dirs.push(entry.path());
-            } else if meta.is_file() {
-                let rel = entry
-                    .path()
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                out.push((rel, meta));
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_agent_mid_transfer_fails_cleanly_is_retried_and_never_exposes_a_partial_file()
 {
@@ -375,9 +290,8 @@ async fn killing_the_agent_mid_transfer_fails_cleanly_is_retried_and_never_expos
     // bound such an attempt times out and is retried in a fresh pod, as in production,
     // instead of holding the test until a 10 min timeout.
     s.mapping(
-        "kill",
-        DIRECT,
-        "      bandwidthLimit: 32768\n      timeout: 90s\n",
+        s.data("kill", DataSyncFixture::timeout("90s").bandwidth(32768))
+            .direct(),
     )
     .await;
     let (seen, watch) = watch_workers(&s.c.target, &s.dst);
@@ -465,10 +379,10 @@ async fn killing_the_agent_mid_transfer_fails_cleanly_is_retried_and_never_expos
 }
 
 /// A small source volume and a first successful sync (the agents are deployed and work).
-async fn deployed(s: &Scenario, name: &str, data_sync_config: &str) -> NamespaceMapping {
+async fn deployed(s: &Scenario, name: &str, config: DataSyncFixture) -> NamespaceMapping {
     let dir = source_volume(&s.c, &s.src, "data", None).await;
     tree::write_tree(&dir, 4, 5, MIB);
-    s.mapping(name, DIRECT, data_sync_config).await;
+    s.mapping(s.data(name, config).direct()).await;
     let nm = s.sync(name, "1", &["data"], None).await;
     succeeded(&nm, "data");
     nm
@@ -492,7 +406,7 @@ async fn a_wrong_pinned_host_key_is_reported_with_condition_and_event() {
     let _serial = SERIAL.lock().await;
     let s = scenario("enabled: true\n").await;
     let controller = start_controller(None).await;
-    let nm = deployed(&s, "hostkey", "      timeout: 60s\n").await;
+    let nm = deployed(&s, "hostkey", DataSyncFixture::timeout("60s")).await;
     controller.kill().await;
 
     // The agents restart with another host key than the one the controller pins.
@@ -570,23 +484,19 @@ async fn a_wrong_pinned_host_key_is_reported_with_condition_and_event() {
 async fn a_missing_key_secret_is_reported_with_condition_and_event() {
     let _serial = SERIAL.lock().await;
     let s = scenario("enabled: true\n").await;
-    apply_yaml::<dr_syncer_crds::ClusterMapping>(
-        &s.c.controller,
-        &s.ns,
-        &format!(
-            "apiVersion: dr-syncer.io/v1alpha1\nkind: ClusterMapping\nmetadata:\n  name: pair\nspec:\n  sourceCluster: source\n  targetCluster: target\n  verifyConnectivity: false\n  sshKeySecretRef:\n    name: no-such-worker-key\n    namespace: {}\n",
-            s.ns
-        ),
-    )
-    .await;
+    let pair = PairFixture::new("pair", SOURCE, TARGET)
+        .no_connectivity_check()
+        .ssh_key_secret("no-such-worker-key", Some(&s.ns))
+        .build();
+    apply(&s.c.controller, &s.ns, &pair).await;
     let dir = source_volume(&s.c, &s.src, "data", None).await;
     tree::write_tree(&dir, 5, 5, MIB);
     let controller = start_controller(None).await;
-    let clusters = format!(
-        "  clusterMappingRef:\n    name: pair\n    namespace: {}\n",
-        s.ns
-    );
-    s.mapping("nokey", &clusters, "      timeout: 60s\n").await;
+    s.mapping(
+        s.data("nokey", DataSyncFixture::timeout("60s"))
+            .cluster_mapping_in("pair", &s.ns),
+    )
+    .await;
     trigger(&s.mappings, "nokey", "1").await;
     let message = wait_data_condition(
         &s.mappings,
@@ -617,7 +527,7 @@ async fn an_unreachable_agent_is_reported_with_condition_and_event() {
     let s = scenario("enabled: true\nretryConfig:\n  maxRetries: 0\n").await;
     let controller = start_controller(None).await;
     // A 10 s timeout bounds each connection attempt of the worker.
-    let nm = deployed(&s, "unreach", "      timeout: 10s\n").await;
+    let nm = deployed(&s, "unreach", DataSyncFixture::timeout("10s")).await;
     let (source_node, _) = volume_dir(&s.c.source, SOURCE, &s.src, "data", DEADLINE).await;
 
     // The agent on the volume's node stops answering (its port still accepts: the kernel
@@ -691,7 +601,8 @@ async fn an_unmounted_csi_volume_is_reported_with_condition_and_event() {
     .await;
 
     let controller = start_controller(None).await;
-    s.mapping("csi", DIRECT, "      timeout: 60s\n").await;
+    s.mapping(s.data("csi", DataSyncFixture::timeout("60s")).direct())
+        .await;
     trigger(&s.mappings, "csi", "1").await;
     let message = wait_data_condition(
         &s.mappings,
@@ -724,7 +635,8 @@ async fn sync_data_without_pvc_sync_enabled_is_reported() {
     let dir = source_volume(&s.c, &s.src, "data", None).await;
     tree::write_tree(&dir, 6, 2, MIB);
     let controller = start_controller(None).await;
-    s.mapping("disabled", DIRECT, "      timeout: 60s\n").await;
+    s.mapping(s.data("disabled", DataSyncFixture::timeout("60s")).direct())
+        .await;
     trigger(&s.mappings, "disabled", "1").await;
     let message = wait_data_condition(
         &s.mappings,
@@ -751,11 +663,11 @@ async fn continuous_mode_copies_data_on_start_every_background_interval_and_on_t
     let source = source_volume(&c, &src, "data", None).await;
     tree::write_tree(&source, 7, 5, 1 << 20);
     let controller = start_controller(None).await;
-    let yaml = data_mapping("cont", DIRECT, &src, &dst, "      timeout: 60s\n").replace(
-        "replicationMode: Manual",
-        "replicationMode: Continuous\n  continuous:\n    backgroundSyncInterval: 20s",
-    );
-    apply_yaml::<NamespaceMapping>(&c.controller, &ns, &yaml).await;
+    let mapping = data_mapping("cont", &src, &dst, DataSyncFixture::timeout("60s"))
+        .direct()
+        .continuous_every("20s")
+        .build();
+    apply(&c.controller, &ns, &mapping).await;
 
     // On start: the first full sync copies the data, with no trigger.
     let first = wait_for_within(

@@ -47,12 +47,10 @@ async fn controller_pvc_bench() {
 
     let controller = start_controller(None).await;
     let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), &ns);
-    apply_yaml::<NamespaceMapping>(
-        &c.controller,
-        &ns,
-        &data_mapping("bench", DIRECT, &src, &src, "      timeout: 30m\n"),
-    )
-    .await;
+    let mapping = data_mapping("bench", &src, &src, DataSyncFixture::timeout("30m"))
+        .direct()
+        .build();
+    apply(&c.controller, &ns, &mapping).await;
     let deadline = std::time::Duration::from_secs(1200);
 
     let t = Instant::now();

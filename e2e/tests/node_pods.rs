@@ -20,13 +20,14 @@ use dr_syncer_e2e::alloc::IpSlot;
 use dr_syncer_e2e::cluster::{Binaries, ControlPlane};
 use dr_syncer_e2e::node::{NodeConfig, OurImages, SimNode, pod_log_dir};
 use dr_syncer_e2e::storage;
+use dr_syncer_e2e::wait;
 use futures::FutureExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret, ServiceAccount,
 };
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::wait::conditions;
 use serde_json::json;
 
 const NODE: &str = "nodetest-node-1";
@@ -160,13 +161,10 @@ async fn lease_is_renewed(bed: &Bed, first: Lease) {
     let leases: Api<Lease> = Api::namespaced(bed.client.clone(), "kube-node-lease");
     let renew_time = |l: &Lease| l.spec.as_ref().and_then(|s| s.renew_time.clone());
     let before = renew_time(&first).unwrap();
-    let renewed = await_condition(leases, NODE, move |l: Option<&Lease>| {
-        l.and_then(renew_time).is_some_and(|t| t.0 > before.0)
-    });
-    tokio::time::timeout(WAIT, renewed)
+    let renewed = move |l: Option<&Lease>| l.and_then(renew_time).is_some_and(|t| t.0 > before.0);
+    wait::object(&leases, NODE, "lease renewed", renewed, WAIT)
         .await
-        .expect("lease renewed")
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 async fn init_containers_run_first_in_order(bed: &Bed) {
@@ -323,11 +321,9 @@ async fn start_survivor(bed: &Bed) -> i32 {
 
 async fn wait_default_service_account(bed: &Bed) {
     let sas: Api<ServiceAccount> = Api::namespaced(bed.client.clone(), NS);
-    let found = await_condition(sas, "default", conditions::is_created());
-    tokio::time::timeout(WAIT, found)
+    wait::object(&sas, "default", "created", conditions::is_created(), WAIT)
         .await
-        .expect("default service account")
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn pods(bed: &Bed) -> Api<Pod> {
@@ -353,24 +349,11 @@ async fn finished(bed: &Bed, name: &str) -> Pod {
     wait_pod(bed, name, cond).await
 }
 
-/// Waits (by watch) for a pod condition; on timeout fails with the pod's last status.
+/// Waits (by watch) for a pod condition; on timeout fails with the pod's last state.
 async fn wait_pod(bed: &Bed, name: &str, cond: impl Fn(Option<&Pod>) -> bool) -> Pod {
-    let waited = tokio::time::timeout(WAIT, await_condition(pods(bed), name, cond)).await;
-    match waited {
-        Ok(Ok(Some(pod))) => pod,
-        other => {
-            let last = pods(bed)
-                .get_opt(name)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|p| p.status);
-            panic!(
-                "pod {name}: condition not reached ({:?}); last status {last:#?}",
-                other.err()
-            );
-        }
-    }
+    wait::object(&pods(bed), name, "the test's condition", cond, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn read(dir: &Path, file: &str) -> String {
@@ -557,15 +540,9 @@ async fn failure_falls_back_to_logs_and_on_failure_restarts(bed: &Bed) {
         .delete("failing", &DeleteParams::default())
         .await
         .unwrap();
-    let gone = await_condition(
-        pods(bed),
-        "failing",
-        conditions::is_deleted(pod.metadata.uid.as_deref().unwrap()),
-    );
-    tokio::time::timeout(WAIT, gone)
+    wait::gone(&pods(bed), "failing", pod.metadata.uid.as_deref(), WAIT)
         .await
-        .expect("pod deleted")
-        .unwrap();
+        .expect("pod deleted");
     let log = pod_log_dir(&bed.state_dir, &pod).join("main/current.log");
     assert!(
         read(log.parent().unwrap(), "current.log").contains("boom: disk full"),
@@ -643,11 +620,9 @@ async fn deletion_sends_sigterm_then_sigkill_after_grace(bed: &Bed) {
         .await
         .unwrap();
     let uid = pod.metadata.uid.clone().unwrap();
-    let gone = await_condition(pods(bed), "stubborn", conditions::is_deleted(&uid));
-    tokio::time::timeout(WAIT, gone)
+    wait::gone(&pods(bed), "stubborn", Some(&uid), WAIT)
         .await
-        .expect("pod deleted")
-        .unwrap();
+        .expect("pod deleted");
     let elapsed = started.elapsed();
     assert!(read(&out, "signals").contains("TERM"), "SIGTERM first");
     assert!(
@@ -1059,37 +1034,31 @@ async fn placeholder_holds_a_provisioned_claim_which_is_reclaimed(bed: &Bed) {
         .delete("web", &DeleteParams::default())
         .await
         .unwrap();
-    let gone = await_condition(pods(bed), "web", conditions::is_deleted(&uid));
-    tokio::time::timeout(WAIT, gone)
+    wait::gone(&pods(bed), "web", Some(&uid), WAIT)
         .await
-        .expect("pod deleted")
-        .unwrap();
+        .expect("pod deleted");
     claims
         .delete("data", &DeleteParams::default())
         .await
         .unwrap();
     let pv_uid = pv.metadata.uid.clone().unwrap();
-    let reclaimed = await_condition(pvs, &pv_name, conditions::is_deleted(&pv_uid));
-    tokio::time::timeout(WAIT, reclaimed)
+    wait::gone(&pvs, &pv_name, Some(&pv_uid), WAIT)
         .await
-        .expect("PV reclaimed")
-        .unwrap();
+        .expect("PV reclaimed");
     assert!(!dir.exists(), "the reclaimed PV's directory is removed");
 }
 
 /// Polls for a file the pod writes (bounded by a deadline), returning its trimmed content.
 async fn wait_file(path: &Path) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let what = format!("{} appears", path.display());
+    wait::poll(&what, WAIT, Duration::from_millis(50), || async move {
         let content = std::fs::read_to_string(path).unwrap_or_default();
-        if !content.trim().is_empty() {
-            return content.trim().to_string();
+        if content.trim().is_empty() {
+            Err(format!("{} never appeared", path.display()))
+        } else {
+            Ok(content.trim().to_string())
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }

@@ -12,6 +12,7 @@ use dr_syncer_e2e::node::process::{
     ContainerFiles, ExecSpec, exit_info, spawn, termination_message,
 };
 use dr_syncer_e2e::node::sandbox::{BindMount, Prepared, SandboxSpec};
+use dr_syncer_e2e::wait;
 use tokio::sync::mpsc;
 
 /// A pod directory with a writable and a read-only volume.
@@ -256,15 +257,21 @@ async fn spawn_fails_cleanly_when_a_mount_cannot_be_made() {
 
 /// Polls for a file the child writes once it is up (bounded by a deadline).
 async fn wait_for_file(path: &Path) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{} appears", path.display());
+    wait::poll(
+        &what,
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || async move {
+            if path.exists() {
+                Ok(())
+            } else {
+                Err(format!("{} never appeared", path.display()))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
+use super::ctx::NodeCtx;
 use super::env::{Sources, container_env, expand, pod_hostname};
 use super::image::Launch;
-use super::pod::NodeCtx;
 use super::process::{ContainerFiles, ExecSpec};
 use super::rootcopy;
 use super::sandbox::{BindMount, Prepared as Sandbox, SandboxSpec};

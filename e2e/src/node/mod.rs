@@ -40,6 +40,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+mod ctx;
 pub mod env;
 mod heartbeat;
 pub mod image;
@@ -50,6 +51,7 @@ pub mod process;
 mod rootcopy;
 mod runner;
 pub mod sandbox;
+mod slot;
 mod sources;
 pub mod status;
 pub mod unpacked;
@@ -214,7 +216,7 @@ impl SimNode {
         }
         let heartbeat = heartbeat::start(client.clone(), &cfg).await?;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
-        let ctx = std::sync::Arc::new(pod::NodeCtx {
+        let ctx = std::sync::Arc::new(ctx::NodeCtx {
             client,
             api: env::ApiEndpoint {
                 host: cfg.api_host.clone(),

@@ -12,26 +12,25 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::NodeConfig;
-use super::env::{ApiEndpoint, Sources, pod_hostname};
+use super::ctx::NodeCtx;
+use super::env::{Sources, pod_hostname};
 use super::image::{Launch, resolve};
 use super::launch;
-use super::process::{ContainerFiles, ExecSpec, Proc, exit_info, spawn, termination_message};
+use super::process::{ContainerFiles, ExecSpec, exit_info, spawn, termination_message};
 use super::sandbox::Prepared as Sandbox;
+use super::slot::{
+    BACKOFF_MAX, Slot, count_restart, liveness, placeholder_started, probe, terminated,
+};
 use super::sources::fetch_sources;
 use super::status::{PodView, Record, State, pod_status};
 use super::volumes::{self, Prepared, VolumeContext, prepare_all};
 
-/// First restart back-off (the kubelet uses 10 s; shorter keeps tests quick).
-const BACKOFF_START: Duration = Duration::from_secs(1);
-/// Back-off cap (the kubelet uses 300 s).
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Retry delay for volume or configuration problems and failed status posts.
 const RETRY: Duration = Duration::from_secs(2);
 /// How often file-backed volumes are brought up to date (the kubelet syncs about every
@@ -41,37 +40,6 @@ const VOLUME_RESYNC: Duration = Duration::from_secs(5);
 const DEFAULT_GRACE: i64 = 30;
 /// Upper bound of the grace period when the whole node shuts down.
 const SHUTDOWN_GRACE_MAX: Duration = Duration::from_secs(30);
-
-/// What every pod worker of a node shares.
-pub(crate) struct NodeCtx {
-    /// Admin client of the node's cluster.
-    pub client: kube::Client,
-    /// The node's configuration.
-    pub cfg: NodeConfig,
-    /// API server address for in-cluster clients.
-    pub api: ApiEndpoint,
-}
-
-/// One container of the pod with its runtime bookkeeping.
-struct Slot {
-    spec: Container,
-    launch: Result<Launch, String>,
-    record: Record,
-    proc: Option<Proc>,
-    token: u64,
-    files: ContainerFiles,
-    restart_at: Option<Instant>,
-    backoff: Duration,
-    next_probe: Option<Instant>,
-    /// Next liveness check (only for tcpSocket/httpGet liveness probes).
-    next_liveness: Option<Instant>,
-    /// Consecutive liveness failures.
-    liveness_failures: i32,
-    /// Finished for good (no restart will follow).
-    done: bool,
-    /// The next start is a restart (counted in restartCount once it happens).
-    pending_restart: bool,
-}
 
 /// Why the worker's main loop ended.
 enum Exit {
@@ -211,21 +179,7 @@ impl Worker {
         };
         let mut record = Record::new(&spec.name, &image, image_id);
         record.sidecar = kind == "init" && spec.restart_policy.as_deref() == Some("Always");
-        Slot {
-            record,
-            spec,
-            launch,
-            proc: None,
-            token: 0,
-            files,
-            restart_at: None,
-            backoff: BACKOFF_START,
-            next_probe: None,
-            next_liveness: None,
-            liveness_failures: 0,
-            done: false,
-            pending_restart: false,
-        }
+        Slot::new(spec, launch, record, files)
     }
 
     /// The event loop: start what is due, post status, wait for the next event.
@@ -803,55 +757,6 @@ impl Worker {
             slot.done = true;
         }
     }
-}
-
-/// Counts a restart when a restart (not a first start or a configuration retry) happens.
-fn count_restart(slot: &mut Slot) {
-    if slot.pending_restart {
-        slot.record.restarts += 1;
-        slot.pending_restart = false;
-    }
-}
-
-/// A placeholder "starts": an init placeholder completes at once, an app placeholder runs.
-fn placeholder_started(slot: &mut Slot, init: bool, now: Timestamp) {
-    if init {
-        slot.record.state = terminated(0, "Completed", String::new(), None, now);
-        slot.done = true;
-    } else {
-        slot.record.state = State::Running { started: now };
-        slot.record.ready = true;
-    }
-}
-
-/// A terminated state ending now.
-fn terminated(
-    code: i32,
-    reason: &str,
-    message: String,
-    signal: Option<i32>,
-    started: Timestamp,
-) -> State {
-    State::Terminated {
-        exit_code: code,
-        reason: reason.into(),
-        message,
-        signal,
-        started,
-        finished: Timestamp::now(),
-    }
-}
-
-/// The liveness probe of a container, if it is one the node checks (tcpSocket, httpGet).
-fn liveness(c: &Container) -> Option<&Probe> {
-    c.liveness_probe
-        .as_ref()
-        .filter(|p| p.tcp_socket.is_some() || p.http_get.is_some())
-}
-
-/// The readiness probe of a container, if any.
-fn probe(c: &Container) -> Option<&Probe> {
-    c.readiness_probe.as_ref()
 }
 
 /// Whole seconds as a Duration (negative counts as zero).

@@ -14,7 +14,8 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::pod::{self, NodeCtx};
+use super::ctx::NodeCtx;
+use super::pod;
 
 /// Longest a node shutdown waits for its pod workers (their grace is capped below this).
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(45);

@@ -3,15 +3,12 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::fmt::Debug;
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use dr_syncer_e2e::{TestBed, TestBedOptions};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ObjectMeta, PostParams};
-use kube::runtime::wait::{Condition, await_condition};
-use kube::{Client, Resource};
+use kube::Client;
+use kube::api::Api;
 use serde::de::DeserializeOwned;
 
 /// The cluster the shared test bed runs.
@@ -38,16 +35,7 @@ pub async fn client() -> Client {
 
 /// Creates a fresh namespace `<prefix>-<n>` and returns its name.
 pub async fn namespace(client: &Client, prefix: &str) -> String {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{prefix}-")),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let created = api.create(&PostParams::default(), &ns).await.unwrap();
-    let name = created.metadata.name.unwrap();
+    let name = namespaces::namespace(client, prefix).await;
     // Pods are refused until the namespace has its default service account.
     let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
         Api::namespaced(client.clone(), &name);
@@ -55,21 +43,13 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
     name
 }
 
-/// Waits (watch, with [`DEADLINE`]) until `cond` holds for object `name`; returns it.
-pub async fn wait_for<K>(api: &Api<K>, name: &str, cond: impl Condition<K>) -> K
-where
-    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
-{
-    match tokio::time::timeout(DEADLINE, await_condition(api.clone(), name, cond)).await {
-        Ok(Ok(Some(obj))) => obj,
-        Ok(Ok(None)) => panic!("{name} was deleted while waiting"),
-        Ok(Err(e)) => panic!("watching {name}: {e}"),
-        Err(_) => {
-            let last = api.get_opt(name).await;
-            panic!("{name}: condition not met within {DEADLINE:?}; last: {last:#?}")
-        }
-    }
-}
+// The waits of the controller tests (`dr_syncer_e2e::wait` wrappers), over this bed's
+// [`DEADLINE`].
+#[path = "../controller_support/namespaces.rs"]
+mod namespaces;
+#[path = "../controller_support/waits.rs"]
+mod waits;
+pub use waits::{poll_until, wait_for};
 
 /// Parses a YAML manifest into any typed object.
 pub fn yaml<K: DeserializeOwned>(text: &str) -> K {

@@ -1,7 +1,8 @@
 //! Helpers of the PVC data e2e tests (issue 6): a bed of three clusters with two nodes each,
 //! source volumes with data written straight into their PV directories on the node, a tree
 //! manifest to compare source and target, the worker pods and per-run Secrets of a target
-//! namespace, Events, and the agent processes of the bed.
+//! namespace, Events, and the agent processes of the bed. `tree` writes and compares
+//! volume trees; `partial` watches a target directory for partial files during a sync.
 //!
 //! Everything here reads the real objects and the real directories the simulated nodes
 //! serve: a hostPath PV `/var/lib/testbed-storage/pvc-<uid>` of node N lives at
@@ -9,6 +10,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod partial;
 pub mod tree;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +22,7 @@ use crate::controller_support::*;
 use dr_syncer_crds::NamespaceMapping;
 use dr_syncer_crds::namespace_mapping::SyncPhase;
 use dr_syncer_e2e::storage::volume_dir_on_machine;
+use dr_syncer_e2e::wait;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Pod, Secret};
@@ -170,14 +173,6 @@ pub async fn volume_dir(
     (pv_node, dir)
 }
 
-/// Sets `dr-syncer.io/sync-now: value` on a mapping.
-pub async fn trigger(api: &Api<NamespaceMapping>, name: &str, value: &str) {
-    let patch = json!({"metadata": {"annotations": {"dr-syncer.io/sync-now": value}}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-}
-
 /// The mapping as JSON (for the status fields issue 6 adds, whatever their Rust names).
 pub fn as_json(nm: &NamespaceMapping) -> Value {
     serde_json::to_value(nm).unwrap()
@@ -226,9 +221,11 @@ pub async fn wait_data_sync(
         .iter()
         .filter_map(|p| Some((p.clone(), pvc_status(previous?, p)?)))
         .collect();
-    wait_for_within(
+    let what = format!("trigger {value:?} handled with the data sync of {pvcs:?} finished");
+    wait_until(
         api,
         name,
+        &what,
         move |nm: Option<&NamespaceMapping>| {
             let Some(nm) = nm else { return false };
             let Some(s) = nm.status.as_ref() else {
@@ -261,9 +258,11 @@ pub async fn wait_data_condition(
     reason: &'static str,
     deadline: Duration,
 ) -> String {
-    let nm = wait_for_within(
+    let what = format!("condition DataSynced {status} with reason {reason}");
+    let nm = wait_until(
         api,
         name,
+        &what,
         has_condition("DataSynced", status, reason),
         deadline,
     )
@@ -271,15 +270,10 @@ pub async fn wait_data_condition(
     condition(&nm, "DataSynced").unwrap().2
 }
 
-/// Events about an object (any API group view of core Events), oldest first.
-pub async fn events_about(client: &Client, ns: &str, kind: &str, name: &str) -> Vec<Event> {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    let mut list: Vec<Event> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
+/// Events about an object among `events`, oldest first.
+fn about<'a>(events: &'a [Event], kind: &str, name: &str) -> Vec<&'a Event> {
+    let mut list: Vec<&Event> = events
+        .iter()
         .filter(|e| {
             e.involved_object.kind.as_deref() == Some(kind)
                 && e.involved_object.name.as_deref() == Some(name)
@@ -289,8 +283,9 @@ pub async fn events_about(client: &Client, ns: &str, kind: &str, name: &str) -> 
     list
 }
 
-/// Polls (deadline) until an Event with `reason` about the object exists whose message
-/// contains every one of `needles` (ignoring case); returns the message.
+/// Waits (watch on the namespace's Events, any API group view of core Events) until an
+/// Event with `reason` about the object exists whose message contains every one of
+/// `needles` (ignoring case); returns the message.
 pub async fn wait_event(
     client: &Client,
     ns: &str,
@@ -300,30 +295,32 @@ pub async fn wait_event(
     needles: &[&str],
     deadline: Duration,
 ) -> String {
-    let until = tokio::time::Instant::now() + deadline;
-    loop {
-        let events = events_about(client, ns, kind, name).await;
-        let hit = events.iter().find(|e| {
-            e.reason.as_deref() == Some(reason) && {
-                let msg = e.message.clone().unwrap_or_default().to_lowercase();
-                needles.iter().all(|n| msg.contains(&n.to_lowercase()))
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let what = format!("a {reason} Event about {kind} {ns}/{name} containing {needles:?}");
+    wait::list(
+        &events,
+        watcher::Config::default(),
+        &what,
+        deadline,
+        |all: &[Event]| {
+            let events = about(all, kind, name);
+            let hit = events.iter().find(|e| {
+                e.reason.as_deref() == Some(reason) && {
+                    let msg = e.message.clone().unwrap_or_default().to_lowercase();
+                    needles.iter().all(|n| msg.contains(&n.to_lowercase()))
+                }
+            });
+            match hit {
+                Some(e) => Ok(e.message.clone().unwrap_or_default()),
+                None => Err(events
+                    .iter()
+                    .map(|e| format!("{:?}: {:?}", e.reason, e.message))
+                    .collect::<Vec<_>>()),
             }
-        });
-        if let Some(e) = hit {
-            return e.message.clone().unwrap_or_default();
-        }
-        if tokio::time::Instant::now() >= until {
-            let seen: Vec<_> = events
-                .iter()
-                .map(|e| format!("{:?}: {:?}", e.reason, e.message))
-                .collect();
-            panic!(
-                "no {reason} Event about {kind} {ns}/{name} containing {needles:?} within \
-                 {deadline:?}; events: {seen:#?}"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Worker pods of a target namespace.
@@ -357,24 +354,29 @@ pub async fn credential_secrets(target: &Client, ns: &str) -> Vec<String> {
 /// Polls (the controller deletes them right after reading the result) until the target
 /// namespace holds neither, or fails naming what is left.
 pub async fn assert_no_leftovers(target: &Client, ns: &str) {
-    let until = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let pods: Vec<String> = worker_pods(target, ns)
-            .await
-            .iter()
-            .map(|p| p.name_any())
-            .collect();
-        let secrets = credential_secrets(target, ns).await;
-        if pods.is_empty() && secrets.is_empty() {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "left behind in target namespace {ns}: worker pods {pods:?}, credential \
-             Secrets {secrets:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let what = format!("target namespace {ns} without worker pods or credential Secrets");
+    poll_until(
+        &what,
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            let pods: Vec<String> = worker_pods(target, ns)
+                .await
+                .iter()
+                .map(|p| p.name_any())
+                .collect();
+            let secrets = credential_secrets(target, ns).await;
+            if pods.is_empty() && secrets.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "left behind in target namespace {ns}: worker pods {pods:?}, credential \
+                     Secrets {secrets:?}"
+                ))
+            }
+        },
+    )
+    .await;
 }
 
 /// What a watch on a namespace's worker pods saw.
@@ -430,14 +432,19 @@ pub fn watch_workers(
 
 /// Agent pods by node (the source cluster).
 pub async fn agent_pods(source: &Client) -> BTreeMap<String, Pod> {
-    Api::<Pod>::namespaced(source.clone(), AGENT_NAMESPACE)
+    let pods = Api::<Pod>::namespaced(source.clone(), AGENT_NAMESPACE)
         .list(&ListParams::default().labels(AGENT_SELECTOR))
         .await
         .unwrap()
-        .items
-        .into_iter()
+        .items;
+    by_node(&pods)
+}
+
+/// Pods not being deleted, by node.
+fn by_node(pods: &[Pod]) -> BTreeMap<String, Pod> {
+    pods.iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter_map(|p| Some((p.spec.as_ref()?.node_name.clone()?, p)))
+        .filter_map(|p| Some((p.spec.as_ref()?.node_name.clone()?, p.clone())))
         .collect()
 }
 
@@ -449,28 +456,34 @@ pub fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// Polls until every source node has a Ready agent pod whose uid is not in `not`.
+/// Waits (watch on the agent pods) until every source node has a Ready agent pod whose
+/// uid is not in `not`.
 pub async fn wait_agents_ready(source: &Client, not: &BTreeSet<String>, deadline: Duration) {
-    let until = tokio::time::Instant::now() + deadline;
-    loop {
-        let pods = agent_pods(source).await;
-        let ok = (1..=NODES).all(|n| {
-            pods.get(&node(SOURCE, n)).is_some_and(|p| {
-                is_ready(p) && !not.contains(p.metadata.uid.as_deref().unwrap_or_default())
-            })
-        });
-        if ok {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "agents not all Ready (and new) within {deadline:?}: {:?}",
-            pods.iter()
-                .map(|(n, p)| (n.clone(), is_ready(p), p.metadata.uid.clone()))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let pods: Api<Pod> = Api::namespaced(source.clone(), AGENT_NAMESPACE);
+    wait::list(
+        &pods,
+        watcher::Config::default().labels(AGENT_SELECTOR),
+        "agents all Ready (and new)",
+        deadline,
+        |all: &[Pod]| {
+            let pods = by_node(all);
+            let ok = (1..=NODES).all(|n| {
+                pods.get(&node(SOURCE, n)).is_some_and(|p| {
+                    is_ready(p) && !not.contains(p.metadata.uid.as_deref().unwrap_or_default())
+                })
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err(pods
+                    .iter()
+                    .map(|(n, p)| (n.clone(), is_ready(p), p.metadata.uid.clone()))
+                    .collect::<Vec<_>>())
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The agent DaemonSet of the source cluster, if deployed.
@@ -536,39 +549,6 @@ impl Drop for Frozen {
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::SIGCONT);
         }
     }
-}
-
-/// The clusters of a mapping named directly (implicit pair scope `source-target`).
-pub const DIRECT: &str = "  sourceCluster: source\n  destinationCluster: target\n";
-
-/// The NamespaceMapping of the data tests: Manual, clusters as given (spec-level YAML lines,
-/// e.g. [`DIRECT`]), standard -> fast, `syncData` with `dataSyncConfig` given as YAML lines
-/// indented under it.
-pub fn data_mapping(
-    name: &str,
-    clusters: &str,
-    src: &str,
-    dst: &str,
-    data_sync_config: &str,
-) -> String {
-    format!(
-        "apiVersion: dr-syncer.io/v1alpha1
-kind: NamespaceMapping
-metadata:
-  name: {name}
-spec:
-  replicationMode: Manual
-{clusters}  sourceNamespace: {src}
-  destinationNamespace: {dst}
-  resourceTypes: [persistentvolumeclaims, deployments]
-  pvcConfig:
-    syncData: true
-    storageClassMappings:
-    - from: standard
-      to: fast
-    dataSyncConfig:
-{data_sync_config}"
-    )
 }
 
 /// A metric of the controller: the value of the first sample of `name` whose labels
