@@ -259,3 +259,47 @@ fn rendered_args_parse_back_to_the_same_request() {
     let check = check_cli(&["10.0.0.1:2222".to_owned()], Duration::from_secs(60));
     assert_eq!(parse(check.to_args()), check);
 }
+
+#[test]
+fn check_objects_keep_their_names_and_labels() {
+    let pod = check_pod(
+        "dr-syncer-check-x-abcde",
+        &PodImage::new("w:1"),
+        &["10.0.0.1:2222".to_owned()],
+        Duration::from_secs(60),
+    );
+    let v = serde_json::to_value(&pod).unwrap();
+    assert_eq!(v["metadata"]["namespace"], "dr-syncer-system");
+    assert_eq!(
+        v["metadata"]["labels"],
+        json!({
+            "app.kubernetes.io/name": "dr-syncer-rsync-worker",
+            "app.kubernetes.io/managed-by": "dr-syncer",
+            "app.kubernetes.io/component": "connectivity-check",
+        })
+    );
+    assert_eq!(v["spec"]["containers"][0]["name"], "check");
+    assert_eq!(
+        v["spec"]["containers"][0]["terminationMessagePath"],
+        "/dev/termination-log"
+    );
+    let creds = WorkerCredentials {
+        client_private_key: "key".into(),
+        agent_host_public_key: "ssh-ed25519 AAAAC3 host".into(),
+    };
+    let s = check_secret("dr-syncer-check-x-abcde", &creds, None);
+    let data = s.string_data.unwrap();
+    assert_eq!(data["id_ed25519"], "key");
+    assert_eq!(data["known_host"], "ssh-ed25519 AAAAC3 host");
+    assert_eq!(s.metadata.namespace.as_deref(), Some("dr-syncer-system"));
+    assert_eq!(
+        s.metadata.labels.unwrap()["app.kubernetes.io/managed-by"],
+        "dr-syncer"
+    );
+    let ns = serde_json::to_value(check_namespace()).unwrap();
+    assert_eq!(ns["metadata"]["name"], "dr-syncer-system");
+    assert_eq!(
+        ns["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "dr-syncer"
+    );
+}
