@@ -81,6 +81,11 @@ impl Bed {
         std::fs::create_dir_all(&p).unwrap();
         p
     }
+    /// Creates `node_path` under the host root and checks that `ns/data` resolves to it.
+    fn assert_resolves_to(&self, node_path: &str) {
+        let dir = self.mkdir(node_path);
+        assert_eq!(self.resolve("ns/data").unwrap(), dir);
+    }
     fn host(&self, node_path: &str) -> PathBuf {
         self.root.path().join(node_path.trim_start_matches('/'))
     }
@@ -159,8 +164,7 @@ fn csi_pv() -> Value {
 #[test]
 fn hostpath_pv_pinned_to_this_node_resolves_under_the_host_root() {
     let bed = Bed::new().pvc(json!({})).pv(hostpath_pv(NODE));
-    let dir = bed.mkdir(HOSTPATH);
-    assert_eq!(bed.resolve("ns/data").unwrap(), dir);
+    bed.assert_resolves_to(HOSTPATH);
 }
 
 #[test]
@@ -190,8 +194,7 @@ fn local_pv_matches_the_nodes_hostname_label_even_when_it_differs_from_the_node_
             json!({"local": {"path": "/mnt/disks/ssd1"}}),
             hostname_affinity("ip-10-0-0-7"),
         ));
-    let dir = bed.mkdir("/mnt/disks/ssd1");
-    assert_eq!(bed.resolve("ns/data").unwrap(), dir);
+    bed.assert_resolves_to("/mnt/disks/ssd1");
 }
 
 #[test]
@@ -203,15 +206,13 @@ fn local_pv_pinned_by_match_fields_on_the_node_name_resolves() {
         json!({"local": {"path": "/mnt/disks/ssd1"}}),
         affinity,
     ));
-    let dir = bed.mkdir("/mnt/disks/ssd1");
-    assert_eq!(bed.resolve("ns/data").unwrap(), dir);
+    bed.assert_resolves_to("/mnt/disks/ssd1");
 }
 
 #[test]
 fn csi_volume_resolves_to_the_mount_of_a_running_pod_on_this_node() {
     let bed = Bed::new().pvc(json!({})).pv(csi_pv()).pod("Running");
-    let dir = bed.mkdir(CSI_MOUNT);
-    assert_eq!(bed.resolve("ns/data").unwrap(), dir);
+    bed.assert_resolves_to(CSI_MOUNT);
 }
 
 #[test]
@@ -221,8 +222,7 @@ fn csi_volume_of_a_pending_pod_resolves_once_its_mount_exists() {
         bed.resolve("ns/data").unwrap_err(),
         ResolveError::DirectoryMissing { .. }
     ));
-    let dir = bed.mkdir(CSI_MOUNT);
-    assert_eq!(bed.resolve("ns/data").unwrap(), dir);
+    bed.assert_resolves_to(CSI_MOUNT);
 }
 
 #[test]
@@ -231,10 +231,9 @@ fn nfs_volume_resolves_to_the_in_tree_plugin_dir_without_mount_suffix() {
         .pvc(json!({}))
         .pv(json!({"nfs": {"server": "10.0.0.1", "path": "/exports/a"}}))
         .pod("Running");
-    let dir = bed.mkdir(&format!(
+    bed.assert_resolves_to(&format!(
         "/var/lib/kubelet/pods/{POD_UID}/volumes/kubernetes.io~nfs/pv-data"
     ));
-    assert_eq!(bed.resolve("ns/data").unwrap(), dir);
 }
 
 #[test]
@@ -248,10 +247,9 @@ fn rbd_and_flex_volumes_use_their_kubelet_plugin_dirs() {
     ));
     assert_eq!(bed.resolve("ns/data").unwrap(), dir);
     let bed = bed.pv(json!({"flexVolume": {"driver": "acme/fancy"}}));
-    let dir = bed.mkdir(&format!(
+    bed.assert_resolves_to(&format!(
         "/var/lib/kubelet/pods/{POD_UID}/volumes/acme~fancy/pv-data"
     ));
-    assert_eq!(bed.resolve("ns/data").unwrap(), dir);
 }
 
 #[test]

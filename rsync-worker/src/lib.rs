@@ -18,6 +18,7 @@
 //! - [`sender`]: [`serve`], volume resolution, limits.
 //! - [`receiver`]: [`pull`]: plan, stream, commit, finish; the [`SyncSummary`].
 //! - [`ssh`]: the russh transport (agent server, worker client).
+//! - [`testing`]: deterministic test data for the unit and integration tests (not an API).
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -32,6 +33,8 @@ pub mod protocol;
 pub mod receiver;
 pub mod sender;
 pub mod ssh;
+#[doc(hidden)]
+pub mod testing;
 
 pub use options::{OptionError, SyncOptions};
 pub use protocol::ProtocolError;

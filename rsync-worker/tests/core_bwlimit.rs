@@ -7,6 +7,7 @@ mod common;
 use std::time::Instant;
 
 use dr_syncer_rsync::SyncOptions;
+use dr_syncer_rsync::testing::noise;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bandwidth_limit_holds_within_ten_percent() {
@@ -14,17 +15,9 @@ async fn bandwidth_limit_holds_within_ten_percent() {
     let dst = tempfile::tempdir().unwrap();
     const RATE: u64 = 1024 * 1024;
     // 10 s worth of incompressible data over four files and two streams
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for i in 0..4 {
-        let data: Vec<u8> = (0..(10 * RATE / 4))
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        std::fs::write(src.path().join(format!("f{i}")), data).unwrap();
+    let data = noise(10 * RATE as usize, 0x9e37_79b9_7f4a_7c15);
+    for (i, part) in data.chunks(data.len() / 4).enumerate() {
+        std::fs::write(src.path().join(format!("f{i}")), part).unwrap();
     }
     let mut opts = SyncOptions::default();
     opts.apply_rsync_options(&["--bwlimit=1M".to_string()])

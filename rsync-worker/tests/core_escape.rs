@@ -21,10 +21,37 @@ use dr_syncer_rsync::{Limits, ReceiveError, ServeStats, StaticVolumes, SyncOptio
 use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
 
-type Client = (
-    FrameReader<ReadHalf<DuplexStream>>,
-    FrameWriter<WriteHalf<DuplexStream>>,
-);
+type Reader = FrameReader<ReadHalf<DuplexStream>>;
+type Writer = FrameWriter<WriteHalf<DuplexStream>>;
+type Client = (Reader, Writer);
+
+/// Sends `m` and flushes it, so the server sees it before the test reads a reply.
+async fn say(w: &mut Writer, m: &Message) {
+    w.send(m).await.unwrap();
+    w.flush().await.unwrap();
+}
+
+/// Asks for the file list (no excludes, no xattrs), hashing `hash_percent` of the files.
+async fn request_list(w: &mut Writer, hash_percent: u8) {
+    say(
+        w,
+        &Message::ListRequest {
+            excludes: vec![],
+            hash_percent,
+            xattrs: false,
+        },
+    )
+    .await;
+}
+
+/// The client's first message, asking for `volume` uncompressed.
+fn hello(volume: &str) -> Message {
+    Message::Hello {
+        version: VERSION,
+        volume: volume.into(),
+        compress_level: 0,
+    }
+}
 
 /// Starts a real `serve` on `root` and returns a raw protocol client after the hello.
 async fn connect(
@@ -37,14 +64,7 @@ async fn connect(
     let (rd, wr) = tokio::io::split(c);
     let mut r = FrameReader::new(rd, MAX_FRAME);
     let mut w = FrameWriter::new(wr, 0);
-    w.send(&Message::Hello {
-        version: VERSION,
-        volume: "vol".into(),
-        compress_level: 0,
-    })
-    .await
-    .unwrap();
-    w.flush().await.unwrap();
+    say(&mut w, &hello("vol")).await;
     assert_eq!(
         r.read().await.unwrap(),
         Message::HelloOk { version: VERSION }
@@ -113,7 +133,7 @@ async fn dotdot_and_absolute_paths_are_refused() {
 }
 
 /// Takes the write half out of a FrameWriter-less client (tests write raw frames).
-fn into_inner(w: &mut FrameWriter<WriteHalf<DuplexStream>>) -> WriteHalf<DuplexStream> {
+fn into_inner(w: &mut Writer) -> WriteHalf<DuplexStream> {
     let placeholder = FrameWriter::new(tokio::io::split(tokio::io::duplex(1).0).1, 0);
     let taken = std::mem::replace(w, placeholder);
     taken.into_inner()
@@ -128,14 +148,7 @@ async fn symlinks_out_of_the_root_are_listed_not_followed_and_refused() {
     symlink(outside.path().join("secret"), root.path().join("filelink")).unwrap();
     let ((mut r, mut w), server) = connect(root.path(), Limits::default()).await;
 
-    w.send(&Message::ListRequest {
-        excludes: vec![],
-        hash_percent: 100,
-        xattrs: false,
-    })
-    .await
-    .unwrap();
-    w.flush().await.unwrap();
+    request_list(&mut w, 100).await;
     let mut entries: Vec<Entry> = Vec::new();
     loop {
         match r.read().await.unwrap() {
@@ -159,16 +172,14 @@ async fn symlinks_out_of_the_root_are_listed_not_followed_and_refused() {
         if let Message::Fetch(f) = &mut m {
             f.id = i as u64;
         }
-        w.send(&m).await.unwrap();
-        w.flush().await.unwrap();
+        say(&mut w, &m).await;
         let reply = r.read().await.unwrap();
         assert!(
             matches!(&reply, Message::FileError { id, .. } if *id == i as u64),
             "{reply:?}"
         );
     }
-    w.send(&Message::Bye).await.unwrap();
-    w.flush().await.unwrap();
+    say(&mut w, &Message::Bye).await;
     let stats = server.await.unwrap().unwrap();
     assert_eq!(stats.refused, 2);
     assert_eq!(stats.files_sent, 0);
@@ -178,19 +189,11 @@ async fn symlinks_out_of_the_root_are_listed_not_followed_and_refused() {
 async fn symlink_swapped_in_during_the_transfer_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
-    fs::create_dir(root.path().join("d")).unwrap();
-    fs::write(root.path().join("d/f"), b"innocent").unwrap();
-    fs::write(outside.path().join("f"), b"TOP-SECRET").unwrap();
+    common::write_files(root.path(), &[("d/f", b"innocent")]);
+    common::write_files(outside.path(), &[("f", b"TOP-SECRET")]);
     let ((mut r, mut w), server) = connect(root.path(), Limits::default()).await;
     // the list says d/f is a regular file in a directory...
-    w.send(&Message::ListRequest {
-        excludes: vec![],
-        hash_percent: 0,
-        xattrs: false,
-    })
-    .await
-    .unwrap();
-    w.flush().await.unwrap();
+    request_list(&mut w, 0).await;
     while !matches!(r.read().await.unwrap(), Message::ListEnd { .. }) {}
     // ...then d is swapped for a symlink pointing outside before the fetch
     fs::rename(root.path().join("d"), root.path().join("d.orig")).unwrap();
@@ -203,29 +206,31 @@ async fn symlink_swapped_in_during_the_transfer_is_refused() {
     assert!(matches!(reply, Message::FileError { .. }), "{reply:?}");
     fs::remove_file(root.path().join("g")).unwrap();
     symlink(outside.path().join("f"), root.path().join("g")).unwrap();
-    w.send(&fetch(b"g")).await.unwrap();
-    w.flush().await.unwrap();
+    say(&mut w, &fetch(b"g")).await;
     let reply = r.read().await.unwrap();
     assert!(matches!(reply, Message::FileError { .. }), "{reply:?}");
-    w.send(&Message::Bye).await.unwrap();
-    w.flush().await.unwrap();
+    say(&mut w, &Message::Bye).await;
     let stats = server.await.unwrap().unwrap();
     assert_eq!((stats.refused, stats.files_sent), (2, 0));
+}
+
+/// The sending end of a fake sender on `s`, past the handshake: it has read the hello,
+/// accepted it, and read the list request, so the caller answers that with its own list.
+async fn fake_sender_listing(s: DuplexStream) -> (Reader, Writer) {
+    let (rd, wr) = tokio::io::split(s);
+    let mut r = FrameReader::new(rd, MAX_FRAME);
+    let mut w = FrameWriter::new(wr, 0);
+    let _hello = r.read().await;
+    say(&mut w, &Message::HelloOk { version: VERSION }).await;
+    let _list = r.read().await;
+    (r, w)
 }
 
 /// A fake sender that answers the hello and the list request with `entries` (raw payload).
 async fn fake_sender(list_payload: Vec<u8>) -> DuplexStream {
     let (c, s) = tokio::io::duplex(1 << 20);
     tokio::spawn(async move {
-        let (rd, wr) = tokio::io::split(s);
-        let mut r = FrameReader::new(rd, MAX_FRAME);
-        let mut w = FrameWriter::new(wr, 0);
-        let _hello = r.read().await;
-        w.send(&Message::HelloOk { version: VERSION })
-            .await
-            .unwrap();
-        w.flush().await.unwrap();
-        let _list = r.read().await;
+        let (mut r, w) = fake_sender_listing(s).await;
         let mut half = w.into_inner();
         raw_frame(&mut half, &list_payload).await;
         let mut w = FrameWriter::new(half, 0);
@@ -235,6 +240,19 @@ async fn fake_sender(list_payload: Vec<u8>) -> DuplexStream {
         while r.read().await.is_ok() {}
     });
     c
+}
+
+/// A list of a directory `d` and one file whose `placeholder` path is patched into
+/// `hostile` after encoding (our encoder cannot produce a hostile path).
+fn list_with_hostile_file(placeholder: &[u8], hostile: &[u8]) -> Vec<u8> {
+    corrupt(
+        &Message::Entries(vec![
+            entry(b"d", EntryKind::Dir, b""),
+            entry(placeholder, EntryKind::File, b""),
+        ]),
+        placeholder,
+        hostile,
+    )
 }
 
 fn entry(path: &[u8], kind: EntryKind, target: &[u8]) -> Entry {
@@ -269,23 +287,9 @@ async fn malicious_sender_cannot_make_the_receiver_write_outside() {
     ])
     .encode();
     // 2. a path with ".." (encoded raw: our encoder cannot produce it)
-    let dotdot = corrupt(
-        &Message::Entries(vec![
-            entry(b"d", EntryKind::Dir, b""),
-            entry(b"zz/x", EntryKind::File, b""),
-        ]),
-        b"zz/x",
-        b"../x",
-    );
+    let dotdot = list_with_hostile_file(b"zz/x", b"../x");
     // 3. an absolute path
-    let absolute = corrupt(
-        &Message::Entries(vec![
-            entry(b"d", EntryKind::Dir, b""),
-            entry(b"zx", EntryKind::File, b""),
-        ]),
-        b"zx",
-        b"/x",
-    );
+    let absolute = list_with_hostile_file(b"zx", b"/x");
     for (name, payload) in [
         ("symlink parent", list),
         ("dotdot", dotdot),
@@ -385,14 +389,7 @@ async fn limits_close_the_stream() {
         );
     let (rd, wr) = tokio::io::split(c);
     let (mut r, mut w) = (FrameReader::new(rd, MAX_FRAME), FrameWriter::new(wr, 0));
-    w.send(&Message::Hello {
-        version: VERSION,
-        volume: "../../etc".into(),
-        compress_level: 0,
-    })
-    .await
-    .unwrap();
-    w.flush().await.unwrap();
+    say(&mut w, &hello("../../etc")).await;
     assert!(matches!(r.read().await.unwrap(), Message::Error(_)));
     assert!(matches!(
         server.await.unwrap(),
@@ -404,14 +401,7 @@ async fn limits_close_the_stream() {
 fn scripted_sender(reply: fn(u64) -> Vec<Message>) -> DuplexStream {
     let (c, s) = tokio::io::duplex(1 << 20);
     tokio::spawn(async move {
-        let (rd, wr) = tokio::io::split(s);
-        let mut r = FrameReader::new(rd, MAX_FRAME);
-        let mut w = FrameWriter::new(wr, 0);
-        let _hello = r.read().await;
-        w.send(&Message::HelloOk { version: VERSION })
-            .await
-            .unwrap();
-        let _list = r.read().await;
+        let (mut r, mut w) = fake_sender_listing(s).await;
         let mut f = entry(b"f", EntryKind::File, b"");
         f.size = 4;
         w.send(&Message::Entries(vec![f])).await.unwrap();

@@ -26,10 +26,11 @@ fn data() -> (Vec<u8>, Vec<u8>) {
     (basis, new)
 }
 
-fn rdiff(args: &[&Path], flags: &[&str]) {
+/// Runs `rdiff` with `flags` on `files` (names in `dir`) and checks that it succeeded.
+fn rdiff(dir: &Path, flags: &[&str], files: &[&str]) {
     let out = Command::new("rdiff")
         .args(flags)
-        .args(args)
+        .args(files.iter().map(|f| dir.join(f)))
         .output()
         .expect("the rdiff binary (apt package rdiff) must be installed");
     assert!(
@@ -46,14 +47,7 @@ fn our_signature_rdiff_delta_our_apply() {
     let sig = delta::signature(&basis, basis.len() as u64);
     fs::write(t.path().join("sig"), sig.serialized()).unwrap();
     fs::write(t.path().join("new"), &new).unwrap();
-    rdiff(
-        &[
-            &t.path().join("sig"),
-            &t.path().join("new"),
-            &t.path().join("delta"),
-        ],
-        &["delta"],
-    );
+    rdiff(t.path(), &["delta"], &["sig", "new", "delta"]);
     let d = fs::read(t.path().join("delta")).unwrap();
     assert!(
         d.len() < 100_000,
@@ -78,7 +72,7 @@ fn rdiff_signature_our_delta_rdiff_patch() {
     fs::write(t.path().join("basis"), &basis).unwrap();
     // fast_rsync speaks the MD4 + rollsum signature format
     rdiff(
-        &[&t.path().join("basis"), &t.path().join("sig")],
+        t.path(),
         &[
             "signature",
             "-H",
@@ -90,6 +84,7 @@ fn rdiff_signature_our_delta_rdiff_patch() {
             "-b",
             "2048",
         ],
+        &["basis", "sig"],
     );
     let sig = delta::parse_signature(fs::read(t.path().join("sig")).unwrap()).unwrap();
     let mut d = Vec::new();
@@ -100,26 +95,12 @@ fn rdiff_signature_our_delta_rdiff_patch() {
         d.len()
     );
     fs::write(t.path().join("delta"), &d).unwrap();
-    rdiff(
-        &[
-            &t.path().join("basis"),
-            &t.path().join("delta"),
-            &t.path().join("out"),
-        ],
-        &["patch"],
-    );
+    rdiff(t.path(), &["patch"], &["basis", "delta", "out"]);
     assert_eq!(fs::read(t.path().join("out")).unwrap(), new);
     // and our all-literal delta (new files) is valid librsync too
     let mut lit = Vec::new();
     delta::literal_delta(&new, &mut lit).unwrap();
     fs::write(t.path().join("lit"), &lit).unwrap();
-    rdiff(
-        &[
-            &t.path().join("basis"),
-            &t.path().join("lit"),
-            &t.path().join("out2"),
-        ],
-        &["patch"],
-    );
+    rdiff(t.path(), &["patch"], &["basis", "lit", "out2"]);
     assert_eq!(fs::read(t.path().join("out2")).unwrap(), new);
 }

@@ -144,16 +144,17 @@ async fn leftover_partial_is_used_as_basis() {
 async fn excludes_dry_run_and_no_delete() {
     let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();
-    fs::create_dir(src.path().join("cache")).unwrap();
-    fs::write(src.path().join("cache/x"), b"x").unwrap();
-    fs::write(src.path().join("a.tmp"), b"t").unwrap();
-    fs::write(src.path().join("keep"), b"k").unwrap();
-    fs::write(dst.path().join("extra"), b"e").unwrap();
-    fs::write(
-        dst.path().join("b.tmp"),
-        b"excluded on the target: protected",
-    )
-    .unwrap();
+    common::write_files(
+        src.path(),
+        &[("cache/x", b"x"), ("a.tmp", b"t"), ("keep", b"k")],
+    );
+    common::write_files(
+        dst.path(),
+        &[
+            ("extra", b"e"),
+            ("b.tmp", b"excluded on the target: protected"),
+        ],
+    );
 
     let mut opts = SyncOptions::default();
     opts.apply_rsync_options(&[
@@ -269,32 +270,22 @@ async fn verification_sample_compares_and_repairs_only_the_sampled_files() {
 async fn user_xattrs_are_copied_with_x() {
     let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();
-    fs::create_dir(src.path().join("d")).unwrap();
-    fs::write(src.path().join("d/f"), b"x").unwrap();
+    common::write_files(src.path(), &[("d/f", b"x")]);
     xattr::set(src.path().join("d/f"), "user.color", b"blue").unwrap();
     xattr::set(src.path().join("d"), "user.dir", b"yes").unwrap();
     let mut opts = SyncOptions::default();
     opts.apply_rsync_options(&["-aX".into()]).unwrap();
     pull_over(src.path(), dst.path(), &opts, 1).await.unwrap();
-    assert_eq!(
-        xattr::get(dst.path().join("d/f"), "user.color").unwrap(),
-        Some(b"blue".to_vec())
-    );
-    assert_eq!(
-        xattr::get(dst.path().join("d"), "user.dir").unwrap(),
-        Some(b"yes".to_vec())
-    );
+    assert_eq!(xattr_of(&dst, "d/f", "user.color"), Some(b"blue".to_vec()));
+    assert_eq!(xattr_of(&dst, "d", "user.dir"), Some(b"yes".to_vec()));
     // changed and removed attributes follow, even when the content is current
     xattr::set(src.path().join("d/f"), "user.color", b"red").unwrap();
     xattr::remove(src.path().join("d"), "user.dir").unwrap();
     let s = pull_over(src.path(), dst.path(), &opts, 1).await.unwrap();
     assert_eq!(s.files_transferred, 0, "{s:?}");
     assert_eq!(s.metadata_updated, 1, "{s:?}");
-    assert_eq!(
-        xattr::get(dst.path().join("d/f"), "user.color").unwrap(),
-        Some(b"red".to_vec())
-    );
-    assert_eq!(xattr::get(dst.path().join("d"), "user.dir").unwrap(), None);
+    assert_eq!(xattr_of(&dst, "d/f", "user.color"), Some(b"red".to_vec()));
+    assert_eq!(xattr_of(&dst, "d", "user.dir"), None);
     assert_same_tree(src.path(), dst.path());
 }
 
@@ -329,4 +320,9 @@ async fn interrupted_update_resumes_from_partial_and_current_file() {
         1,
         "temp files cleaned up"
     );
+}
+
+/// The extended attribute `name` of `rel` under `dir`, if set.
+fn xattr_of(dir: &tempfile::TempDir, rel: &str, name: &str) -> Option<Vec<u8>> {
+    xattr::get(dir.path().join(rel), name).unwrap()
 }

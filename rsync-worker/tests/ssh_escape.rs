@@ -9,10 +9,10 @@ mod common;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use common::{TestAgent, client_settings, key};
+use common::{TestAgent, key};
 use dr_syncer_rsync::paths::WirePath;
 use dr_syncer_rsync::protocol::{FetchRequest, FrameReader, Message, VERSION};
-use dr_syncer_rsync::ssh::{AgentConnection, connect};
+use dr_syncer_rsync::ssh::AgentConnection;
 use dr_syncer_rsync::{Limits, SyncOptions, pull};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -37,18 +37,8 @@ async fn world() -> World {
     symlink(outside.join("secret.txt"), root.join("abslink")).unwrap();
     symlink("../../outside/secret.txt", root.join("sub/rellink")).unwrap();
     let (host, client) = (key(41), key(42));
-    let agent = TestAgent::protocol(
-        &[("data", &root)],
-        host.clone(),
-        vec![client.public_key().clone()],
-    )
-    .await;
-    let conn = connect(
-        &agent.addr.to_string(),
-        &client_settings(host.public_key(), &client),
-    )
-    .await
-    .unwrap();
+    let agent = TestAgent::protocol(&[("data", &root)], host.clone(), &client).await;
+    let conn = agent.connect(&host, &client).await.unwrap();
     World { dir, agent, conn }
 }
 

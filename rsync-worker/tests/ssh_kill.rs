@@ -166,8 +166,7 @@ async fn harness(new: &Tree) -> Harness {
     let (host, client) = (key(21), key(22));
     let pin = write_public_key(dir.path(), "agent.pub", host.public_key());
     let identity = write_private_key(dir.path(), "worker_key", &client);
-    let agent =
-        TestAgent::protocol(&[("data", &src)], host, vec![client.public_key().clone()]).await;
+    let agent = TestAgent::protocol(&[("data", &src)], host, &client).await;
     Harness {
         src,
         dest: dir.path().join("dest"),

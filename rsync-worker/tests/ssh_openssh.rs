@@ -8,9 +8,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 
-use common::{EchoService, TestAgent, key, write_private_key};
+use common::{TestAgent, key, write_private_key};
 use dr_syncer_rsync::SUBSYSTEM_NAME;
 
 /// Arguments that make `ssh` use only our key and our pinned host key, never prompt.
@@ -75,12 +74,7 @@ struct Setup {
 
 async fn setup() -> Setup {
     let (host, client) = (key(11), key(12));
-    let agent = TestAgent::start(
-        Arc::new(EchoService),
-        host,
-        vec![client.public_key().clone()],
-    )
-    .await;
+    let agent = TestAgent::echo(&host, &client).await;
     let dir = tempfile::tempdir().unwrap();
     let identity: PathBuf = write_private_key(dir.path(), "id_ed25519", &client);
     let args = ssh_args(&agent, dir.path(), &identity);
@@ -112,73 +106,77 @@ async fn openssh_client_opens_the_subsystem() {
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
 }
 
+/// Runs `ssh` with `extra` arguments and `stdin` and checks that the agent refused what
+/// it asked for (`what`): stderr says `refusal`, stdout never shows the injected command's
+/// output, and, where `fails`, ssh exits non-zero.
+async fn assert_refused(
+    what: &str,
+    extra: &[&str],
+    stdin: &'static [u8],
+    refusal: &str,
+    fails: bool,
+) {
+    let s = setup().await;
+    let out = run_ssh(with(s.args.clone(), extra), stdin).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if fails {
+        assert_ne!(
+            out.status.code(),
+            Some(0),
+            "{what} must fail; stderr: {stderr}"
+        );
+    }
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("PWNED"),
+        "{what}: stderr: {stderr}"
+    );
+    assert!(stderr.contains(refusal), "{what}: stderr: {stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssh_client_gets_no_exec() {
-    let s = setup().await;
-    let out = run_ssh(
-        with(s.args.clone(), &["dr-syncer@127.0.0.1", "id; echo PWNED"]),
+    assert_refused(
+        "exec",
+        &["dr-syncer@127.0.0.1", "id; echo PWNED"],
         b"",
+        "exec request failed",
+        true,
     )
     .await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(
-        out.status.code(),
-        Some(0),
-        "exec must fail; stderr: {stderr}"
-    );
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("PWNED"));
-    assert!(stderr.contains("exec request failed"), "stderr: {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssh_client_gets_no_shell() {
-    let s = setup().await;
-    let out = run_ssh(
-        with(s.args.clone(), &["-T", "dr-syncer@127.0.0.1"]),
+    assert_refused(
+        "a shell",
+        &["-T", "dr-syncer@127.0.0.1"],
         b"echo PWNED\nexit\n",
+        "shell request failed",
+        true,
     )
     .await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(
-        out.status.code(),
-        Some(0),
-        "a shell must not start; stderr: {stderr}"
-    );
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("PWNED"));
-    assert!(stderr.contains("shell request failed"), "stderr: {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssh_client_gets_no_interactive_terminal() {
-    let s = setup().await;
-    let out = run_ssh(
-        with(s.args.clone(), &["-tt", "dr-syncer@127.0.0.1"]),
+    assert_refused(
+        "a terminal",
+        &["-tt", "dr-syncer@127.0.0.1"],
         b"echo PWNED\nexit\n",
+        "PTY allocation request failed",
+        false,
     )
     .await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("PWNED"),
-        "stderr: {stderr}"
-    );
-    assert!(
-        stderr.contains("PTY allocation request failed"),
-        "stderr: {stderr}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssh_client_gets_no_other_subsystem() {
-    let s = setup().await;
-    let out = run_ssh(
-        with(s.args.clone(), &["-s", "dr-syncer@127.0.0.1", "sftp"]),
+    assert_refused(
+        "another subsystem",
+        &["-s", "dr-syncer@127.0.0.1", "sftp"],
         b"",
+        "subsystem request failed",
+        true,
     )
     .await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "stderr: {stderr}");
-    assert!(
-        stderr.contains("subsystem request failed"),
-        "stderr: {stderr}"
-    );
 }

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{EchoService, TestAgent, client_settings, key};
-use dr_syncer_rsync::ssh::{ClientError, connect, fingerprint};
+use common::{EchoService, TestAgent, assert_names_both_host_keys, client_settings, key};
+use dr_syncer_rsync::ssh::{ClientError, fingerprint};
 use russh::ChannelMsg;
+use russh::keys::PrivateKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Regression test for the multi-channel stall (issue 4): 4 channels on one connection each
@@ -38,18 +39,8 @@ async fn echo_over_eight_channels_of_32_mb_each() {
 /// with each stream's progress if the transfer stalls (well before the 60 s idle timeout).
 async fn echo_in_parallel(channels: usize, len: u64) {
     let (host, client) = (key(1), key(2));
-    let agent = TestAgent::start(
-        Arc::new(EchoService),
-        host.clone(),
-        vec![client.public_key().clone()],
-    )
-    .await;
-    let conn = connect(
-        &agent.addr.to_string(),
-        &client_settings(host.public_key(), &client),
-    )
-    .await
-    .unwrap();
+    let agent = TestAgent::echo(&host, &client).await;
+    let conn = agent.connect(&host, &client).await.unwrap();
     let streams = conn.open_streams(channels).await.unwrap();
     let progress: Arc<Vec<[AtomicU64; 2]>> =
         Arc::new((0..channels).map(|_| Default::default()).collect());
@@ -135,74 +126,58 @@ fn pattern(stream: usize, offset: u64, out: &mut [u8]) {
     }
 }
 
+/// Starts an echo agent with host key `host` that lets `client` in, connects pinning `pin`
+/// and logging in with `login`, and returns the error that must refuse it, a permanent one
+/// (retrying cannot fix a key).
+async fn refused_login(
+    (host, client): (&PrivateKey, &PrivateKey),
+    (pin, login): (&PrivateKey, &PrivateKey),
+    why: &str,
+) -> ClientError {
+    let agent = TestAgent::echo(host, client).await;
+    let err = agent.connect(pin, login).await.err().expect(why);
+    assert!(!err.is_transient(), "{err:?}");
+    err
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_host_key_is_refused_with_both_fingerprints() {
     let (host, impostor_pin, client) = (key(1), key(9), key(2));
-    let agent = TestAgent::start(
-        Arc::new(EchoService),
-        host.clone(),
-        vec![client.public_key().clone()],
+    let err = refused_login(
+        (&host, &client),
+        (&impostor_pin, &client),
+        "a connection to an agent with another host key must fail",
     )
     .await;
-    let err = connect(
-        &agent.addr.to_string(),
-        &client_settings(impostor_pin.public_key(), &client),
-    )
-    .await
-    .err()
-    .expect("a connection to an agent with another host key must fail");
     assert!(
         matches!(err, ClientError::HostKeyMismatch { .. }),
         "{err:?}"
     );
-    assert!(!err.is_transient());
-    let msg = err.to_string();
-    assert!(
-        msg.contains("host key does not match the pinned key"),
-        "{msg}"
-    );
-    assert!(msg.contains(&fingerprint(host.public_key())), "{msg}");
-    assert!(
-        msg.contains(&fingerprint(impostor_pin.public_key())),
-        "{msg}"
-    );
+    assert_names_both_host_keys(&err.to_string(), &host, &impostor_pin);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_client_key_is_refused() {
     let (host, client, stranger) = (key(1), key(2), key(3));
-    let agent = TestAgent::start(
-        Arc::new(EchoService),
-        host.clone(),
-        vec![client.public_key().clone()],
+    let err = refused_login(
+        (&host, &client),
+        (&host, &stranger),
+        "an unknown client key must not log in",
     )
     .await;
-    let err = connect(
-        &agent.addr.to_string(),
-        &client_settings(host.public_key(), &stranger),
-    )
-    .await
-    .err()
-    .expect("an unknown client key must not log in");
     assert!(matches!(err, ClientError::AuthRejected(_)), "{err:?}");
     assert!(
         err.to_string()
             .contains(&fingerprint(stranger.public_key()))
     );
-    assert!(!err.is_transient());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_shell_pty_env_and_unknown_subsystem_are_refused() {
     let (host, client) = (key(1), key(2));
-    let agent = TestAgent::start(
-        Arc::new(EchoService),
-        host.clone(),
-        vec![client.public_key().clone()],
-    )
-    .await;
+    let agent = TestAgent::echo(&host, &client).await;
     let settings = client_settings(host.public_key(), &client);
-    let conn = connect(&agent.addr.to_string(), &settings).await.unwrap();
+    let conn = agent.connect(&host, &client).await.unwrap();
     // Each refused request on its own connection: a refusal closes the channel.
     let (_conn, mut ch) = fresh_channel(&agent, &settings).await;
     ch.exec(true, "cat /etc/shadow").await.unwrap();
@@ -247,19 +222,8 @@ async fn exec_shell_pty_env_and_unknown_subsystem_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_limit_per_connection_is_enforced() {
     let (host, client) = (key(1), key(2));
-    let agent = TestAgent::start_with(
-        Arc::new(EchoService),
-        host.clone(),
-        vec![client.public_key().clone()],
-        2,
-    )
-    .await;
-    let conn = connect(
-        &agent.addr.to_string(),
-        &client_settings(host.public_key(), &client),
-    )
-    .await
-    .unwrap();
+    let agent = TestAgent::start_with(Arc::new(EchoService), host.clone(), &client, 2).await;
+    let conn = agent.connect(&host, &client).await.unwrap();
     let _streams = conn.open_streams(2).await.unwrap();
     assert!(
         conn.open_stream().await.is_err(),

@@ -7,9 +7,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{TestAgent, key, write_private_key, write_public_key};
+use common::{
+    TestAgent, assert_names_both_host_keys, assert_success, key, output, worker_command,
+    write_private_key, write_public_key,
+};
 use dr_syncer_rsync::ssh::fingerprint;
 use russh::keys::PrivateKey;
 
@@ -43,7 +46,7 @@ async fn worker(
 ) -> Output {
     let pin_file = write_public_key(f.dir.path(), "pin.pub", pin.public_key());
     let key_file = write_private_key(f.dir.path(), "worker_key", client);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dr-syncer-rsync-worker"));
+    let mut cmd = worker_command();
     cmd.args(["--agent", addr, "--volume", "data"])
         .arg("--host-key-file")
         .arg(pin_file)
@@ -53,11 +56,20 @@ async fn worker(
         .arg(&f.dest)
         .arg("--termination-log")
         .arg(&f.log)
-        .args(extra)
-        .env("RUST_LOG", "warn");
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
+        .args(extra);
+    output(cmd).await
+}
+
+/// Serves `f.src` as volume `data` from an agent with host key `host` that lets `client`
+/// in, and runs the worker against it pinning `pin`, logging in with `login`.
+async fn pull_from_agent(
+    f: &Files,
+    (host, client): (&PrivateKey, &PrivateKey),
+    (pin, login): (&PrivateKey, &PrivateKey),
+    extra: &[&str],
+) -> Output {
+    let agent = TestAgent::protocol(&[("data", &f.src)], host.clone(), client).await;
+    worker(f, &agent.addr.to_string(), pin, login, extra).await
 }
 
 fn termination_log(path: &Path) -> serde_json::Value {
@@ -68,25 +80,8 @@ fn termination_log(path: &Path) -> serde_json::Value {
 async fn worker_prints_summary_and_writes_termination_log() {
     let f = files();
     let (host, client) = (key(31), key(32));
-    let agent = TestAgent::protocol(
-        &[("data", &f.src)],
-        host.clone(),
-        vec![client.public_key().clone()],
-    )
-    .await;
-    let out = worker(
-        &f,
-        &agent.addr.to_string(),
-        &host,
-        &client,
-        &["--streams", "3"],
-    )
-    .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = pull_from_agent(&f, (&host, &client), (&host, &client), &["--streams", "3"]).await;
+    assert_success(&out);
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         printed,
@@ -119,31 +114,16 @@ async fn worker_prints_summary_and_writes_termination_log() {
 async fn worker_refuses_an_agent_with_another_host_key() {
     let f = files();
     let (host, pinned, client) = (key(31), key(33), key(32));
-    let agent = TestAgent::protocol(
-        &[("data", &f.src)],
-        host.clone(),
-        vec![client.public_key().clone()],
-    )
-    .await;
-    let out = worker(
+    let out = pull_from_agent(
         &f,
-        &agent.addr.to_string(),
-        &pinned,
-        &client,
+        (&host, &client),
+        (&pinned, &client),
         &["--retries", "3"],
     )
     .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(
-        stderr.contains("host key does not match the pinned key"),
-        "{stderr}"
-    );
-    assert!(stderr.contains(&fingerprint(host.public_key())), "{stderr}");
-    assert!(
-        stderr.contains(&fingerprint(pinned.public_key())),
-        "{stderr}"
-    );
+    assert_names_both_host_keys(&stderr, &host, &pinned);
     let log = termination_log(&f.log);
     assert_eq!(log["kind"], "host_key_mismatch", "{log}");
     assert_eq!(log["attempts"], 1, "a key mismatch is never retried: {log}");
@@ -154,13 +134,7 @@ async fn worker_refuses_an_agent_with_another_host_key() {
 async fn worker_with_unknown_client_key_is_refused() {
     let f = files();
     let (host, client, stranger) = (key(31), key(32), key(34));
-    let agent = TestAgent::protocol(
-        &[("data", &f.src)],
-        host.clone(),
-        vec![client.public_key().clone()],
-    )
-    .await;
-    let out = worker(&f, &agent.addr.to_string(), &host, &stranger, &[]).await;
+    let out = pull_from_agent(&f, (&host, &client), (&host, &stranger), &[]).await;
     assert!(!out.status.success());
     let log = termination_log(&f.log);
     assert_eq!(log["kind"], "auth_rejected", "{log}");

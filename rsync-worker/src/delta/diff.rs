@@ -253,6 +253,7 @@ mod tests {
     use super::*;
     use crate::delta::apply::{DeltaApplier, apply_all};
     use crate::delta::signature::{block_size, signature};
+    use crate::testing::noise;
 
     #[test]
     fn streaming_apply_matches_fast_rsync() {
@@ -280,15 +281,7 @@ mod tests {
 
     #[test]
     fn parallel_window_is_one_valid_delta() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let basis: Vec<u8> = (0..(6 << 20))
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let basis = noise(6 << 20, 0x9e37_79b9_7f4a_7c15);
         let mut new = basis.clone();
         new[100_000..100_050].fill(3);
         let split = new.len() / 5 * 3;
@@ -335,19 +328,6 @@ mod tests {
         diff_window_hashed(None, None, &new, 0, &mut h2, &mut lit).unwrap();
         assert_eq!(h2.finalize(), blake3::hash(&new));
         assert_eq!(apply_all(&[], &lit, new.len() as u64, 4096).unwrap(), new);
-    }
-
-    /// A basis of pseudo-random bytes.
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
     }
 
     /// Diffs `new` against `basis` (one window, shifted by `shift` in the basis) with the

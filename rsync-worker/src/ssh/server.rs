@@ -334,10 +334,7 @@ impl russh::server::Handler for ConnectionHandler {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         warn!(peer = %self.peer, "refused x11 channel");
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
-        Ok(())
+        prohibit(reply).await
     }
 
     async fn channel_open_direct_tcpip(
@@ -351,10 +348,7 @@ impl russh::server::Handler for ConnectionHandler {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         warn!(peer = %self.peer, host, port, "refused port forwarding (direct-tcpip)");
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
-        Ok(())
+        prohibit(reply).await
     }
 
     async fn channel_open_direct_streamlocal(
@@ -365,10 +359,7 @@ impl russh::server::Handler for ConnectionHandler {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         warn!(peer = %self.peer, "refused unix socket forwarding");
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
-        Ok(())
+        prohibit(reply).await
     }
 
     async fn channel_close(
@@ -475,4 +466,13 @@ impl russh::server::Handler for ConnectionHandler {
         warn!(peer = %self.peer, "refused remote unix socket forwarding");
         Ok(false)
     }
+}
+
+/// Refuses a channel kind the agent never opens (x11, forwarding) as administratively
+/// prohibited, so the client sees a policy refusal rather than a resource shortage.
+async fn prohibit(reply: ChannelOpenHandle) -> Result<(), russh::Error> {
+    reply
+        .reject(ChannelOpenFailure::AdministrativelyProhibited)
+        .await;
+    Ok(())
 }

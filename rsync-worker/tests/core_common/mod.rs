@@ -50,6 +50,17 @@ pub async fn pull_with_stats(
     (summary, stats)
 }
 
+/// Writes each `(relative path, content)` under `root`, creating parent directories.
+pub fn write_files(root: &Path, files: &[(&str, &[u8])]) {
+    for (rel, data) in files {
+        let path = root.join(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).unwrap();
+        }
+        fs::write(path, data).unwrap();
+    }
+}
+
 /// Writes a file of `len` bytes with data only at the given offsets (holes elsewhere).
 pub fn write_sparse(path: &Path, parts: &[(u64, &[u8])], len: u64) {
     let f = fs::File::create(path).unwrap();

@@ -1,17 +1,20 @@
 //! Helpers shared by the `ssh_*` integration tests: keys written in OpenSSH formats, an
-//! in-process agent on an ephemeral loopback port, and a trivial echo subsystem.
+//! in-process agent on an ephemeral loopback port, a trivial echo subsystem, a client
+//! connection to it, and the worker binary run to completion.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
 use dr_syncer_rsync::ssh::keys::ed25519_from_seed;
 use dr_syncer_rsync::ssh::{
-    AgentServer, AuthorizedKeys, ChannelPeer, ClientSettings, ProtocolService, ServeFuture,
-    ServerSettings, SubsystemService, SubsystemStream,
+    AgentConnection, AgentServer, AuthorizedKeys, ChannelPeer, ClientError, ClientSettings,
+    ProtocolService, ServeFuture, ServerSettings, SubsystemService, SubsystemStream, connect,
+    fingerprint,
 };
 use dr_syncer_rsync::{Limits, SUBSYSTEM_NAME, StaticVolumes};
 use russh::keys::ssh_key::LineEnding;
@@ -70,25 +73,30 @@ pub struct TestAgent {
 }
 
 impl TestAgent {
-    /// Starts an agent with the given service on 127.0.0.1:0.
+    /// Starts an agent with the given service on 127.0.0.1:0 that lets only `client` log in.
     pub async fn start(
         service: Arc<dyn SubsystemService>,
         host_key: PrivateKey,
-        authorized: Vec<PublicKey>,
+        client: &PrivateKey,
     ) -> Self {
-        Self::start_with(service, host_key, authorized, 16).await
+        Self::start_with(service, host_key, client, 16).await
     }
 
-    /// Same, with a channel limit per connection.
+    /// An echo agent (the SSH layer on its own) with host key `host` that lets `client` in.
+    pub async fn echo(host: &PrivateKey, client: &PrivateKey) -> Self {
+        Self::start(Arc::new(EchoService), host.clone(), client).await
+    }
+
+    /// Same as [`TestAgent::start`], with a channel limit per connection.
     pub async fn start_with(
         service: Arc<dyn SubsystemService>,
         host_key: PrivateKey,
-        authorized: Vec<PublicKey>,
+        client: &PrivateKey,
         max_channels: usize,
     ) -> Self {
         let settings = ServerSettings {
             host_key: host_key.clone(),
-            authorized_keys: AuthorizedKeys::from_keys(authorized),
+            authorized_keys: AuthorizedKeys::from_keys(vec![client.public_key().clone()]),
             subsystem: SUBSYSTEM_NAME.to_string(),
             max_connections: 8,
             max_channels_per_connection: max_channels,
@@ -118,14 +126,27 @@ impl TestAgent {
     pub async fn protocol(
         volumes: &[(&str, &Path)],
         host_key: PrivateKey,
-        authorized: Vec<PublicKey>,
+        client: &PrivateKey,
     ) -> Self {
         let mut v = StaticVolumes::default();
         for (name, dir) in volumes {
             v.0.insert((*name).to_string(), dir.to_path_buf());
         }
         let service = ProtocolService::new(Arc::new(v), Limits::default());
-        Self::start(Arc::new(service), host_key, authorized).await
+        Self::start(Arc::new(service), host_key, client).await
+    }
+
+    /// Connects to this agent pinning `pin`'s public key and logging in with `client`.
+    pub async fn connect(
+        &self,
+        pin: &PrivateKey,
+        client: &PrivateKey,
+    ) -> Result<AgentConnection, ClientError> {
+        connect(
+            &self.addr.to_string(),
+            &client_settings(pin.public_key(), client),
+        )
+        .await
     }
 
     /// Stops accepting and waits for the server loop to end.
@@ -156,4 +177,38 @@ pub fn client_settings(host: &PublicKey, client: &PrivateKey) -> ClientSettings 
         subsystem: SUBSYSTEM_NAME.to_string(),
         connect_timeout: Duration::from_secs(20),
     }
+}
+
+/// Checks that `msg` says the host key did not match the pin and names both keys, so an
+/// operator can tell which key the agent has and which one was expected.
+pub fn assert_names_both_host_keys(msg: &str, host: &PrivateKey, pinned: &PrivateKey) {
+    assert!(
+        msg.contains("host key does not match the pinned key"),
+        "{msg}"
+    );
+    assert!(msg.contains(&fingerprint(host.public_key())), "{msg}");
+    assert!(msg.contains(&fingerprint(pinned.public_key())), "{msg}");
+}
+
+/// A command for the worker binary built with these tests, logging warnings only.
+pub fn worker_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dr-syncer-rsync-worker"));
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+/// Runs `cmd` to completion off the async runtime and returns what it printed.
+pub async fn output(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Checks that `out` exited 0, showing its stderr if not.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
