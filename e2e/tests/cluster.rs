@@ -8,7 +8,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use common::{BED, CLUSTER, DEADLINE, NODES, client, namespace, poll_until, wait_for, yaml};
+use common::{
+    BED, CLUSTER, DEADLINE, NODES, client, namespace, output_ok, poll_until, wait_for, yaml,
+};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::batch::v1::Job;
@@ -41,17 +43,8 @@ async fn kubectl_get_nodes_lists_ready_nodes_with_the_built_server_version() {
         .to_string();
     assert!(built.starts_with("v1.35."), "built version {built}");
 
-    let out = bed
-        .kubectl(CLUSTER)
-        .args(["get", "nodes"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let out = output_ok(bed.kubectl(CLUSTER).args(["get", "nodes"]));
+    let text = String::from_utf8(out).unwrap();
     let rows: Vec<Vec<&str>> = text
         .lines()
         .skip(1)
@@ -63,17 +56,8 @@ async fn kubectl_get_nodes_lists_ready_nodes_with_the_built_server_version() {
         assert_eq!(row[4], built, "node version column: {text}");
     }
 
-    let out = bed
-        .kubectl(CLUSTER)
-        .args(["version", "-o", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let version: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = output_ok(bed.kubectl(CLUSTER).args(["version", "-o", "json"]));
+    let version: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(version["serverVersion"]["gitVersion"], built.as_str());
 }
 
@@ -135,15 +119,7 @@ spec:
     let pv_name = pvc.spec.unwrap().volume_name.unwrap();
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
     let pv = pvs.get(&pv_name).await.unwrap();
-    let host_path = pv
-        .spec
-        .as_ref()
-        .unwrap()
-        .host_path
-        .as_ref()
-        .unwrap()
-        .path
-        .clone();
+    let host_path = pv.spec.unwrap().host_path.unwrap().path;
     let node = running[0].spec.as_ref().unwrap().node_name.clone().unwrap();
     assert_eq!(
         running[1].spec.as_ref().unwrap().node_name.as_deref(),
