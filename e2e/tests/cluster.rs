@@ -20,7 +20,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
 };
-use kube::core::GroupVersionKind;
+use kube::core::{GroupVersionKind, ObjectList};
 use kube::runtime::conditions;
 use serde_json::Value;
 
@@ -104,11 +104,7 @@ spec:
         d.and_then(|d| d.status.as_ref()?.ready_replicas) == Some(2)
     })
     .await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let pods = pods
-        .list(&ListParams::default().labels("app=web"))
-        .await
-        .unwrap();
+    let pods = pods_labelled(&client, &ns, "app=web").await;
     let running: Vec<&Pod> = pods
         .items
         .iter()
@@ -128,6 +124,13 @@ spec:
     );
     let dir = node_root(&node).join(host_path.trim_start_matches('/'));
     assert!(dir.is_dir(), "PV directory {} missing", dir.display());
+}
+
+/// The pods of a namespace with a label selector (what a workload test inspects).
+async fn pods_labelled(client: &kube::Client, ns: &str, selector: &str) -> ObjectList<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let params = ListParams::default().labels(selector);
+    pods.list(&params).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,11 +158,7 @@ spec:
     })
     .await;
 
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let list = pods
-        .list(&ListParams::default().labels("app=everywhere"))
-        .await
-        .unwrap();
+    let list = pods_labelled(&client, &ns, "app=everywhere").await;
     let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
     for pod in &list.items {
         assert_eq!(
@@ -193,11 +192,7 @@ spec:
     jobs.create(&PostParams::default(), &job).await.unwrap();
     wait_for(&jobs, "probe", conditions::is_job_completed()).await;
 
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let list = pods
-        .list(&ListParams::default().labels("job-name=probe"))
-        .await
-        .unwrap();
+    let list = pods_labelled(&client, &ns, "job-name=probe").await;
     assert_eq!(list.items.len(), 1, "{list:#?}");
     let pod = &list.items[0];
     assert_eq!(
