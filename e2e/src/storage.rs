@@ -26,6 +26,8 @@ use kube::runtime::watcher;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::fsio::PathIoError;
+
 /// The provisioner name our StorageClasses name and our provisioner serves.
 pub const PROVISIONER: &str = "dr-syncer.io/testbed-hostpath";
 
@@ -51,16 +53,8 @@ pub enum StorageError {
     #[error("API request failed: {0}")]
     Api(#[from] kube::Error),
     /// A local filesystem operation failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The path involved.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
     /// A built-in object failed to (de)serialize, which would be a bug here.
     #[error("building {0}: {1}")]
     Build(&'static str, serde_json::Error),
@@ -204,15 +198,10 @@ async fn provision(
 /// A world-writable directory, as local-path-provisioner makes them (pods run as any uid).
 fn create_volume_dir(dir: &Path) -> Result<(), StorageError> {
     use std::os::unix::fs::PermissionsExt;
-    let io = |what| {
-        move |source| StorageError::Io {
-            what,
-            path: dir.to_path_buf(),
-            source,
-        }
-    };
+    let io = |what| PathIoError::at(what, dir.to_path_buf());
     std::fs::create_dir_all(dir).map_err(io("create"))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).map_err(io("chmod"))
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).map_err(io("chmod"))?;
+    Ok(())
 }
 
 /// The PV for a claim on a node: `pvc-<claim uid>`, hostPath under [`STORAGE_DIR`] as seen
@@ -303,11 +292,7 @@ async fn reclaim(
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
-                return Err(StorageError::Io {
-                    what: "remove",
-                    path: dir,
-                    source,
-                });
+                return Err(PathIoError::at("remove", dir)(source).into());
             }
         }
     }

@@ -54,50 +54,51 @@ impl Pod {
     }
 
     fn sandbox(&self, files: &ContainerFiles) -> Prepared {
-        let spec = SandboxSpec {
-            root: self.path("root"),
-            tmp_dir: self.path("tmp"),
-            scratch: files.scratch(),
-            hostname: "pod-one".into(),
-            mounts: vec![
-                BindMount {
-                    source: self.path("data"),
-                    target: "/data".into(),
-                    read_only: false,
-                },
-                BindMount {
-                    source: self.path("config"),
-                    target: "/etc/app".into(),
-                    read_only: true,
-                },
-                BindMount {
-                    source: files.termination_log(),
-                    target: "/dev/termination-log".into(),
-                    read_only: false,
-                },
-            ],
-            working_dir: "/data".into(),
-            image_root: None,
-            user: None,
-        };
-        Prepared::new(&spec).unwrap()
-    }
-}
-
-impl Pod {
-    /// Only the data volume: nothing mounted under /etc (impossible without the overlay).
-    fn sandbox_without_etc_mounts(&self, files: &ContainerFiles) -> Prepared {
-        let spec = SandboxSpec {
-            root: self.path("root"),
-            tmp_dir: self.path("tmp"),
-            scratch: files.scratch(),
-            hostname: "pod-two".into(),
-            mounts: vec![BindMount {
+        let mounts = vec![
+            BindMount {
                 source: self.path("data"),
                 target: "/data".into(),
                 read_only: false,
-            }],
-            working_dir: "/".into(),
+            },
+            BindMount {
+                source: self.path("config"),
+                target: "/etc/app".into(),
+                read_only: true,
+            },
+            BindMount {
+                source: files.termination_log(),
+                target: "/dev/termination-log".into(),
+                read_only: false,
+            },
+        ];
+        self.sandbox_of(files, "pod-one", mounts, "/data")
+    }
+
+    /// Only the data volume: nothing mounted under /etc (impossible without the overlay).
+    fn sandbox_without_etc_mounts(&self, files: &ContainerFiles) -> Prepared {
+        let data = BindMount {
+            source: self.path("data"),
+            target: "/data".into(),
+            read_only: false,
+        };
+        self.sandbox_of(files, "pod-two", vec![data], "/")
+    }
+
+    /// A sandbox on this pod's root and tmp dirs, without an image root, as root.
+    fn sandbox_of(
+        &self,
+        files: &ContainerFiles,
+        hostname: &str,
+        mounts: Vec<BindMount>,
+        working_dir: &str,
+    ) -> Prepared {
+        let spec = SandboxSpec {
+            root: self.path("root"),
+            tmp_dir: self.path("tmp"),
+            scratch: files.scratch(),
+            hostname: hostname.into(),
+            mounts,
+            working_dir: working_dir.into(),
             image_root: None,
             user: None,
         };
