@@ -176,9 +176,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_running_our_binary_succeeds_with_its_termination_message() {
-    let client = client().await;
-    let ns = namespace(&client, "job").await;
-    grant_pod_list(&client, &ns).await;
+    let (client, ns) = probe_namespace("job").await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
     let job: Job = yaml(&format!(
         "metadata: {{name: probe}}
@@ -215,9 +213,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_cluster_client_lists_pods_through_rbac_and_gets_403_without_the_binding() {
-    let client = client().await;
-    let ns = namespace(&client, "rbac").await;
-    grant_pod_list(&client, &ns).await;
+    let (client, ns) = probe_namespace("rbac").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
 
     let allowed = run_probe_pod(&pods, "allowed").await;
@@ -375,6 +371,15 @@ fn node_root(node: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("unknown node {node}"))
         .root
         .clone()
+}
+
+/// A fresh namespace (`prefix-…`) whose default ServiceAccount may list pods, for the
+/// tests that run our probe in a pod; returns the admin client and the namespace.
+async fn probe_namespace(prefix: &str) -> (kube::Client, String) {
+    let client = client().await;
+    let ns = namespace(&client, prefix).await;
+    grant_pod_list(&client, &ns).await;
+    (client, ns)
 }
 
 /// Role `pod-reader` (list pods) bound to the namespace's default service account.
