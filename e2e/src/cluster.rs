@@ -278,14 +278,13 @@ fn apiserver_args(cp: &ControlPlane, dir: &Path) -> Vec<String> {
 
 fn kcm_args(cp: &ControlPlane, dir: &Path, kubeconfig: &Path) -> Vec<String> {
     let p = &cp.pki;
-    let kc = s(kubeconfig);
-    vec![
-        format!("--kubeconfig={kc}"),
-        format!("--authentication-kubeconfig={kc}"),
-        format!("--authorization-kubeconfig={kc}"),
-        "--bind-address=127.0.0.1".into(),
-        format!("--secure-port={}", cp.ports.controller_manager),
-        format!("--cert-dir={}", s(&dir.join("controller-manager-certs"))),
+    let mut args = serving_args(
+        kubeconfig,
+        cp.ports.controller_manager,
+        dir,
+        "controller-manager",
+    );
+    args.extend([
         format!("--cluster-name={}", cp.name),
         "--controllers=*".into(),
         "--leader-elect=false".into(),
@@ -303,19 +302,27 @@ fn kcm_args(cp: &ControlPlane, dir: &Path, kubeconfig: &Path) -> Vec<String> {
         // but evictions after a missed heartbeat would fight the simulated nodes.
         "--node-monitor-grace-period=60s".into(),
         "--profiling=false".into(),
-    ]
+    ]);
+    args
 }
 
 fn scheduler_args(cp: &ControlPlane, dir: &Path, kubeconfig: &Path) -> Vec<String> {
+    let mut args = serving_args(kubeconfig, cp.ports.scheduler, dir, "scheduler");
+    args.extend(["--leader-elect=false".into(), "--profiling=false".into()]);
+    args
+}
+
+/// The flags the controller manager and the scheduler share: one kubeconfig for the API,
+/// authentication and authorization, and a loopback HTTPS port with certs in
+/// `<dir>/<component>-certs`.
+fn serving_args(kubeconfig: &Path, port: u16, dir: &Path, component: &str) -> Vec<String> {
     let kc = s(kubeconfig);
     vec![
         format!("--kubeconfig={kc}"),
         format!("--authentication-kubeconfig={kc}"),
         format!("--authorization-kubeconfig={kc}"),
         "--bind-address=127.0.0.1".into(),
-        format!("--secure-port={}", cp.ports.scheduler),
-        format!("--cert-dir={}", s(&dir.join("scheduler-certs"))),
-        "--leader-elect=false".into(),
-        "--profiling=false".into(),
+        format!("--secure-port={port}"),
+        format!("--cert-dir={}", s(&dir.join(format!("{component}-certs")))),
     ]
 }

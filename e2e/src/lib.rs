@@ -22,6 +22,7 @@ pub mod supervisor;
 pub mod testbed;
 
 // Simulated nodes, the OCI images they can run, and storage.
+pub mod fsio;
 pub mod node;
 pub mod oci;
 pub mod storage;

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Node, NodeCondition, ServiceAccount};
 use kube::Api;
 use kube::api::ListParams;
 use tokio::time::Instant;
@@ -135,10 +135,16 @@ pub async fn nodes(
 
 /// True if the node reports Ready=True.
 pub fn is_ready(node: &Node) -> bool {
+    node_condition(node, "Ready").is_some_and(|c| c.status == "True")
+}
+
+/// The node's condition of one type (Ready, MemoryPressure, ...), if it reports one: what
+/// readiness waits on and what the node tests check.
+pub fn node_condition<'a>(node: &'a Node, type_: &str) -> Option<&'a NodeCondition> {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        .and_then(|cs| cs.iter().find(|c| c.type_ == type_))
 }
 
 /// Waits until every namespace has its `default` ServiceAccount (created by the KCM's

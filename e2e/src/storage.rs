@@ -17,13 +17,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
+use serde::de::DeserializeOwned;
 use serde_json::json;
+
+use crate::fsio::PathIoError;
 
 /// The provisioner name our StorageClasses name and our provisioner serves.
 pub const PROVISIONER: &str = "dr-syncer.io/testbed-hostpath";
@@ -50,16 +53,8 @@ pub enum StorageError {
     #[error("API request failed: {0}")]
     Api(#[from] kube::Error),
     /// A local filesystem operation failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The path involved.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
     /// A built-in object failed to (de)serialize, which would be a bug here.
     #[error("building {0}: {1}")]
     Build(&'static str, serde_json::Error),
@@ -118,22 +113,33 @@ async fn ensure_classes(client: &kube::Client) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// The objects of one kind as they are added or changed, for both provisioner loops; a
+/// watch error is logged (`<what> watch error`) and skipped, as the watcher backs off and
+/// resumes on its own.
+fn applied<K>(api: Api<K>, what: &'static str) -> impl Stream<Item = K> + Send
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .filter_map(move |event| async move {
+            match event {
+                Ok(object) => Some(object),
+                Err(e) => {
+                    tracing::warn!(error = %e, "{what} watch error");
+                    None
+                }
+            }
+        })
+}
+
 /// Watches claims and provisions the ones waiting for us.
 async fn provision_loop(client: kube::Client, nodes: BTreeMap<String, PathBuf>) {
     let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
     let pvs: Api<PersistentVolume> = Api::all(client);
-    let stream = watcher::watcher(claims, watcher::Config::default())
-        .default_backoff()
-        .applied_objects();
-    let mut stream = std::pin::pin!(stream);
-    while let Some(event) = stream.next().await {
-        let claim = match event {
-            Ok(claim) => claim,
-            Err(e) => {
-                tracing::warn!(error = %e, "claim watch error");
-                continue;
-            }
-        };
+    let mut stream = std::pin::pin!(applied(claims, "claim"));
+    while let Some(claim) = stream.next().await {
         let Some(node) = wants_volume(&claim) else {
             continue;
         };
@@ -192,15 +198,10 @@ async fn provision(
 /// A world-writable directory, as local-path-provisioner makes them (pods run as any uid).
 fn create_volume_dir(dir: &Path) -> Result<(), StorageError> {
     use std::os::unix::fs::PermissionsExt;
-    let io = |what| {
-        move |source| StorageError::Io {
-            what,
-            path: dir.to_path_buf(),
-            source,
-        }
-    };
+    let io = |what| PathIoError::at(what, dir.to_path_buf());
     std::fs::create_dir_all(dir).map_err(io("create"))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).map_err(io("chmod"))
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).map_err(io("chmod"))?;
+    Ok(())
 }
 
 /// The PV for a claim on a node: `pvc-<claim uid>`, hostPath under [`STORAGE_DIR`] as seen
@@ -252,18 +253,8 @@ pub fn pv_for(claim: &PersistentVolumeClaim, node: &str) -> Result<PersistentVol
 /// Watches our PVs and deletes the released ones with reclaim policy Delete.
 async fn reclaim_loop(client: kube::Client, nodes: BTreeMap<String, PathBuf>) {
     let pvs: Api<PersistentVolume> = Api::all(client);
-    let stream = watcher::watcher(pvs.clone(), watcher::Config::default())
-        .default_backoff()
-        .applied_objects();
-    let mut stream = std::pin::pin!(stream);
-    while let Some(event) = stream.next().await {
-        let pv = match event {
-            Ok(pv) => pv,
-            Err(e) => {
-                tracing::warn!(error = %e, "volume watch error");
-                continue;
-            }
-        };
+    let mut stream = std::pin::pin!(applied(pvs.clone(), "volume"));
+    while let Some(pv) = stream.next().await {
         if !released_for_deletion(&pv) {
             continue;
         }
@@ -301,11 +292,7 @@ async fn reclaim(
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
-                return Err(StorageError::Io {
-                    what: "remove",
-                    path: dir,
-                    source,
-                });
+                return Err(PathIoError::at("remove", dir)(source).into());
             }
         }
     }

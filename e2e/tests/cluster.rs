@@ -8,7 +8,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use common::{BED, CLUSTER, DEADLINE, NODES, client, namespace, poll_until, wait_for, yaml};
+use common::{
+    BED, CLUSTER, DEADLINE, NODES, client, namespace, output_ok, poll_until, wait_for, yaml,
+};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::batch::v1::Job;
@@ -18,7 +20,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
 };
-use kube::core::GroupVersionKind;
+use kube::core::{GroupVersionKind, ObjectList};
 use kube::runtime::conditions;
 use serde_json::Value;
 
@@ -41,17 +43,8 @@ async fn kubectl_get_nodes_lists_ready_nodes_with_the_built_server_version() {
         .to_string();
     assert!(built.starts_with("v1.35."), "built version {built}");
 
-    let out = bed
-        .kubectl(CLUSTER)
-        .args(["get", "nodes"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let out = output_ok(bed.kubectl(CLUSTER).args(["get", "nodes"]));
+    let text = String::from_utf8(out).unwrap();
     let rows: Vec<Vec<&str>> = text
         .lines()
         .skip(1)
@@ -63,17 +56,8 @@ async fn kubectl_get_nodes_lists_ready_nodes_with_the_built_server_version() {
         assert_eq!(row[4], built, "node version column: {text}");
     }
 
-    let out = bed
-        .kubectl(CLUSTER)
-        .args(["version", "-o", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let version: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = output_ok(bed.kubectl(CLUSTER).args(["version", "-o", "json"]));
+    let version: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(version["serverVersion"]["gitVersion"], built.as_str());
 }
 
@@ -120,11 +104,7 @@ spec:
         d.and_then(|d| d.status.as_ref()?.ready_replicas) == Some(2)
     })
     .await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let pods = pods
-        .list(&ListParams::default().labels("app=web"))
-        .await
-        .unwrap();
+    let pods = pods_labelled(&client, &ns, "app=web").await;
     let running: Vec<&Pod> = pods
         .items
         .iter()
@@ -135,15 +115,7 @@ spec:
     let pv_name = pvc.spec.unwrap().volume_name.unwrap();
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
     let pv = pvs.get(&pv_name).await.unwrap();
-    let host_path = pv
-        .spec
-        .as_ref()
-        .unwrap()
-        .host_path
-        .as_ref()
-        .unwrap()
-        .path
-        .clone();
+    let host_path = pv.spec.unwrap().host_path.unwrap().path;
     let node = running[0].spec.as_ref().unwrap().node_name.clone().unwrap();
     assert_eq!(
         running[1].spec.as_ref().unwrap().node_name.as_deref(),
@@ -152,6 +124,13 @@ spec:
     );
     let dir = node_root(&node).join(host_path.trim_start_matches('/'));
     assert!(dir.is_dir(), "PV directory {} missing", dir.display());
+}
+
+/// The pods of a namespace with a label selector (what a workload test inspects).
+async fn pods_labelled(client: &kube::Client, ns: &str, selector: &str) -> ObjectList<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let params = ListParams::default().labels(selector);
+    pods.list(&params).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,11 +158,7 @@ spec:
     })
     .await;
 
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let list = pods
-        .list(&ListParams::default().labels("app=everywhere"))
-        .await
-        .unwrap();
+    let list = pods_labelled(&client, &ns, "app=everywhere").await;
     let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
     for pod in &list.items {
         assert_eq!(
@@ -201,9 +176,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_running_our_binary_succeeds_with_its_termination_message() {
-    let client = client().await;
-    let ns = namespace(&client, "job").await;
-    grant_pod_list(&client, &ns).await;
+    let (client, ns) = probe_namespace("job").await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
     let job: Job = yaml(&format!(
         "metadata: {{name: probe}}
@@ -217,11 +190,7 @@ spec:
     jobs.create(&PostParams::default(), &job).await.unwrap();
     wait_for(&jobs, "probe", conditions::is_job_completed()).await;
 
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let list = pods
-        .list(&ListParams::default().labels("job-name=probe"))
-        .await
-        .unwrap();
+    let list = pods_labelled(&client, &ns, "job-name=probe").await;
     assert_eq!(list.items.len(), 1, "{list:#?}");
     let pod = &list.items[0];
     assert_eq!(
@@ -244,9 +213,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_cluster_client_lists_pods_through_rbac_and_gets_403_without_the_binding() {
-    let client = client().await;
-    let ns = namespace(&client, "rbac").await;
-    grant_pod_list(&client, &ns).await;
+    let (client, ns) = probe_namespace("rbac").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
 
     let allowed = run_probe_pod(&pods, "allowed").await;
@@ -404,6 +371,15 @@ fn node_root(node: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("unknown node {node}"))
         .root
         .clone()
+}
+
+/// A fresh namespace (`prefix-…`) whose default ServiceAccount may list pods, for the
+/// tests that run our probe in a pod; returns the admin client and the namespace.
+async fn probe_namespace(prefix: &str) -> (kube::Client, String) {
+    let client = client().await;
+    let ns = namespace(&client, prefix).await;
+    grant_pod_list(&client, &ns).await;
+    (client, ns)
 }
 
 /// Role `pod-reader` (list pods) bound to the namespace's default service account.

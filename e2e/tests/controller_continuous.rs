@@ -10,9 +10,60 @@ use controller_support::*;
 use std::time::{Duration, Instant};
 
 use dr_syncer_crds::NamespaceMapping;
+use dr_syncer_e2e::wait::Watched;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::wait::Condition;
+
+/// One object's create, update and delete at the source, each timed until the target shows
+/// it: the same three steps for every kind the continuous test watches.
+#[derive(Clone, Copy)]
+struct Round<'a> {
+    /// The three clusters.
+    clients: &'a Clusters,
+    /// The source namespace (replicated under the same name).
+    ns: &'a str,
+    /// The object.
+    name: &'a str,
+    /// The bound on each step.
+    limit: Duration,
+}
+
+impl Round<'_> {
+    /// Applies `manifest(1)` and waits for the copy, applies `manifest(2)` and waits until
+    /// `updated` holds for the copy, deletes it and waits until the copy is gone; pushes the
+    /// latencies as "<Kind> create|update|delete" and returns the created copy.
+    async fn run<K>(
+        self,
+        manifest: impl Fn(u32) -> String,
+        updated: impl Condition<K>,
+        latencies: &mut Vec<(String, Duration)>,
+    ) -> K
+    where
+        K: Applied + Watched + serde::Serialize,
+    {
+        let kind = K::kind(&());
+        let target: Api<K> = Api::namespaced(self.clients.target.clone(), self.ns);
+        let t = Instant::now();
+        apply_yaml::<K>(&self.clients.source, self.ns, &manifest(1)).await;
+        let exists = |o: Option<&K>| o.is_some();
+        let created = wait_for_within(&target, self.name, exists, self.limit).await;
+        latencies.push((format!("{kind} create"), t.elapsed()));
+        let t = Instant::now();
+        apply_yaml::<K>(&self.clients.source, self.ns, &manifest(2)).await;
+        wait_for_within(&target, self.name, updated, self.limit).await;
+        latencies.push((format!("{kind} update"), t.elapsed()));
+        let t = Instant::now();
+        Api::<K>::namespaced(self.clients.source.clone(), self.ns)
+            .delete(self.name, &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_gone(&target, self.name, self.limit).await;
+        latencies.push((format!("{kind} delete"), t.elapsed()));
+        created
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continuous_mode_propagates_create_update_delete_within_a_second() {
@@ -40,122 +91,64 @@ async fn continuous_mode_propagates_create_update_delete_within_a_second() {
     let mut latencies = Vec::new();
 
     // ConfigMap
-    let source_cms: Api<ConfigMap> = Api::namespaced(c.source.clone(), &src);
-    let t = Instant::now();
-    apply_configmap(&c.source, &src, "live-cm", &[("v", "1")]).await;
-    wait_for_within(
-        &target_cms,
-        "live-cm",
-        |o: Option<&ConfigMap>| o.is_some(),
-        limit,
-    )
-    .await;
-    latencies.push(("ConfigMap create", t.elapsed()));
-    let t = Instant::now();
-    apply_configmap(&c.source, &src, "live-cm", &[("v", "2")]).await;
-    wait_for_within(
-        &target_cms,
-        "live-cm",
-        |o: Option<&ConfigMap>| {
-            o.and_then(|cm| cm.data.as_ref())
-                .and_then(|d| d.get("v"))
-                .map(String::as_str)
-                == Some("2")
-        },
-        limit,
-    )
-    .await;
-    latencies.push(("ConfigMap update", t.elapsed()));
-    let t = Instant::now();
-    source_cms
-        .delete("live-cm", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_gone(&target_cms, "live-cm", limit).await;
-    latencies.push(("ConfigMap delete", t.elapsed()));
-
-    // Deployment
-    let deployment = |image: &str| {
+    let configmap = |v: u32| {
         format!(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: live-dep\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: live\n  template:\n    metadata:\n      labels:\n        app: live\n    spec:\n      containers:\n      - name: main\n        image: {image}\n"
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: live-cm\ndata:\n  v: \"{v}\"\n"
         )
     };
-    let target_deps: Api<Deployment> = Api::namespaced(c.target.clone(), &src);
-    let t = Instant::now();
-    apply_yaml::<Deployment>(&c.source, &src, &deployment("registry.example/a:1")).await;
-    let dep = wait_for_within(
-        &target_deps,
-        "live-dep",
-        |o: Option<&Deployment>| o.is_some(),
+    let cm_updated = |o: Option<&ConfigMap>| {
+        o.and_then(|cm| cm.data.as_ref())
+            .and_then(|d| d.get("v"))
+            .map(String::as_str)
+            == Some("2")
+    };
+    let round = Round {
+        clients: &c,
+        ns: &src,
+        name: "live-cm",
         limit,
-    )
-    .await;
-    latencies.push(("Deployment create", t.elapsed()));
+    };
+    round.run(configmap, cm_updated, &mut latencies).await;
+
+    // Deployment
+    let deployment = |v: u32| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: live-dep\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: live\n  template:\n    metadata:\n      labels:\n        app: live\n    spec:\n      containers:\n      - name: main\n        image: registry.example/a:{v}\n"
+        )
+    };
+    let dep_updated = |o: Option<&Deployment>| {
+        o.and_then(|d| d.spec.as_ref())
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.as_deref())
+            == Some("registry.example/a:2")
+    };
+    let round = Round {
+        name: "live-dep",
+        ..round
+    };
+    let dep = round.run(deployment, dep_updated, &mut latencies).await;
     assert_eq!(dep.spec.unwrap().replicas, Some(0));
-    let t = Instant::now();
-    apply_yaml::<Deployment>(&c.source, &src, &deployment("registry.example/a:2")).await;
-    wait_for_within(
-        &target_deps,
-        "live-dep",
-        |o: Option<&Deployment>| {
-            o.and_then(|d| d.spec.as_ref())
-                .and_then(|s| s.template.spec.as_ref())
-                .and_then(|s| s.containers.first())
-                .and_then(|c| c.image.as_deref())
-                == Some("registry.example/a:2")
-        },
-        limit,
-    )
-    .await;
-    latencies.push(("Deployment update", t.elapsed()));
-    let t = Instant::now();
-    Api::<Deployment>::namespaced(c.source.clone(), &src)
-        .delete("live-dep", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_gone(&target_deps, "live-dep", limit).await;
-    latencies.push(("Deployment delete", t.elapsed()));
 
     // Service
-    let service = |port: u16| {
+    let service = |v: u32| {
+        let port = 79 + v;
         format!(
             "apiVersion: v1\nkind: Service\nmetadata:\n  name: live-svc\nspec:\n  selector:\n    app: live\n  ports:\n  - port: {port}\n"
         )
     };
-    let target_svcs: Api<Service> = Api::namespaced(c.target.clone(), &src);
-    let t = Instant::now();
-    apply_yaml::<Service>(&c.source, &src, &service(80)).await;
-    wait_for_within(
-        &target_svcs,
-        "live-svc",
-        |o: Option<&Service>| o.is_some(),
-        limit,
-    )
-    .await;
-    latencies.push(("Service create", t.elapsed()));
-    let t = Instant::now();
-    apply_yaml::<Service>(&c.source, &src, &service(81)).await;
-    wait_for_within(
-        &target_svcs,
-        "live-svc",
-        |o: Option<&Service>| {
-            o.and_then(|s| s.spec.as_ref())
-                .and_then(|s| s.ports.as_ref())
-                .and_then(|p| p.first())
-                .map(|p| p.port)
-                == Some(81)
-        },
-        limit,
-    )
-    .await;
-    latencies.push(("Service update", t.elapsed()));
-    let t = Instant::now();
-    Api::<Service>::namespaced(c.source.clone(), &src)
-        .delete("live-svc", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_gone(&target_svcs, "live-svc", limit).await;
-    latencies.push(("Service delete", t.elapsed()));
+    let svc_updated = |o: Option<&Service>| {
+        o.and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.ports.as_ref())
+            .and_then(|p| p.first())
+            .map(|p| p.port)
+            == Some(81)
+    };
+    let round = Round {
+        name: "live-svc",
+        ..round
+    };
+    round.run(service, svc_updated, &mut latencies).await;
 
     for (what, latency) in &latencies {
         eprintln!("continuous propagation: {what}: {} ms", latency.as_millis());

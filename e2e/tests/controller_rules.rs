@@ -10,8 +10,26 @@ mod controller_support;
 use controller_support::*;
 use dr_syncer_crds::RemoteCluster;
 use dr_syncer_crds::namespace_mapping::ImmutableResourceHandling;
+use dr_syncer_e2e::wait::Watched;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+
+/// Waits ([`DEADLINE`]) for condition `(type, status, reason)` on object `name` and checks
+/// that its message names `says` (the problem), failing with the message; returns the object.
+async fn wait_condition_naming<K>(
+    api: &Api<K>,
+    name: &str,
+    cond: (&'static str, &'static str, &'static str),
+    says: &str,
+) -> K
+where
+    K: Watched + serde::Serialize,
+{
+    let object = wait_condition(api, name, cond).await;
+    let message = condition_message(&object, cond.0);
+    assert!(message.contains(says), "{message}");
+    object
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
@@ -25,17 +43,8 @@ async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
         .source_ns(&src)
         .apply(&c.controller, &ns)
         .await;
-    let nm = wait_condition(
-        &mappings,
-        "unknown-cluster",
-        ("Ready", "False", "RemoteClusterNotFound"),
-    )
-    .await;
-    assert!(
-        condition_message(&nm, "Ready").contains("nope"),
-        "{}",
-        condition_message(&nm, "Ready")
-    );
+    let cond = ("Ready", "False", "RemoteClusterNotFound");
+    wait_condition_naming(&mappings, "unknown-cluster", cond, "nope").await;
 
     // Missing kubeconfig Secret.
     apply(
@@ -44,13 +53,8 @@ async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
         &RemoteClusterFixture::new("no-secret", "missing", &ns).build(),
     )
     .await;
-    let rc = wait_condition(
-        &rcs,
-        "no-secret",
-        ("KubeconfigAvailable", "False", "SecretNotFound"),
-    )
-    .await;
-    assert!(condition_message(&rc, "KubeconfigAvailable").contains(&format!("{ns}/missing")));
+    let cond = ("KubeconfigAvailable", "False", "SecretNotFound");
+    let rc = wait_condition_naming(&rcs, "no-secret", cond, &format!("{ns}/missing")).await;
     assert_eq!(
         rc.status.unwrap().health,
         Some(dr_syncer_crds::remote_cluster::ClusterHealth::Unhealthy)
@@ -97,25 +101,16 @@ async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
         .source_ns(&src)
         .apply(&c.controller, &ns)
         .await;
-    let nm = wait_condition(
-        &mappings,
-        "bad-cron",
-        ("Stalled", "True", "InvalidSchedule"),
-    )
-    .await;
-    assert!(
-        condition_message(&nm, "Stalled").contains("minute"),
-        "{}",
-        condition_message(&nm, "Stalled")
-    );
+    let cond = ("Stalled", "True", "InvalidSchedule");
+    wait_condition_naming(&mappings, "bad-cron", cond, "minute").await;
 
     // Unknown resource type.
     MappingFixture::triggered("bad-type", &src)
         .resource_types(&["configmaps", "frobnicators"])
         .apply(&c.controller, &ns)
         .await;
-    let nm = wait_condition(&mappings, "bad-type", ("Stalled", "True", "InvalidSpec")).await;
-    assert!(condition_message(&nm, "Stalled").contains("frobnicators"));
+    let cond = ("Stalled", "True", "InvalidSpec");
+    wait_condition_naming(&mappings, "bad-type", cond, "frobnicators").await;
 
     // Still alive and healthy: no crash loop.
     assert!(
@@ -124,6 +119,17 @@ async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
     );
     assert!(matches!(controller.get("/healthz").await, Some((200, _))));
     controller.kill().await;
+}
+
+/// Checks that each named ConfigMap is still at the target, failing with
+/// "<name> was deleted<how>".
+async fn assert_kept(target: &Api<ConfigMap>, names: &[&str], how: &str) {
+    for name in names {
+        assert!(
+            target.get_opt(name).await.unwrap().is_some(),
+            "{name} was deleted{how}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,12 +163,7 @@ async fn pruning_deletes_only_managed_objects_and_refuses_an_empty_source() {
         target.get_opt("a").await.unwrap().is_none(),
         "a was not pruned"
     );
-    for name in ["b", "c", "d", "local", "kube-root-ca.crt"] {
-        assert!(
-            target.get_opt(name).await.unwrap().is_some(),
-            "{name} was deleted"
-        );
-    }
+    assert_kept(&target, &["b", "c", "d", "local", "kube-root-ca.crt"], "").await;
 
     // Everything gone at the source: refused, nothing deleted, condition says why.
     for name in ["b", "c", "d"] {
@@ -170,14 +171,9 @@ async fn pruning_deletes_only_managed_objects_and_refuses_an_empty_source() {
     }
     trigger(&mappings, "prune", "3").await;
     wait_synced_value(&mappings, "prune", "3").await;
-    let nm = wait_condition(&mappings, "prune", ("PruneBlocked", "True", "PruneRefused")).await;
-    assert!(condition_message(&nm, "PruneBlocked").contains("nothing was deleted"));
-    for name in ["b", "c", "d", "local"] {
-        assert!(
-            target.get_opt(name).await.unwrap().is_some(),
-            "{name} was deleted"
-        );
-    }
+    let cond = ("PruneBlocked", "True", "PruneRefused");
+    wait_condition_naming(&mappings, "prune", cond, "nothing was deleted").await;
+    assert_kept(&target, &["b", "c", "d", "local"], "").await;
 
     // Deleting the mapping keeps the DR copy and removes the finalizer.
     let nm = mappings.get("prune").await.unwrap();
@@ -192,12 +188,7 @@ async fn pruning_deletes_only_managed_objects_and_refuses_an_empty_source() {
         .await
         .unwrap();
     wait_gone(&mappings, "prune", DEADLINE).await;
-    for name in ["b", "c", "d"] {
-        assert!(
-            target.get_opt(name).await.unwrap().is_some(),
-            "{name} was deleted with its mapping"
-        );
-    }
+    assert_kept(&target, &["b", "c", "d"], " with its mapping").await;
     controller.kill().await;
 }
 

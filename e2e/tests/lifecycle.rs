@@ -17,6 +17,23 @@ use nix::unistd::Pid;
 /// The issue's budget for `up` of 3 clusters x 2 nodes once the binaries are built.
 const UP_BUDGET: Duration = Duration::from_secs(60);
 
+/// Creates a pod in `default` of one cluster and waits (120 s) until it is Running, so that
+/// `down` has pod processes (and mounts) to clean up.
+async fn run_pod(bed: &TestBed, cluster: &str, manifest: &str) {
+    let client = bed.client(cluster).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let pod: Pod = serde_saphyr::from_str(manifest).unwrap();
+    let name = pod.metadata.name.clone().unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let running = await_condition(pods.clone(), &name, |p: Option<&Pod>| {
+        p.and_then(|p| p.status.as_ref()?.phase.as_deref()) == Some("Running")
+    });
+    tokio::time::timeout(Duration::from_secs(120), running)
+        .await
+        .unwrap_or_else(|_| panic!("{name} pod not Running in time"))
+        .unwrap();
+}
+
 #[test]
 fn up_three_clusters_of_two_nodes_within_budget_and_down_leaves_nothing() {
     let clusters = ["controller", "source", "target"];
@@ -40,9 +57,9 @@ fn up_three_clusters_of_two_nodes_within_budget_and_down_leaves_nothing() {
         }
         // A sandboxed pod (our image running a system command, with a volume) so that
         // `down` has pod processes and mounts to clean up, not just the control plane.
-        let client = bed.client("source").await.unwrap();
-        let pods: Api<Pod> = Api::namespaced(client, "default");
-        let pod: Pod = serde_saphyr::from_str(
+        run_pod(
+            &bed,
+            "source",
             "metadata: {name: sleeper}
 spec:
   containers:
@@ -52,15 +69,7 @@ spec:
     volumeMounts: [{name: scratch, mountPath: /scratch}]
   volumes: [{name: scratch, emptyDir: {}}]",
         )
-        .unwrap();
-        pods.create(&PostParams::default(), &pod).await.unwrap();
-        let running = await_condition(pods.clone(), "sleeper", |p: Option<&Pod>| {
-            p.and_then(|p| p.status.as_ref()?.phase.as_deref()) == Some("Running")
-        });
-        tokio::time::timeout(Duration::from_secs(120), running)
-            .await
-            .expect("sleeper pod not Running in time")
-            .unwrap();
+        .await;
     });
     drop(rt);
 
@@ -117,22 +126,14 @@ fn down_cleans_up_after_a_killed_supervisor() {
     let bed = TestBed::start(&opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = bed.client("solo").await.unwrap();
-        let pods: Api<Pod> = Api::namespaced(client, "default");
-        let pod: Pod = serde_saphyr::from_str(
+        run_pod(
+            &bed,
+            "solo",
             "metadata: {name: orphan}
 spec:
   containers: [{name: c, image: dr-syncer-e2e-probe:e2e, command: [sleep, '3600']}]",
         )
-        .unwrap();
-        pods.create(&PostParams::default(), &pod).await.unwrap();
-        let running = await_condition(pods.clone(), "orphan", |p: Option<&Pod>| {
-            p.and_then(|p| p.status.as_ref()?.phase.as_deref()) == Some("Running")
-        });
-        tokio::time::timeout(Duration::from_secs(120), running)
-            .await
-            .expect("pod not Running in time")
-            .unwrap();
+        .await;
     });
     drop(rt);
 

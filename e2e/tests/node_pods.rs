@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use dr_syncer_e2e::alloc::IpSlot;
 use dr_syncer_e2e::cluster::{Binaries, ControlPlane};
 use dr_syncer_e2e::node::{NodeConfig, OurImages, SimNode, pod_log_dir};
+use dr_syncer_e2e::readiness;
 use dr_syncer_e2e::storage;
 use dr_syncer_e2e::wait;
 use futures::FutureExt;
@@ -128,14 +129,9 @@ async fn scenarios(bed: &Bed) -> i32 {
 async fn node_is_registered_ready_with_a_lease(bed: &Bed) -> Lease {
     let nodes: Api<Node> = Api::all(bed.client.clone());
     let node = nodes.get(NODE).await.unwrap();
-    let status = node.status.unwrap();
-    let ready = status
-        .conditions
-        .unwrap()
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
+    let ready = readiness::node_condition(&node, "Ready").unwrap();
     assert_eq!(ready.status, "True");
+    let status = node.status.unwrap();
     let addresses = status.addresses.unwrap();
     assert!(
         addresses
@@ -1013,15 +1009,7 @@ async fn placeholder_holds_a_provisioned_claim_which_is_reclaimed(bed: &Bed) {
     let pv_name = claim.spec.unwrap().volume_name.unwrap();
     let pvs: Api<PersistentVolume> = Api::all(bed.client.clone());
     let pv = pvs.get(&pv_name).await.unwrap();
-    let host_path = pv
-        .spec
-        .as_ref()
-        .unwrap()
-        .host_path
-        .as_ref()
-        .unwrap()
-        .path
-        .clone();
+    let host_path = pv.spec.unwrap().host_path.unwrap().path;
     assert_eq!(host_path, format!("/var/lib/testbed-storage/{pv_name}"));
     let dir = bed.root.join(host_path.trim_start_matches('/'));
     assert!(

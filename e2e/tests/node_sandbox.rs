@@ -36,6 +36,14 @@ impl Pod {
         self.dir.path().join(rel)
     }
 
+    /// A file the script wrote, trimmed.
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
     fn files(&self) -> ContainerFiles {
         let files = ContainerFiles {
             dir: self.path("containers/c"),
@@ -46,50 +54,51 @@ impl Pod {
     }
 
     fn sandbox(&self, files: &ContainerFiles) -> Prepared {
-        let spec = SandboxSpec {
-            root: self.path("root"),
-            tmp_dir: self.path("tmp"),
-            scratch: files.scratch(),
-            hostname: "pod-one".into(),
-            mounts: vec![
-                BindMount {
-                    source: self.path("data"),
-                    target: "/data".into(),
-                    read_only: false,
-                },
-                BindMount {
-                    source: self.path("config"),
-                    target: "/etc/app".into(),
-                    read_only: true,
-                },
-                BindMount {
-                    source: files.termination_log(),
-                    target: "/dev/termination-log".into(),
-                    read_only: false,
-                },
-            ],
-            working_dir: "/data".into(),
-            image_root: None,
-            user: None,
-        };
-        Prepared::new(&spec).unwrap()
-    }
-}
-
-impl Pod {
-    /// Only the data volume: nothing mounted under /etc (impossible without the overlay).
-    fn sandbox_without_etc_mounts(&self, files: &ContainerFiles) -> Prepared {
-        let spec = SandboxSpec {
-            root: self.path("root"),
-            tmp_dir: self.path("tmp"),
-            scratch: files.scratch(),
-            hostname: "pod-two".into(),
-            mounts: vec![BindMount {
+        let mounts = vec![
+            BindMount {
                 source: self.path("data"),
                 target: "/data".into(),
                 read_only: false,
-            }],
-            working_dir: "/".into(),
+            },
+            BindMount {
+                source: self.path("config"),
+                target: "/etc/app".into(),
+                read_only: true,
+            },
+            BindMount {
+                source: files.termination_log(),
+                target: "/dev/termination-log".into(),
+                read_only: false,
+            },
+        ];
+        self.sandbox_of(files, "pod-one", mounts, "/data")
+    }
+
+    /// Only the data volume: nothing mounted under /etc (impossible without the overlay).
+    fn sandbox_without_etc_mounts(&self, files: &ContainerFiles) -> Prepared {
+        let data = BindMount {
+            source: self.path("data"),
+            target: "/data".into(),
+            read_only: false,
+        };
+        self.sandbox_of(files, "pod-two", vec![data], "/")
+    }
+
+    /// A sandbox on this pod's root and tmp dirs, without an image root, as root.
+    fn sandbox_of(
+        &self,
+        files: &ContainerFiles,
+        hostname: &str,
+        mounts: Vec<BindMount>,
+        working_dir: &str,
+    ) -> Prepared {
+        let spec = SandboxSpec {
+            root: self.path("root"),
+            tmp_dir: self.path("tmp"),
+            scratch: files.scratch(),
+            hostname: hostname.into(),
+            mounts,
+            working_dir: working_dir.into(),
             image_root: None,
             user: None,
         };
@@ -108,6 +117,28 @@ fn shell(script: &str) -> ExecSpec {
             ("GREETING".into(), "hello from env".into()),
         ],
     }
+}
+
+/// Runs a script in the sandbox until it exits and checks its exit code and reason as the
+/// node reports them, failing with the container's log; returns the exit code.
+async fn run_to_exit(
+    script: &str,
+    sandbox: Prepared,
+    files: &ContainerFiles,
+    token: u64,
+    want: (i32, &str),
+) -> i32 {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut proc = spawn(&shell(script), sandbox, files, tx, token).unwrap();
+    assert_eq!(rx.recv().await, Some(token));
+    let (code, reason, _) = exit_info(proc.try_exit());
+    assert_eq!(
+        (code, reason),
+        want,
+        "log: {}",
+        std::fs::read_to_string(files.log()).unwrap()
+    );
+    code
 }
 
 fn host_mounts_under(dir: &Path) -> usize {
@@ -132,39 +163,24 @@ async fn process_runs_chrooted_with_volumes_env_hostname_and_termination_message
         echo "to the log"
         exit 3
     "#;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut proc = spawn(&shell(script), pod.sandbox(&files), &files, tx, 7).unwrap();
-    assert_eq!(rx.recv().await, Some(7));
-    let (code, reason, _) = exit_info(proc.try_exit());
+    let code = run_to_exit(script, pod.sandbox(&files), &files, 7, (3, "Error")).await;
+    assert_eq!(pod.read("data/env"), "hello from env");
+    assert_eq!(pod.read("data/hostname"), "pod-one");
+    assert_eq!(pod.read("data/setting"), "on");
+    assert_eq!(pod.read("data/pwd"), "/data");
     assert_eq!(
-        (code, reason),
-        (3, "Error"),
-        "log: {}",
-        std::fs::read_to_string(files.log()).unwrap()
-    );
-    let read = |f: &str| {
-        std::fs::read_to_string(pod.path(f))
-            .unwrap()
-            .trim()
-            .to_string()
-    };
-    assert_eq!(read("data/env"), "hello from env");
-    assert_eq!(read("data/hostname"), "pod-one");
-    assert_eq!(read("data/setting"), "on");
-    assert_eq!(read("data/pwd"), "/data");
-    assert_eq!(
-        read("data/ro"),
+        pod.read("data/ro"),
         "refused",
         "a read-only volume must refuse writes"
     );
     assert_eq!(
-        read("data/host-work"),
+        pod.read("data/host-work"),
         "hidden",
         "the host's other dirs are not in the pod root"
     );
     assert!(!pod.path("config/new").exists());
     assert_eq!(
-        read("data/etc-write"),
+        pod.read("data/etc-write"),
         "ok",
         "the pod's /etc is writable (overlay)"
     );
@@ -286,32 +302,12 @@ async fn etc_falls_back_to_a_read_only_bind_without_overlayfs() {
         test -s /etc/passwd && echo readable > /data/etc-read
         if echo x > /etc/testbed-sandbox-probe 2>/dev/null; then echo wrote; else echo refused; fi > /data/etc-write
     "#;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut proc = spawn(
-        &shell(script),
-        pod.sandbox_without_etc_mounts(&files),
-        &files,
-        tx,
-        1,
-    )
-    .unwrap();
-    assert_eq!(rx.recv().await, Some(1));
-    let (code, _, _) = exit_info(proc.try_exit());
+    // Exit code 0 is always reported as Completed.
+    let sandbox = pod.sandbox_without_etc_mounts(&files);
+    run_to_exit(script, sandbox, &files, 1, (0, "Completed")).await;
+    assert_eq!(pod.read("data/etc-read"), "readable");
     assert_eq!(
-        code,
-        0,
-        "log: {}",
-        std::fs::read_to_string(files.log()).unwrap()
-    );
-    let read = |f: &str| {
-        std::fs::read_to_string(pod.path(f))
-            .unwrap()
-            .trim()
-            .to_string()
-    };
-    assert_eq!(read("data/etc-read"), "readable");
-    assert_eq!(
-        read("data/etc-write"),
+        pod.read("data/etc-write"),
         "refused",
         "the fallback /etc is read-only"
     );

@@ -263,15 +263,10 @@ mod tests {
         let since = Timestamp::UNIX_EPOCH;
         let value = node_status(&cfg(), "v1.35.4", since, Timestamp::now());
         let node: Node = serde_json::from_value(value).unwrap();
-        let status = node.status.unwrap();
-        let ready = status
-            .conditions
-            .unwrap()
-            .into_iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
+        let ready = crate::readiness::node_condition(&node, "Ready").unwrap();
         assert_eq!(ready.status, "True");
-        assert_eq!(ready.last_transition_time.unwrap().0, since);
+        assert_eq!(ready.last_transition_time.as_ref().unwrap().0, since);
+        let status = node.status.unwrap();
         let addresses = status.addresses.unwrap();
         assert_eq!(addresses[0].type_, "InternalIP");
         assert_eq!(addresses[0].address, "127.1.1.1");

@@ -40,6 +40,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use crate::fsio::PathIoError;
+
 mod ctx;
 pub mod env;
 mod heartbeat;
@@ -175,16 +177,8 @@ pub enum NodeError {
         source: kube::Error,
     },
     /// A local filesystem operation (state dir, node root) failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The path involved.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
     /// Some pods could not be stopped or their mounts could not be removed on shutdown.
     #[error("node {node} shutdown left work behind: {details}")]
     Shutdown {
@@ -208,11 +202,7 @@ impl SimNode {
     /// Registers the Node, keeps it Ready (Lease + status heartbeats), runs the pods bound to it.
     pub async fn start(client: kube::Client, cfg: NodeConfig) -> Result<SimNode, NodeError> {
         for dir in [&cfg.root, &cfg.state_dir] {
-            std::fs::create_dir_all(dir).map_err(|source| NodeError::Io {
-                what: "create",
-                path: dir.clone(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(PathIoError::at("create", dir.clone()))?;
         }
         let heartbeat = heartbeat::start(client.clone(), &cfg).await?;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);

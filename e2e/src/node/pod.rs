@@ -8,7 +8,7 @@
 //! deletes the pod with grace 0, as the kubelet does.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use super::ctx::NodeCtx;
 use super::env::{Sources, pod_hostname};
 use super::image::{Launch, resolve};
 use super::launch;
-use super::process::{ContainerFiles, ExecSpec, exit_info, spawn, termination_message};
+use super::process::{ContainerFiles, ExecSpec, exit_info, spawn};
 use super::sandbox::Prepared as Sandbox;
 use super::slot::{
     BACKOFF_MAX, Slot, count_restart, liveness, placeholder_started, probe, terminated,
@@ -250,19 +250,24 @@ impl Worker {
             .min()
     }
 
+    /// What the volume code needs of this pod and node (one place for prepare and resync).
+    fn volume_context<'a>(&'a self, scratch: &'a Path) -> VolumeContext<'a> {
+        VolumeContext {
+            client: &self.ctx.client,
+            node_root: &self.ctx.cfg.root,
+            node_ip: self.ctx.cfg.ip,
+            scratch,
+            sources: &self.sources,
+        }
+    }
+
     /// Fetches referenced objects and prepares the volumes; on failure every container
     /// waits with `CreateContainerConfigError` and the next loop retries.
     async fn prepare(&mut self) {
         let result = async {
             self.sources = fetch_sources(&self.ctx.client, &self.pod).await?;
             let scratch = self.dir.join("volumes");
-            let ctx = VolumeContext {
-                client: &self.ctx.client,
-                node_root: &self.ctx.cfg.root,
-                node_ip: self.ctx.cfg.ip,
-                scratch: &scratch,
-                sources: &self.sources,
-            };
+            let ctx = self.volume_context(&scratch);
             self.volumes = prepare_all(&ctx, &self.pod).await?;
             for dir in ["root", "tmp"] {
                 let path = self.dir.join(dir);
@@ -312,13 +317,7 @@ impl Worker {
         let result = async {
             self.sources = fetch_sources(&self.ctx.client, &self.pod).await?;
             let scratch = self.dir.join("volumes");
-            let ctx = VolumeContext {
-                client: &self.ctx.client,
-                node_root: &self.ctx.cfg.root,
-                node_ip: self.ctx.cfg.ip,
-                scratch: &scratch,
-                sources: &self.sources,
-            };
+            let ctx = self.volume_context(&scratch);
             volumes::refresh_all(&ctx, &self.pod, &self.volumes).await
         }
         .await;
@@ -502,14 +501,7 @@ impl Worker {
             p.kill_remnants();
             p.try_exit()
         });
-        let (code, reason, signal) = exit_info(status);
-        let policy = slot.spec.termination_message_policy.clone();
-        let message = termination_message(&slot.files, policy.as_deref(), code);
-        let started = match slot.record.state {
-            State::Running { started } => started,
-            _ => Timestamp::now(),
-        };
-        let state = terminated(code, reason, message, signal, started);
+        let (state, code) = slot.exited(status);
         self.after_exit(init, i, state, code);
     }
 
@@ -599,10 +591,7 @@ impl Worker {
                 let Some(proc) = slot.proc.take() else {
                     continue;
                 };
-                let started = match slot.record.state {
-                    State::Running { started } => started,
-                    _ => Timestamp::now(),
-                };
+                let started = slot.started_at();
                 let (code, _, signal) = exit_info(proc.stop(grace).await);
                 let message = "container failed its liveness probe and was killed".to_string();
                 let state = terminated(code, "Error", message, signal, started);
@@ -730,10 +719,7 @@ impl Worker {
                 if let Some(proc) = slot.proc.take() {
                     stopping.push(async move { (init, i, proc.stop(grace).await) });
                 } else if slot.record.is_running() {
-                    let started = match slot.record.state {
-                        State::Running { started } => started,
-                        _ => Timestamp::now(),
-                    };
+                    let started = slot.started_at();
                     slot.record.state = terminated(0, "Completed", String::new(), None, started);
                     slot.record.ready = false;
                 }
@@ -745,14 +731,7 @@ impl Worker {
             } else {
                 &mut self.main[i]
             };
-            let (code, reason, signal) = exit_info(status);
-            let policy = slot.spec.termination_message_policy.clone();
-            let message = termination_message(&slot.files, policy.as_deref(), code);
-            let started = match slot.record.state {
-                State::Running { started } => started,
-                _ => Timestamp::now(),
-            };
-            slot.record.state = terminated(code, reason, message, signal, started);
+            slot.record.state = slot.exited(status).0;
             slot.record.ready = false;
             slot.done = true;
         }

@@ -413,20 +413,7 @@ fn run(op: &Op) -> io::Result<()> {
             link.as_c_str(),
         ))
         .map_err(fail_at(b"symlink ", link)),
-        Op::Mount {
-            source,
-            target,
-            fstype,
-            flags,
-            data,
-        } => nix::mount::mount(
-            source.as_deref(),
-            target.as_c_str(),
-            fstype.as_deref(),
-            *flags,
-            data.as_deref(),
-        )
-        .map_err(fail_at(b"mount ", target)),
+        Op::Mount { target, .. } => mount(op).map_err(fail_at(b"mount ", target)),
         Op::Either(first, fallback) => {
             run_quiet(first).or_else(|_| fallback.iter().try_for_each(run))
         }
@@ -436,22 +423,31 @@ fn run(op: &Op) -> io::Result<()> {
 /// A mount step whose failure is not reported (the caller has a fallback).
 fn run_quiet(op: &Op) -> io::Result<()> {
     match op {
-        Op::Mount {
-            source,
-            target,
-            fstype,
-            flags,
-            data,
-        } => nix::mount::mount(
-            source.as_deref(),
-            target.as_c_str(),
-            fstype.as_deref(),
-            *flags,
-            data.as_deref(),
-        )
-        .map_err(io::Error::from),
+        Op::Mount { .. } => mount(op).map_err(io::Error::from),
         other => run(other),
     }
+}
+
+/// The mount(2) call of a mount step, one place for the reporting and the quiet runner
+/// (any other step is a no-op here: callers match `Op::Mount` first).
+fn mount(op: &Op) -> nix::Result<()> {
+    let Op::Mount {
+        source,
+        target,
+        fstype,
+        flags,
+        data,
+    } = op
+    else {
+        return Ok(());
+    };
+    nix::mount::mount(
+        source.as_deref(),
+        target.as_c_str(),
+        fstype.as_deref(),
+        *flags,
+        data.as_deref(),
+    )
 }
 
 /// Error mapper for a step without a path.

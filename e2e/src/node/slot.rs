@@ -2,6 +2,7 @@
 //! decision, status record, process, restart back-off, probe timers), and the state
 //! transitions of a single container that the pod worker applies.
 
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Probe};
@@ -9,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use tokio::time::Instant;
 
 use super::image::Launch;
-use super::process::{ContainerFiles, Proc};
+use super::process::{ContainerFiles, Proc, exit_info, termination_message};
 use super::status::{Record, State};
 
 /// First restart back-off (the kubelet uses 10 s; shorter keeps tests quick).
@@ -61,6 +62,26 @@ impl Slot {
             done: false,
             pending_restart: false,
         }
+    }
+
+    /// When the running container started (now if it is not running), the start of the
+    /// terminated state it is about to enter.
+    pub(super) fn started_at(&self) -> Timestamp {
+        match self.record.state {
+            State::Running { started } => started,
+            _ => Timestamp::now(),
+        }
+    }
+
+    /// The terminated state the container's process exit leaves it in (exit code, reason,
+    /// signal, and the termination message its policy asks for), and the exit code: one
+    /// place for an exit seen by the pod loop and one forced by a stop.
+    pub(super) fn exited(&self, status: Option<ExitStatus>) -> (State, i32) {
+        let (code, reason, signal) = exit_info(status);
+        let policy = self.spec.termination_message_policy.as_deref();
+        let message = termination_message(&self.files, policy, code);
+        let state = terminated(code, reason, message, signal, self.started_at());
+        (state, code)
     }
 }
 

@@ -1,8 +1,11 @@
 //! The Secrets and ConfigMaps a pod refers to (env, envFrom, volumes, projected sources),
 //! fetched once per pod start and again on each volume resync or after a missing one.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
+use serde::de::DeserializeOwned;
 
 use super::env::Sources;
 
@@ -11,28 +14,34 @@ use super::env::Sources;
 pub(crate) async fn fetch_sources(client: &kube::Client, pod: &Pod) -> Result<Sources, String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let (cm_names, secret_names) = referenced(pod);
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let mut sources = Sources::default();
-    for name in cm_names {
-        let found = cms
-            .get_opt(&name)
-            .await
-            .map_err(|e| format!("configmap {name:?}: {e}"))?;
-        if let Some(cm) = found {
-            sources.config_maps.insert(name, cm);
-        }
-    }
-    for name in secret_names {
-        let found = secrets
-            .get_opt(&name)
-            .await
-            .map_err(|e| format!("secret {name:?}: {e}"))?;
-        if let Some(secret) = found {
-            sources.secrets.insert(name, secret);
-        }
-    }
+    let sources = Sources {
+        config_maps: fetch_each(Api::namespaced(client.clone(), ns), cm_names, "configmap").await?,
+        secrets: fetch_each(Api::namespaced(client.clone(), ns), secret_names, "secret").await?,
+    };
     Ok(sources)
+}
+
+/// Gets each named object that exists (one loop for ConfigMaps and Secrets); `what` names
+/// the kind in the error.
+async fn fetch_each<K>(
+    api: Api<K>,
+    names: Vec<String>,
+    what: &str,
+) -> Result<BTreeMap<String, K>, String>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let mut found = BTreeMap::new();
+    for name in names {
+        let object = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("{what} {name:?}: {e}"))?;
+        if let Some(object) = object {
+            found.insert(name, object);
+        }
+    }
+    Ok(found)
 }
 
 /// Names of the ConfigMaps and Secrets a pod refers to (env, envFrom, volumes, projected).

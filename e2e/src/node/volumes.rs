@@ -12,10 +12,10 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
-    ServiceAccount, Volume,
+    Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount, Volume,
 };
 use kube::api::{Api, PostParams};
 
@@ -98,38 +98,11 @@ async fn prepare(ctx: &VolumeContext<'_>, pod: &Pod, v: &Volume) -> Result<Prepa
         let name = format!("{}-{}", pod.metadata.name.as_deref().unwrap_or(""), v.name);
         return claim_path(ctx, pod, &name).await.map(rw);
     }
-    if let Some(s) = &v.secret {
+    if is_file_backed(v) {
         fresh_dir(&scratch)?;
-        let name = s.secret_name.as_deref().unwrap_or("");
-        let files = secret_files(
-            ctx.sources,
-            name,
-            s.items.as_deref(),
-            s.optional,
-            s.default_mode,
-        )?;
-        return write_files(&scratch, &files).map(|()| ro(scratch));
-    }
-    if let Some(c) = &v.config_map {
-        fresh_dir(&scratch)?;
-        let files = config_map_files(
-            ctx.sources,
-            &c.name,
-            c.items.as_deref(),
-            c.optional,
-            c.default_mode,
-        )?;
-        return write_files(&scratch, &files).map(|()| ro(scratch));
-    }
-    if let Some(d) = &v.downward_api {
-        fresh_dir(&scratch)?;
-        let files = downward_files(pod, ctx.node_ip, d.items.as_deref(), d.default_mode)?;
-        return write_files(&scratch, &files).map(|()| ro(scratch));
-    }
-    if let Some(p) = &v.projected {
-        fresh_dir(&scratch)?;
-        let (files, _) = projected_files(ctx, pod, p, true).await?;
-        return write_files(&scratch, &files).map(|()| ro(scratch));
+        if let Some((files, _)) = file_volume(ctx, pod, v, true).await? {
+            return write_files(&scratch, &files).map(|()| ro(scratch));
+        }
     }
     Err(
         "unsupported volume type in the test bed (supported: hostPath, emptyDir, \
@@ -253,72 +226,85 @@ fn mode_bits(mode: i32) -> u32 {
     u32::try_from(mode).unwrap_or(0o644) & 0o7777
 }
 
-/// A Secret's data as files (nothing if optional and missing).
-fn secret_files(
-    sources: &Sources,
-    name: &str,
-    items: Option<&[KeyToPath]>,
+/// Which of a Secret's or ConfigMap's keys a volume projects, and how.
+struct KeySelection<'a> {
+    /// The object's name.
+    name: &'a str,
+    /// The keys to project and their paths (all keys when absent).
+    items: Option<&'a [KeyToPath]>,
+    /// A missing object yields no files instead of an error.
     optional: Option<bool>,
+    /// The mode of files without their own.
     default_mode: Option<i32>,
-) -> Result<Vec<VolumeFile>, String> {
-    let Some(secret) = sources.secrets.get(name) else {
-        return missing(optional, format!("secret {name:?} not found"));
-    };
-    key_files(
-        &secret_data(secret),
-        items,
-        default_mode,
-        &format!("Secret {name}"),
-    )
+}
+
+impl<'a> KeySelection<'a> {
+    /// The selection of a secret or configMap volume, or of a projected one's source.
+    fn new(
+        name: &'a str,
+        items: &'a Option<Vec<KeyToPath>>,
+        optional: Option<bool>,
+        default_mode: Option<i32>,
+    ) -> Self {
+        let items = items.as_deref();
+        Self {
+            name,
+            items,
+            optional,
+            default_mode,
+        }
+    }
+}
+
+/// A Secret's data as files (nothing if optional and missing).
+fn secret_files(sources: &Sources, sel: KeySelection<'_>) -> Result<Vec<VolumeFile>, String> {
+    let data = sources.secrets.get(sel.name).map(|secret| {
+        let text = secret.string_data.as_ref();
+        merge_data(text, secret.data.as_ref())
+    });
+    keyed_files(data, "Secret", sel)
 }
 
 /// A ConfigMap's data and binaryData as files (nothing if optional and missing).
-fn config_map_files(
-    sources: &Sources,
-    name: &str,
-    items: Option<&[KeyToPath]>,
-    optional: Option<bool>,
-    default_mode: Option<i32>,
+fn config_map_files(sources: &Sources, sel: KeySelection<'_>) -> Result<Vec<VolumeFile>, String> {
+    let data = sources
+        .config_maps
+        .get(sel.name)
+        .map(|cm| merge_data(cm.data.as_ref(), cm.binary_data.as_ref()));
+    keyed_files(data, "ConfigMap", sel)
+}
+
+/// The files of a Secret or ConfigMap (`kind`) given its data by key, `None` when it was not
+/// found: then nothing if optional, otherwise the kubelet's "not found" error.
+fn keyed_files(
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    kind: &str,
+    sel: KeySelection<'_>,
 ) -> Result<Vec<VolumeFile>, String> {
-    let Some(cm) = sources.config_maps.get(name) else {
-        return missing(optional, format!("configmap {name:?} not found"));
-    };
-    key_files(
-        &config_map_data(cm),
-        items,
-        default_mode,
-        &format!("ConfigMap {name}"),
-    )
-}
-
-/// An empty file list for a missing optional source, otherwise the error.
-fn missing(optional: Option<bool>, message: String) -> Result<Vec<VolumeFile>, String> {
-    if optional == Some(true) {
-        Ok(Vec::new())
-    } else {
-        Err(message)
+    let name = sel.name;
+    match data {
+        Some(data) => key_files(
+            &data,
+            sel.items,
+            sel.default_mode,
+            &format!("{kind} {name}"),
+        ),
+        None if sel.optional == Some(true) => Ok(Vec::new()),
+        None => Err(format!("{} {name:?} not found", kind.to_lowercase())),
     }
 }
 
-/// A Secret's data (and stringData) as bytes by key.
-fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+/// Text and binary values as bytes by key, a binary value winning over a text one of the
+/// same key: a Secret's stringData then data, a ConfigMap's data then binaryData.
+fn merge_data(
+    text: Option<&BTreeMap<String, String>>,
+    binary: Option<&BTreeMap<String, ByteString>>,
+) -> BTreeMap<String, Vec<u8>> {
     let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    for (k, v) in secret.string_data.iter().flatten() {
+    for (k, v) in text.into_iter().flatten() {
         data.insert(k.clone(), v.clone().into_bytes());
     }
-    for (k, v) in secret.data.iter().flatten() {
-        data.insert(k.clone(), v.0.clone());
-    }
-    data
-}
-
-/// A ConfigMap's data and binaryData as bytes by key.
-fn config_map_data(cm: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
-    let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    for (k, v) in cm.data.iter().flatten() {
-        data.insert(k.clone(), v.clone().into_bytes());
-    }
-    for (k, v) in cm.binary_data.iter().flatten() {
+    for (k, v) in binary.into_iter().flatten() {
         data.insert(k.clone(), v.0.clone());
     }
     data
@@ -378,21 +364,11 @@ async fn projected_files(
                 mode,
             });
         } else if let Some(c) = &source.config_map {
-            files.extend(config_map_files(
-                ctx.sources,
-                &c.name,
-                c.items.as_deref(),
-                c.optional,
-                default_mode,
-            )?);
+            let sel = KeySelection::new(&c.name, &c.items, c.optional, default_mode);
+            files.extend(config_map_files(ctx.sources, sel)?);
         } else if let Some(s) = &source.secret {
-            files.extend(secret_files(
-                ctx.sources,
-                &s.name,
-                s.items.as_deref(),
-                s.optional,
-                default_mode,
-            )?);
+            let sel = KeySelection::new(&s.name, &s.items, s.optional, default_mode);
+            files.extend(secret_files(ctx.sources, sel)?);
         } else if let Some(d) = &source.downward_api {
             files.extend(downward_files(
                 pod,
@@ -447,6 +423,40 @@ async fn request_token(
         .ok_or_else(|| "token request returned no token".into())
 }
 
+/// Whether a volume is one of the file-backed kinds [`file_volume`] writes.
+fn is_file_backed(v: &Volume) -> bool {
+    v.secret.is_some()
+        || v.config_map.is_some()
+        || v.downward_api.is_some()
+        || v.projected.is_some()
+}
+
+/// The files a file-backed volume (secret, configMap, downwardAPI, projected) holds, and the
+/// paths to keep as they are (unrefreshed tokens), for both preparing and refreshing it;
+/// `None` for any other volume. `tokens`: request service-account tokens (else keep them).
+async fn file_volume(
+    ctx: &VolumeContext<'_>,
+    pod: &Pod,
+    v: &Volume,
+    tokens: bool,
+) -> Result<Option<(Vec<VolumeFile>, Vec<String>)>, String> {
+    let files = if let Some(s) = &v.secret {
+        let name = s.secret_name.as_deref().unwrap_or("");
+        let sel = KeySelection::new(name, &s.items, s.optional, s.default_mode);
+        secret_files(ctx.sources, sel)?
+    } else if let Some(c) = &v.config_map {
+        let sel = KeySelection::new(&c.name, &c.items, c.optional, c.default_mode);
+        config_map_files(ctx.sources, sel)?
+    } else if let Some(d) = &v.downward_api {
+        downward_files(pod, ctx.node_ip, d.items.as_deref(), d.default_mode)?
+    } else if let Some(p) = &v.projected {
+        return projected_files(ctx, pod, p, tokens).await.map(Some);
+    } else {
+        return Ok(None);
+    };
+    Ok(Some((files, Vec::new())))
+}
+
 /// Brings the file-backed volumes (secret, configMap, downwardAPI, projected) of a running
 /// pod up to date with the API, in place, as the kubelet's periodic sync does: changed files
 /// are replaced atomically (rename), files no longer projected are removed, and the volume
@@ -463,33 +473,7 @@ pub async fn refresh_all(
         let Some(prepared) = volumes.get(&v.name) else {
             continue;
         };
-        let (files, keep) = if let Some(s) = &v.secret {
-            let name = s.secret_name.as_deref().unwrap_or("");
-            let files = secret_files(
-                ctx.sources,
-                name,
-                s.items.as_deref(),
-                s.optional,
-                s.default_mode,
-            )?;
-            (files, Vec::new())
-        } else if let Some(c) = &v.config_map {
-            let files = config_map_files(
-                ctx.sources,
-                &c.name,
-                c.items.as_deref(),
-                c.optional,
-                c.default_mode,
-            )?;
-            (files, Vec::new())
-        } else if let Some(d) = &v.downward_api {
-            (
-                downward_files(pod, ctx.node_ip, d.items.as_deref(), d.default_mode)?,
-                Vec::new(),
-            )
-        } else if let Some(p) = &v.projected {
-            projected_files(ctx, pod, p, false).await?
-        } else {
+        let Some((files, keep)) = file_volume(ctx, pod, v, false).await? else {
             continue;
         };
         changed |= sync_files(&prepared.path, &files, &keep)?;

@@ -27,6 +27,18 @@ pub static BED: LazyLock<TestBed> = LazyLock::new(|| {
     TestBed::start(&opts).expect("starting the shared test bed")
 });
 
+/// Runs a command to its end and returns its stdout, failing the test with its stderr when
+/// it did not succeed (kubectl, ssh-keygen).
+pub fn output_ok(cmd: &mut std::process::Command) -> Vec<u8> {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// A client for the shared bed's cluster (starting the bed on first use).
 pub async fn client() -> Client {
     let bed = tokio::task::spawn_blocking(|| &*BED).await.unwrap();
