@@ -178,6 +178,20 @@ fn decide_table() {
             fields,
         )
     };
+    // Synced at 10:00 with the 10:01 fire stored.
+    let next_fire_stored = || NamespaceMappingStatus {
+        next_sync_time: t("2026-01-01T10:01:00Z"),
+        ..synced("2026-01-01T10:00:00Z")
+    };
+    // A sync of the every-minute schedule, keeping `next` as the next fire.
+    let scheduled_sync = |next: Option<Time>, catch_up: Option<CatchUp>| {
+        Decision::Sync(Run {
+            next_sync_time: next,
+            schedule: every_minute(),
+            catch_up,
+            ..run(ReplicationMode::Scheduled)
+        })
+    };
     let none = serde_json::json!({});
     let cases = vec![
         Case {
@@ -348,10 +362,7 @@ fn decide_table() {
         Case {
             name: "Scheduled stored next fire not reached: wait",
             spec: scheduled(none.clone()),
-            status: NamespaceMappingStatus {
-                next_sync_time: t("2026-01-01T10:01:00Z"),
-                ..synced("2026-01-01T10:00:00Z")
-            },
+            status: next_fire_stored(),
             now: "2026-01-01T10:00:59Z",
             want: wait(t("2026-01-01T10:01:00Z"), false, Some(1_020)),
             ..row(now)
@@ -359,35 +370,23 @@ fn decide_table() {
         Case {
             name: "Scheduled stored next fire reached: sync, no catch-up",
             spec: scheduled(none.clone()),
-            status: NamespaceMappingStatus {
-                next_sync_time: t("2026-01-01T10:01:00Z"),
-                ..synced("2026-01-01T10:00:00Z")
-            },
+            status: next_fire_stored(),
             now: "2026-01-01T10:01:00Z",
-            want: Decision::Sync(Run {
-                next_sync_time: t("2026-01-01T10:01:00Z"),
-                schedule: every_minute(),
-                ..run(ReplicationMode::Scheduled)
-            }),
+            want: scheduled_sync(t("2026-01-01T10:01:00Z"), None),
             ..row(now)
         },
         Case {
             name: "Scheduled fire missed while down: one catch-up sync",
             spec: scheduled(none.clone()),
-            status: NamespaceMappingStatus {
-                next_sync_time: t("2026-01-01T10:01:00Z"),
-                ..synced("2026-01-01T10:00:00Z")
-            },
+            status: next_fire_stored(),
             now: "2026-01-01T10:05:10Z",
-            want: Decision::Sync(Run {
-                next_sync_time: t("2026-01-01T10:01:00Z"),
-                schedule: every_minute(),
-                catch_up: Some(CatchUp {
+            want: scheduled_sync(
+                t("2026-01-01T10:01:00Z"),
+                Some(CatchUp {
                     fire: at("2026-01-01T10:01:00Z"),
                     missed: 5,
                 }),
-                ..run(ReplicationMode::Scheduled)
-            }),
+            ),
             ..row(now)
         },
         Case {
@@ -395,14 +394,13 @@ fn decide_table() {
             spec: scheduled(none.clone()),
             status: synced("2026-01-01T10:00:00Z"),
             now: "2026-01-01T10:03:10Z",
-            want: Decision::Sync(Run {
-                schedule: every_minute(),
-                catch_up: Some(CatchUp {
+            want: scheduled_sync(
+                None,
+                Some(CatchUp {
                     fire: at("2026-01-01T10:01:00Z"),
                     missed: 3,
                 }),
-                ..run(ReplicationMode::Scheduled)
-            }),
+            ),
             ..row(now)
         },
         Case {

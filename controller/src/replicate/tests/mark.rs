@@ -1,7 +1,7 @@
 use serde_json::json;
 
-use super::fixtures::obj;
-use crate::replicate::mark::{MANAGED_BY_MAPPING_LABEL, MAPPING_ANNOTATION, Origin, mark, unmark};
+use super::fixtures::{obj, origin};
+use crate::replicate::mark::{MANAGED_BY_MAPPING_LABEL, MAPPING_ANNOTATION, mark, unmark};
 use crate::replicate::{MappingId, is_managed_by};
 
 #[test]
@@ -48,15 +48,7 @@ fn marked_objects_are_managed_only_by_their_mapping() {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}}),
     );
     assert!(!is_managed_by(&o, &mine));
-    mark(
-        &mut o,
-        &Origin {
-            mapping: &mine,
-            source_cluster: "prod",
-            source_namespace: "shop",
-            source_uid: Some("u-1"),
-        },
-    );
+    mark(&mut o, &origin(&mine, "shop", Some("u-1")));
     assert!(is_managed_by(&o, &mine));
     assert!(!is_managed_by(&o, &other));
     let a = o.metadata.annotations.clone().unwrap_or_default();
