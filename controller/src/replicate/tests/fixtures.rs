@@ -175,3 +175,12 @@ pub fn origin<'a>(
         source_uid,
     }
 }
+
+/// The annotation `key` of an object, if set.
+pub fn annotation<'a>(obj: &'a DynamicObject, key: &str) -> Option<&'a str> {
+    obj.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
