@@ -28,7 +28,7 @@ use crate::context::Context;
 use crate::dataplane::agents;
 use crate::dataplane::keys::{self, KeyScope};
 use crate::dataplane::worker::{self, Destination};
-use crate::k8s::apply_status;
+use crate::k8s::{apply_status, requeue_after_error};
 use crate::status::{condition, find_condition, now, reasons, set_condition, types};
 
 /// Why a ClusterMapping reconcile failed (status could not be written, ...).
@@ -530,8 +530,7 @@ pub fn error_policy(
     error: &ClusterMappingError,
     _ctx: Arc<Context>,
 ) -> Action {
-    tracing::warn!(%error, "cluster mapping reconcile failed");
-    Action::requeue(Duration::from_secs(10))
+    requeue_after_error("cluster mapping", error, Duration::from_secs(10))
 }
 
 /// Whether the ClusterMapping pairs the given RemoteCluster.

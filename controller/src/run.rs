@@ -4,16 +4,19 @@
 //! waiting for leadership), the controllers only start once this replica holds the Lease,
 //! and they stop (watchers included) as soon as leadership is lost or SIGTERM arrives.
 
+use std::fmt::Display;
+use std::hash::Hash;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use dr_syncer_crds::{ClusterMapping, NamespaceMapping, RemoteCluster};
 use futures::StreamExt;
+use futures::future::{Ready, ready};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
@@ -148,24 +151,11 @@ async fn remote_cluster_controller(client: Client, ctx: Arc<Context>, stop: Canc
         .watches(
             Api::<Secret>::all(client),
             watcher::Config::default(),
-            move |secret| {
-                let namespace = secret.namespace().unwrap_or_default();
-                let name = secret.name_any();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|rc| clusters::references_secret(rc, &namespace, &name))
-                    .map(|rc| ObjectRef::from_obj(rc.as_ref()))
-                    .collect::<Vec<_>>()
-            },
+            referring(store, clusters::references_secret),
         )
         .graceful_shutdown_on(stop.cancelled_owned())
         .run(clusters::reconcile, clusters::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "remote cluster controller event");
-            }
-        })
+        .for_each(log_event("remote cluster"))
         .await;
 }
 
@@ -179,16 +169,7 @@ async fn cluster_mapping_controller(client: Client, ctx: Arc<Context>, stop: Can
         .watches(
             Api::<RemoteCluster>::all(client),
             watcher::Config::default(),
-            move |rc| {
-                let namespace = rc.namespace().unwrap_or_default();
-                let name = rc.name_any();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|cm| cluster_mapping::references_cluster(cm, &namespace, &name))
-                    .map(|cm| ObjectRef::from_obj(cm.as_ref()))
-                    .collect::<Vec<_>>()
-            },
+            referring(store, cluster_mapping::references_cluster),
         )
         .graceful_shutdown_on(stop.cancelled_owned())
         .run(
@@ -196,11 +177,7 @@ async fn cluster_mapping_controller(client: Client, ctx: Arc<Context>, stop: Can
             cluster_mapping::error_policy,
             ctx,
         )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "cluster mapping controller event");
-            }
-        })
+        .for_each(log_event("cluster mapping"))
         .await;
 }
 
@@ -215,37 +192,49 @@ async fn namespace_mapping_controller(client: Client, ctx: Arc<Context>, stop: C
         .watches(
             Api::<RemoteCluster>::all(client.clone()),
             watcher::Config::default(),
-            move |rc| {
-                let namespace = rc.namespace().unwrap_or_default();
-                let name = rc.name_any();
-                by_cluster
-                    .state()
-                    .into_iter()
-                    .filter(|nm| mapping::references_cluster(nm, &namespace, &name))
-                    .map(|nm| ObjectRef::from_obj(nm.as_ref()))
-                    .collect::<Vec<_>>()
-            },
+            referring(by_cluster, mapping::references_cluster),
         )
         .watches(
             Api::<ClusterMapping>::all(client),
             watcher::Config::default(),
-            move |cm| {
-                let namespace = cm.namespace().unwrap_or_default();
-                let name = cm.name_any();
-                by_mapping
-                    .state()
-                    .into_iter()
-                    .filter(|nm| mapping::references_cluster_mapping(nm, &namespace, &name))
-                    .map(|nm| ObjectRef::from_obj(nm.as_ref()))
-                    .collect::<Vec<_>>()
-            },
+            referring(by_mapping, mapping::references_cluster_mapping),
         )
         .graceful_shutdown_on(stop.cancelled_owned())
         .run(mapping::reconcile, mapping::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "namespace mapping controller event");
-            }
-        })
+        .for_each(log_event("namespace mapping"))
         .await;
+}
+
+/// A `watches` mapper: a change to a watched object (a Secret, a RemoteCluster, a
+/// ClusterMapping) wakes every object of `store` that `references` it by namespace and name.
+fn referring<K, W>(
+    store: Store<K>,
+    references: fn(&K, &str, &str) -> bool,
+) -> impl Fn(W) -> Vec<ObjectRef<K>> + Send + 'static
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+    W: Resource,
+{
+    move |watched| {
+        let namespace = watched.namespace().unwrap_or_default();
+        let name = watched.name_any();
+        store
+            .state()
+            .into_iter()
+            .filter(|ours| references(ours, &namespace, &name))
+            .map(|ours| ObjectRef::from_obj(ours.as_ref()))
+            .collect()
+    }
+}
+
+/// What a controller's stream is drained with: its errors (already handled by the error
+/// policy) at debug level, naming the controller `what`.
+fn log_event<T, E: Display>(what: &'static str) -> impl FnMut(Result<T, E>) -> Ready<()> {
+    move |result| {
+        if let Err(error) = result {
+            tracing::debug!(%error, "{what} controller event");
+        }
+        ready(())
+    }
 }

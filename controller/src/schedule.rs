@@ -246,30 +246,10 @@ struct FieldSpec {
     names: &'static [&'static str],
 }
 
-const SECOND: FieldSpec = FieldSpec {
-    name: "second",
-    min: 0,
-    max: 59,
-    names: &[],
-};
-const MINUTE: FieldSpec = FieldSpec {
-    name: "minute",
-    min: 0,
-    max: 59,
-    names: &[],
-};
-const HOUR: FieldSpec = FieldSpec {
-    name: "hour",
-    min: 0,
-    max: 23,
-    names: &[],
-};
-const DAY_OF_MONTH: FieldSpec = FieldSpec {
-    name: "day-of-month",
-    min: 1,
-    max: 31,
-    names: &[],
-};
+const SECOND: FieldSpec = FieldSpec::numeric("second", 0, 59);
+const MINUTE: FieldSpec = FieldSpec::numeric("minute", 0, 59);
+const HOUR: FieldSpec = FieldSpec::numeric("hour", 0, 23);
+const DAY_OF_MONTH: FieldSpec = FieldSpec::numeric("day-of-month", 1, 31);
 const MONTH: FieldSpec = FieldSpec {
     name: "month",
     min: 1,
@@ -283,12 +263,22 @@ const DAY_OF_WEEK: FieldSpec = FieldSpec {
     name: "day-of-week",
     min: 0,
     max: 7,
-    names: &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
+    names: &WEEKDAY_NAMES,
 };
 /// Weekday names in the order of our 0-6 numbering, as the `cron` crate reads them.
 const WEEKDAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 impl FieldSpec {
+    /// A field of plain numbers `min..=max`, without symbolic names.
+    const fn numeric(name: &'static str, min: u32, max: u32) -> Self {
+        FieldSpec {
+            name,
+            min,
+            max,
+            names: &[],
+        }
+    }
+
     fn error(&self, value: &str, reason: impl Into<String>) -> ScheduleError {
         ScheduleError::Field {
             field: self.name,

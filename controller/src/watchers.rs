@@ -435,6 +435,20 @@ fn touch(last_event: &Mutex<Option<Timestamp>>) {
     }
 }
 
+/// Counts a change a watch event made at the target (the event, and the object under
+/// `outcome`) and notes the time of the last one for `status.lastWatchEvent`.
+fn record_change(
+    sink: &WatchSink,
+    labels: &MappingLabels,
+    kind: &ResourceKind,
+    outcome: &str,
+    last_event: &Mutex<Option<Timestamp>>,
+) {
+    sink.metrics.watch_events.get_or_create(labels).inc();
+    sink.metrics.record_objects(labels, &kind.kind, outcome, 1);
+    touch(last_event);
+}
+
 async fn apply(
     plan: &SharedPlan,
     kind: &ResourceKind,
@@ -445,10 +459,7 @@ async fn apply(
     let labels = labels(sink);
     match plan.apply_source_object(kind, obj).await {
         Ok(Some(outcome)) => {
-            sink.metrics.watch_events.get_or_create(&labels).inc();
-            sink.metrics
-                .record_objects(&labels, &kind.kind, outcome.label(), 1);
-            touch(last_event);
+            record_change(sink, &labels, kind, outcome.label(), last_event);
             tracing::debug!(kind = %kind.kind, name = %obj.name_any(), ?outcome, "applied change");
             true
         }
@@ -472,10 +483,7 @@ async fn delete(
     let labels = labels(sink);
     match plan.delete_for_source(kind, obj).await {
         Ok(true) => {
-            sink.metrics.watch_events.get_or_create(&labels).inc();
-            sink.metrics
-                .record_objects(&labels, &kind.kind, "deleted", 1);
-            touch(last_event);
+            record_change(sink, &labels, kind, "deleted", last_event);
             tracing::debug!(kind = %kind.kind, name = %obj.name_any(), "pruned deleted object");
             true
         }

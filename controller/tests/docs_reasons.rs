@@ -44,26 +44,28 @@ fn missing(module: &str) -> (Vec<(String, String)>, Vec<String>) {
     (all, missing)
 }
 
-#[test]
-fn every_condition_reason_is_in_the_troubleshooting_table() {
-    let (all, missing) = missing("reasons");
-    // Guard against the parser silently matching nothing.
-    assert!(all.len() >= 30, "only {} reasons parsed", all.len());
-    assert!(all.iter().any(|(_, v)| v == "SecretNotFound"));
+/// Asserts that at least `at_least` constants of `module` were parsed (a guard against the
+/// parser silently matching nothing) and that every one is in the troubleshooting table;
+/// returns them all.
+fn assert_documented(module: &str, what: &str, at_least: usize) -> Vec<(String, String)> {
+    let (all, missing) = missing(module);
+    assert!(all.len() >= at_least, "only {} {module} parsed", all.len());
     assert!(
         missing.is_empty(),
-        "reasons missing from docs/troubleshooting.md: {missing:?}"
+        "{what} missing from docs/troubleshooting.md: {missing:?}"
     );
+    all
+}
+
+#[test]
+fn every_condition_reason_is_in_the_troubleshooting_table() {
+    let all = assert_documented("reasons", "reasons", 30);
+    assert!(all.iter().any(|(_, v)| v == "SecretNotFound"));
 }
 
 #[test]
 fn every_condition_type_is_in_the_troubleshooting_table() {
-    let (all, missing) = missing("types");
-    assert!(all.len() >= 8, "only {} types parsed", all.len());
-    assert!(
-        missing.is_empty(),
-        "condition types missing from docs/troubleshooting.md: {missing:?}"
-    );
+    assert_documented("types", "condition types", 8);
 }
 
 #[test]

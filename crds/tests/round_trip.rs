@@ -18,6 +18,15 @@ fn round_trip<T: DeserializeOwned + Serialize>(value: &Value) -> Value {
     serde_json::to_value(&typed).expect("serializes")
 }
 
+/// The NamespaceMapping of the valid fixture `name`.
+fn valid_namespace_mapping(name: &str) -> NamespaceMapping {
+    let fixture = fixtures("valid")
+        .into_iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("fixture {name} exists"));
+    serde_json::from_value(fixture.value).unwrap()
+}
+
 fn round_trip_kind(value: &Value) -> Value {
     match value["kind"].as_str() {
         Some("RemoteCluster") => round_trip::<RemoteCluster>(value),
@@ -64,11 +73,7 @@ fn every_valid_fixture_keeps_every_field() {
 
 #[test]
 fn drsyncer_namespace_mapping_fields_land_in_the_right_places() {
-    let fixture = fixtures("valid")
-        .into_iter()
-        .find(|f| f.name == "namespacemapping-drsyncer-full.yaml")
-        .expect("fixture exists");
-    let nm: NamespaceMapping = serde_json::from_value(fixture.value).unwrap();
+    let nm = valid_namespace_mapping("namespacemapping-drsyncer-full.yaml");
     let spec = &nm.spec;
     assert_eq!(spec.replication_mode, Some(ReplicationMode::Scheduled));
     assert_eq!(spec.schedule.as_deref(), Some("0 3 * * 0"));
@@ -96,11 +101,7 @@ fn drsyncer_namespace_mapping_fields_land_in_the_right_places() {
 
 #[test]
 fn transformations_are_rfc6902_patches() {
-    let fixture = fixtures("valid")
-        .into_iter()
-        .find(|f| f.name == "namespacemapping-extensions-full.yaml")
-        .expect("fixture exists");
-    let nm: NamespaceMapping = serde_json::from_value(fixture.value).unwrap();
+    let nm = valid_namespace_mapping("namespacemapping-extensions-full.yaml");
     assert_eq!(nm.spec.transformations.len(), 2);
     let mut object = serde_json::json!({
         "metadata": {"labels": {"app": "shop"}, "annotations": {"example.com/owner": "me"}},

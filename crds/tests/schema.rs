@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use dr_syncer_crds::manifests::all_crds;
-use dr_syncer_crds::schema_walk::{fields, openapi_schema};
+use dr_syncer_crds::schema_walk::{Field, fields, openapi_schema};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 
@@ -91,22 +91,35 @@ fn printer_columns() {
     }
 }
 
-#[test]
-fn every_property_has_a_description() {
-    let mut undocumented = Vec::new();
+/// What `check` finds wrong with each property of every CRD, one line each:
+/// `<Kind>: <path><what check said>`.
+fn field_problems(check: impl Fn(&Field<'_>) -> Vec<String>) -> Vec<String> {
+    let mut problems = Vec::new();
     for crd in all_crds() {
         let schema = openapi_schema(&crd);
         for field in fields(&schema) {
-            let described = field
-                .schema
-                .get("description")
-                .and_then(Value::as_str)
-                .is_some_and(|text| !text.trim().is_empty());
-            if !described {
-                undocumented.push(format!("{}: {}", crd.spec.names.kind, field.path));
+            for problem in check(&field) {
+                problems.push(format!("{}: {}{problem}", crd.spec.names.kind, field.path));
             }
         }
     }
+    problems
+}
+
+#[test]
+fn every_property_has_a_description() {
+    let undocumented = field_problems(|field| {
+        let described = field
+            .schema
+            .get("description")
+            .and_then(Value::as_str)
+            .is_some_and(|text| !text.trim().is_empty());
+        if described {
+            vec![]
+        } else {
+            vec![String::new()]
+        }
+    });
     assert!(
         undocumented.is_empty(),
         "undocumented fields:\n{}",
@@ -116,30 +129,22 @@ fn every_property_has_a_description() {
 
 #[test]
 fn schemas_are_structural() {
-    let mut problems = Vec::new();
-    for crd in all_crds() {
-        let schema = openapi_schema(&crd);
-        for field in fields(&schema) {
-            let s = field.schema;
-            let typed = s.get("type").is_some()
-                || s.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true))
-                || s.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
-            if !typed {
-                problems.push(format!(
-                    "{}: {} has no type",
-                    crd.spec.names.kind, field.path
-                ));
-            }
-            for keyword in ["anyOf", "oneOf", "allOf", "$ref", "not"] {
-                if s.get(keyword).is_some() {
-                    problems.push(format!(
-                        "{}: {} uses {keyword}",
-                        crd.spec.names.kind, field.path
-                    ));
-                }
+    let problems = field_problems(|field| {
+        let s = field.schema;
+        let mut problems = Vec::new();
+        let typed = s.get("type").is_some()
+            || s.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true))
+            || s.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+        if !typed {
+            problems.push(" has no type".to_owned());
+        }
+        for keyword in ["anyOf", "oneOf", "allOf", "$ref", "not"] {
+            if s.get(keyword).is_some() {
+                problems.push(format!(" uses {keyword}"));
             }
         }
-    }
+        problems
+    });
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 

@@ -15,7 +15,7 @@ use super::connect::{check_health, ensure_client};
 use super::registry::ClusterKey;
 use crate::context::Context;
 use crate::dataplane::agents;
-use crate::k8s::apply_status;
+use crate::k8s::{apply_status, requeue_after_error};
 use crate::status::{condition, now, reasons, set_condition, types};
 
 /// Why a RemoteCluster reconcile failed (status could not be written, ...).
@@ -253,8 +253,7 @@ async fn reconcile_inner(
 
 /// Retry policy after a failed reconcile.
 pub fn error_policy(_rc: Arc<RemoteCluster>, error: &ClusterError, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "remote cluster reconcile failed");
-    Action::requeue(Duration::from_secs(10))
+    requeue_after_error("remote cluster", error, Duration::from_secs(10))
 }
 
 /// Whether the RemoteCluster references the given Secret (for the Secret watch).

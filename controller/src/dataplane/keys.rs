@@ -116,6 +116,20 @@ impl KeyError {
     }
 }
 
+/// Debug output of a key-bearing struct `name`: the public half `shown` as it is, the
+/// private field `hidden` as `<redacted>`, so a logged value never leaks a key.
+fn debug_redacted(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    shown: (&str, &str),
+    hidden: &str,
+) -> std::fmt::Result {
+    f.debug_struct(name)
+        .field(shown.0, &shown.1)
+        .field(hidden, &"<redacted>")
+        .finish()
+}
+
 /// An Ed25519 key pair in OpenSSH text formats.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyPair {
@@ -127,10 +141,12 @@ pub struct KeyPair {
 
 impl std::fmt::Debug for KeyPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyPair")
-            .field("public_openssh", &self.public_openssh)
-            .field("private_openssh", &"<redacted>")
-            .finish()
+        debug_redacted(
+            f,
+            "KeyPair",
+            ("public_openssh", &self.public_openssh),
+            "private_openssh",
+        )
     }
 }
 
@@ -196,10 +212,12 @@ pub struct WorkerCredentials {
 
 impl std::fmt::Debug for WorkerCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerCredentials")
-            .field("agent_host_public_key", &self.agent_host_public_key)
-            .field("client_private_key", &"<redacted>")
-            .finish()
+        debug_redacted(
+            f,
+            "WorkerCredentials",
+            ("agent_host_public_key", &self.agent_host_public_key),
+            "client_private_key",
+        )
     }
 }
 

@@ -20,6 +20,8 @@
 
 pub mod agents;
 pub mod config;
+#[cfg(test)]
+mod fixtures;
 pub mod keys;
 pub mod locate;
 pub mod orchestrate;

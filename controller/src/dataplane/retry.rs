@@ -50,15 +50,11 @@ impl RetryPolicy {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::dataplane::fixtures::remote_cluster;
     use serde_json::json;
 
     fn rc(pvc_sync: serde_json::Value) -> RemoteCluster {
-        serde_json::from_value(json!({
-            "apiVersion": "dr-syncer.io/v1alpha1", "kind": "RemoteCluster",
-            "metadata": {"name": "a", "namespace": "dr"},
-            "spec": {"kubeconfigSecretRef": {"name": "k", "namespace": "dr"}, "pvcSync": pvc_sync},
-        }))
-        .unwrap()
+        remote_cluster("a", pvc_sync)
     }
 
     #[test]

@@ -88,16 +88,12 @@ pub fn mapping_limit(nm: &NamespaceMapping) -> usize {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::dataplane::fixtures::remote_cluster;
     use serde_json::json;
     use std::time::Duration;
 
     fn rc(pvc_sync: serde_json::Value) -> RemoteCluster {
-        serde_json::from_value(json!({
-            "apiVersion": "dr-syncer.io/v1alpha1", "kind": "RemoteCluster",
-            "metadata": {"name": "a", "namespace": "dr"},
-            "spec": {"kubeconfigSecretRef": {"name": "k", "namespace": "dr"}, "pvcSync": pvc_sync},
-        }))
-        .unwrap()
+        remote_cluster("a", pvc_sync)
     }
 
     fn nm(pvc_config: serde_json::Value) -> NamespaceMapping {

@@ -9,12 +9,15 @@
 //! - [`events`]: Events on our objects (advisory: failures are logged, never fatal).
 //! - [`wait`]: await a condition on one object by watch, with a deadline.
 //! - [`text`]: cutting messages to the length a field accepts.
+//! - [`requeue`]: the error policy of the reconcilers (log, requeue later).
 
 pub mod apply;
 pub mod events;
+pub mod requeue;
 pub mod text;
 pub mod wait;
 
 pub use apply::{FIELD_MANAGER, apply_status};
 pub use events::{CONTROLLER_NAME, EventPublisher};
+pub use requeue::requeue_after_error;
 pub use text::truncate;

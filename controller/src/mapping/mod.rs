@@ -46,6 +46,7 @@ pub use decide::{Decision, pending_trigger, trigger_value};
 pub use resolve::{ReferenceError, Resolved, references_cluster, references_cluster_mapping};
 
 use crate::context::Context;
+use crate::k8s::requeue_after_error;
 use crate::status::now;
 use decide::Verdict;
 use report::{Step, Writer};
@@ -147,6 +148,5 @@ pub fn error_policy(
     error: &MappingError,
     _ctx: Arc<Context>,
 ) -> Action {
-    tracing::warn!(%error, "namespace mapping reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+    requeue_after_error("namespace mapping", error, Duration::from_secs(5))
 }

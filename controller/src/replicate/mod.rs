@@ -42,6 +42,8 @@ pub use select::{ObjectFilter, Selection, SkipReason, select};
 pub use transform::{TransformConfig, Transformed, transform};
 pub use unsupported::{Unsupported, unsupported_fields};
 
+use std::collections::BTreeMap;
+
 use kube::core::DynamicObject;
 
 /// `namespace/name` of an object, for messages.
@@ -51,6 +53,15 @@ pub fn object_key(obj: &DynamicObject) -> String {
         obj.metadata.namespace.as_deref().unwrap_or_default(),
         obj.metadata.name.as_deref().unwrap_or_default()
     )
+}
+
+/// The value of `key` in the first of `maps` (an object's labels or annotations, in the
+/// order a rule reads them) that has it: some rules accept either place.
+pub fn first_value<'a>(
+    maps: [Option<&'a BTreeMap<String, String>>; 2],
+    key: &str,
+) -> Option<&'a String> {
+    maps.into_iter().flatten().find_map(|map| map.get(key))
 }
 
 #[cfg(test)]

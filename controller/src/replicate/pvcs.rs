@@ -9,7 +9,7 @@ use dr_syncer_crds::namespace_mapping::{AccessMode, PvcConfig};
 use kube::core::DynamicObject;
 use serde_json::{Map, Value};
 
-use super::ResourceKind;
+use super::{ResourceKind, first_value};
 
 /// Annotations that tie a claim to the source cluster's nodes or provisioner; always
 /// removed (the target schedules and provisions on its own).
@@ -159,17 +159,12 @@ fn template_storage_class(template: &Value) -> Option<String> {
 }
 
 fn per_pvc_storage_class(obj: &DynamicObject) -> Option<String> {
-    obj.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(STORAGE_CLASS))
-        .or_else(|| {
-            obj.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(STORAGE_CLASS))
-        })
-        .cloned()
+    let meta = &obj.metadata;
+    first_value(
+        [meta.labels.as_ref(), meta.annotations.as_ref()],
+        STORAGE_CLASS,
+    )
+    .cloned()
 }
 
 fn strip_pvc_annotations(obj: &mut DynamicObject, keep_binding: bool) {

@@ -45,16 +45,17 @@ pub fn condition_message(items: &[Unsupported]) -> Option<String> {
     Some(format!("accepted but not acted on: {}", parts.join("; ")))
 }
 
-fn item(field: &'static str, message: &str) -> Option<Unsupported> {
-    Some(Unsupported {
+/// The item for `field` when it is `set` to something not acted on.
+fn item(set: bool, field: &'static str, message: &str) -> Option<Unsupported> {
+    set.then(|| Unsupported {
         field,
         message: message.to_owned(),
     })
 }
 
 fn temp_pod_key(spec: &NamespaceMappingSpec) -> Option<Unsupported> {
-    spec.temp_pod_key_secret_ref.as_ref()?;
     item(
+        spec.temp_pod_key_secret_ref.is_some(),
         "spec.tempPodKeySecretRef",
         "not used: data-sync workers are keyed through the ClusterMapping/RemoteCluster sshKeySecretRef",
     )
@@ -71,40 +72,32 @@ fn is_default_failure_handling(f: &FailureHandlingConfig) -> bool {
 
 fn failure_handling(spec: &NamespaceMappingSpec) -> Option<Unsupported> {
     let f = spec.failure_handling.as_ref()?;
-    if is_default_failure_handling(f) {
-        return None;
-    }
     item(
+        !is_default_failure_handling(f),
         "spec.failureHandling",
         "per-failure-class policies are not implemented; every failure is retried per spec.retryConfig",
     )
 }
 
 fn sync_persistent_volumes(spec: &NamespaceMappingSpec) -> Option<Unsupported> {
-    if !spec.pvc_config.as_ref()?.sync_persistent_volumes {
-        return None;
-    }
     item(
+        spec.pvc_config.as_ref()?.sync_persistent_volumes,
         "spec.pvcConfig.syncPersistentVolumes",
         "PersistentVolumes are not replicated yet; claims keep volumeName and bind only to a PV that already exists at the target",
     )
 }
 
 fn preserve_volume_attributes(spec: &NamespaceMappingSpec) -> Option<Unsupported> {
-    if !spec.pvc_config.as_ref()?.preserve_volume_attributes {
-        return None;
-    }
     item(
+        spec.pvc_config.as_ref()?.preserve_volume_attributes,
         "spec.pvcConfig.preserveVolumeAttributes",
         "volume attributes are not copied: new volumes get the target storage class defaults",
     )
 }
 
 fn preserve_backends(spec: &NamespaceMappingSpec) -> Option<Unsupported> {
-    if spec.ingress_config.as_ref()?.preserve_backends {
-        return None;
-    }
     item(
+        !spec.ingress_config.as_ref()?.preserve_backends,
         "spec.ingressConfig.preserveBackends",
         "backends are always kept as at the source (rewrite them with spec.transformations)",
     )

@@ -16,7 +16,7 @@ use dr_syncer_crds::annotations::{ORIGINAL_REPLICAS, SCALE_OVERRIDE};
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
 
-use super::{ResourceKind, RulesError, object_key};
+use super::{ResourceKind, RulesError, first_value, object_key};
 
 /// Replicas Kubernetes assumes when `spec.replicas` is absent.
 const DEFAULT_REPLICAS: i64 = 1;
@@ -43,17 +43,11 @@ pub fn target_replicas(
 /// Reads `dr-syncer.io/scale-override` (annotation, or label as a fallback) from a source
 /// object; a value that is not a non-negative integer is an error, not a silent 0.
 pub fn scale_override(obj: &DynamicObject, kind: &ResourceKind) -> Result<Option<i64>, RulesError> {
-    let value = obj
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(SCALE_OVERRIDE))
-        .or_else(|| {
-            obj.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SCALE_OVERRIDE))
-        });
+    let meta = &obj.metadata;
+    let value = first_value(
+        [meta.annotations.as_ref(), meta.labels.as_ref()],
+        SCALE_OVERRIDE,
+    );
     let Some(value) = value else {
         return Ok(None);
     };

@@ -8,7 +8,7 @@ use dr_syncer_crds::namespace_mapping::NamespaceMappingSpec;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::core::{DynamicObject, TypeMeta};
+use kube::core::{DynamicObject, ObjectList, TypeMeta};
 
 use super::backoff::Backoff;
 use super::error::SyncError;
@@ -181,20 +181,14 @@ impl SyncPlan {
         api: &Api<DynamicObject>,
         kind: &ResourceKind,
     ) -> Result<Vec<DynamicObject>, kube::Error> {
-        let mut out = Vec::new();
-        let mut params = ListParams::default().limit(LIST_PAGE);
-        loop {
-            let page = api.list(&params).await?;
-            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-            out.extend(page.items.into_iter().map(|mut obj| {
+        list_pages(
+            |params| async move { api.list(&params).await },
+            |mut obj| {
                 obj.types = Some(type_meta(kind));
                 obj
-            }));
-            match next {
-                Some(token) => params = params.continue_token(&token),
-                None => return Ok(out),
-            }
-        }
+            },
+        )
+        .await
     }
 
     /// Lists only the metadata of every object of a kind (the target side needs names,
@@ -203,21 +197,11 @@ impl SyncPlan {
         api: &Api<DynamicObject>,
         kind: &ResourceKind,
     ) -> Result<Vec<DynamicObject>, kube::Error> {
-        let mut out = Vec::new();
-        let mut params = ListParams::default().limit(LIST_PAGE);
-        loop {
-            let page = api.list_metadata(&params).await?;
-            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-            out.extend(
-                page.items
-                    .into_iter()
-                    .map(|m| metadata_only(kind, m.metadata)),
-            );
-            match next {
-                Some(token) => params = params.continue_token(&token),
-                None => return Ok(out),
-            }
-        }
+        list_pages(
+            |params| async move { api.list_metadata(&params).await },
+            |m| metadata_only(kind, m.metadata),
+        )
+        .await
     }
 
     /// The spec this plan was built from.
@@ -230,6 +214,30 @@ impl SyncPlan {
 pub type SharedPlan = Arc<SyncPlan>;
 
 /// The `apiVersion`/`kind` of an object of `kind`.
+/// Lists page by page (`LIST_PAGE` items each) through `list` until the server's
+/// continue token runs out, mapping every item through `each`.
+async fn list_pages<T, U, Page>(
+    mut list: impl FnMut(ListParams) -> Page,
+    each: impl FnMut(T) -> U,
+) -> Result<Vec<U>, kube::Error>
+where
+    T: Clone,
+    Page: std::future::Future<Output = Result<ObjectList<T>, kube::Error>>,
+{
+    let mut out = Vec::new();
+    let mut each = each;
+    let mut params = ListParams::default().limit(LIST_PAGE);
+    loop {
+        let page = list(params.clone()).await?;
+        let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+        out.extend(page.items.into_iter().map(&mut each));
+        match next {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(out),
+        }
+    }
+}
+
 pub(super) fn type_meta(kind: &ResourceKind) -> TypeMeta {
     TypeMeta {
         api_version: kind.api_version(),

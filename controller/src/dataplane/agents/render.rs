@@ -410,19 +410,21 @@ pub fn render(rc: &RemoteCluster, default: &PodImage, keys_hash: &str) -> Render
 pub(super) mod tests {
     use super::*;
     use crate::dataplane::agents::AGENT_SELECTOR;
+    use crate::dataplane::fixtures::remote_cluster;
 
     /// A RemoteCluster named `dr/prod` with the given `spec.pvcSync`.
     pub(in crate::dataplane::agents) fn rc(pvc_sync: serde_json::Value) -> RemoteCluster {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "dr-syncer.io/v1alpha1",
-            "kind": "RemoteCluster",
-            "metadata": {"name": "prod", "namespace": "dr"},
-            "spec": {
-                "kubeconfigSecretRef": {"name": "kc", "namespace": "dr"},
-                "pvcSync": pvc_sync,
-            }
-        }))
-        .unwrap()
+        remote_cluster("prod", pvc_sync)
+    }
+
+    /// The objects rendered for a cluster with only `pvcSync.enabled`, the agent image
+    /// `image` and the keys hash `hash`.
+    pub(in crate::dataplane::agents) fn render_enabled(image: &str, hash: &str) -> Rendered {
+        render(
+            &rc(serde_json::json!({"enabled": true})),
+            &PodImage::new(image),
+            hash,
+        )
     }
 
     fn pod_spec(r: &Rendered) -> PodSpec {
@@ -441,11 +443,7 @@ pub(super) mod tests {
 
     #[test]
     fn defaults_follow_the_contract() {
-        let r = render(
-            &rc(serde_json::json!({"enabled": true})),
-            &PodImage::new("img:1"),
-            "h1",
-        );
+        let r = render_enabled("img:1", "h1");
         let ds = &r.daemon_set;
         assert_eq!(ds.metadata.name.as_deref(), Some(AGENT_NAME));
         assert_eq!(ds.metadata.namespace.as_deref(), Some(AGENT_NAMESPACE));
@@ -638,11 +636,7 @@ pub(super) mod tests {
             crate::dataplane::config::pull_secret_names(&spec),
             ["one", "two"]
         );
-        let plain = render(
-            &rc(serde_json::json!({"enabled": true})),
-            &PodImage::new("i"),
-            "h",
-        );
+        let plain = render_enabled("i", "h");
         let spec = pod_spec(&plain);
         assert_eq!(spec.image_pull_secrets, None);
         assert_eq!(spec.containers[0].image_pull_policy, None);
@@ -660,11 +654,7 @@ pub(super) mod tests {
 
     #[test]
     fn cluster_role_is_read_only_on_exactly_what_resolution_needs() {
-        let r = render(
-            &rc(serde_json::json!({"enabled": true})),
-            &PodImage::new("i"),
-            "h",
-        );
+        let r = render_enabled("i", "h");
         let mut seen = Vec::new();
         for rule in r.cluster_role.rules.unwrap() {
             assert_eq!(rule.verbs, ["get", "list", "watch"]);

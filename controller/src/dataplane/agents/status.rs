@@ -164,9 +164,7 @@ pub fn status_from(ds: Option<&DaemonSet>, pods: &[Pod]) -> PvcSyncStatus {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::dataplane::agents::render;
-    use crate::dataplane::agents::render::tests::rc;
-    use crate::dataplane::config::PodImage;
+    use crate::dataplane::agents::render::tests::render_enabled;
 
     fn pod(name: &str, node: &str, ready: bool, hash: &str) -> Pod {
         serde_json::from_value(serde_json::json!({
@@ -180,12 +178,7 @@ mod tests {
 
     #[test]
     fn status_counts_ready_agents_on_current_keys_per_node() {
-        let ds = render(
-            &rc(serde_json::json!({"enabled": true})),
-            &PodImage::new("i"),
-            "new",
-        )
-        .daemon_set;
+        let ds = render_enabled("i", "new").daemon_set;
         let mut ds = ds;
         ds.status = Some(
             serde_json::from_value(serde_json::json!({

@@ -18,13 +18,17 @@ fn base_spec() -> serde_json::Value {
     serde_json::json!({"sourceNamespace": "web", "sourceCluster": "a", "destinationCluster": "b", "replicationMode": "Manual"})
 }
 
+/// `base` with the given fields replaced.
+fn merged(mut base: serde_json::Value, fields: serde_json::Value) -> serde_json::Value {
+    for (k, v) in fields.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    base
+}
+
 /// `base_spec` with the given fields replaced.
 fn spec(fields: serde_json::Value) -> serde_json::Value {
-    let mut spec = base_spec();
-    for (k, v) in fields.as_object().unwrap() {
-        spec[k] = v.clone();
-    }
-    spec
+    merged(base_spec(), fields)
 }
 
 fn at(s: &str) -> chrono::DateTime<Utc> {
@@ -120,6 +124,20 @@ struct Case {
     want: Decision,
 }
 
+/// The plain row: a Manual mapping without annotations or status, its references
+/// resolved, at `now`, expected to pause (each row names what differs).
+fn row(now: &'static str) -> Case {
+    Case {
+        name: "",
+        annotations: serde_json::json!({}),
+        spec: base_spec(),
+        status: NamespaceMappingStatus::default(),
+        observed: resolved(),
+        now,
+        want: Decision::Paused,
+    }
+}
+
 #[test]
 fn decide_table() {
     let now = "2026-01-01T10:00:30Z";
@@ -149,19 +167,30 @@ fn decide_table() {
         ..Default::default()
     };
     let scheduled = |fields: serde_json::Value| {
-        let mut s =
-            spec(serde_json::json!({"replicationMode": "Scheduled", "schedule": "*/1 * * * *"}));
-        for (k, v) in fields.as_object().unwrap() {
-            s[k] = v.clone();
-        }
-        s
+        merged(
+            spec(serde_json::json!({"replicationMode": "Scheduled", "schedule": "*/1 * * * *"})),
+            fields,
+        )
     };
-    let continuous = |fields: serde_json::Value| {
-        let mut s = spec(serde_json::json!({"replicationMode": "Continuous"}));
-        for (k, v) in fields.as_object().unwrap() {
-            s[k] = v.clone();
-        }
-        s
+    let continuous = |fields| {
+        merged(
+            spec(serde_json::json!({"replicationMode": "Continuous"})),
+            fields,
+        )
+    };
+    // Synced at 10:00 with the 10:01 fire stored.
+    let next_fire_stored = || NamespaceMappingStatus {
+        next_sync_time: t("2026-01-01T10:01:00Z"),
+        ..synced("2026-01-01T10:00:00Z")
+    };
+    // A sync of the every-minute schedule, keeping `next` as the next fire.
+    let scheduled_sync = |next: Option<Time>, catch_up: Option<CatchUp>| {
+        Decision::Sync(Run {
+            next_sync_time: next,
+            schedule: every_minute(),
+            catch_up,
+            ..run(ReplicationMode::Scheduled)
+        })
     };
     let none = serde_json::json!({});
     let cases = vec![
@@ -169,123 +198,91 @@ fn decide_table() {
             name: "spec.paused wins over everything",
             annotations: serde_json::json!({SYNC_NOW: "1"}),
             spec: spec(serde_json::json!({"paused": true})),
-            status: NamespaceMappingStatus::default(),
-            observed: resolved(),
-            now,
             want: Decision::Paused,
+            ..row(now)
         },
         Case {
             name: "references not looked up: paused",
-            annotations: none.clone(),
-            spec: base_spec(),
-            status: NamespaceMappingStatus::default(),
             observed: Observed::default(),
-            now,
             want: Decision::Paused,
+            ..row(now)
         },
         Case {
             name: "missing RemoteCluster: stalled, look again in 15s",
-            annotations: none.clone(),
-            spec: base_spec(),
-            status: NamespaceMappingStatus::default(),
             observed: unresolved(unresolvable("RemoteClusterNotFound", true, false)),
-            now,
             want: Decision::Unresolved {
                 why: unresolvable("RemoteClusterNotFound", true, false),
                 stop_watchers: false,
                 requeue: Duration::from_secs(15),
             },
+            ..row(now)
         },
         Case {
             name: "RemoteCluster not ready: transient, 15s",
             annotations: serde_json::json!({SYNC_NOW: "1"}),
-            spec: base_spec(),
-            status: NamespaceMappingStatus::default(),
             observed: unresolved(unresolvable("RemoteClusterNotReady", false, false)),
-            now,
             want: Decision::Unresolved {
                 why: unresolvable("RemoteClusterNotReady", false, false),
                 stop_watchers: false,
                 requeue: Duration::from_secs(15),
             },
+            ..row(now)
         },
         Case {
             name: "paused ClusterMapping: watchers stop, 60s",
-            annotations: none.clone(),
-            spec: base_spec(),
-            status: NamespaceMappingStatus::default(),
             observed: unresolved(unresolvable("Paused", false, true)),
-            now,
             want: Decision::Unresolved {
                 why: unresolvable("Paused", false, true),
                 stop_watchers: true,
                 requeue: Duration::from_secs(60),
             },
+            ..row(now)
         },
         Case {
             name: "Manual never synced: awaiting the trigger",
-            annotations: none.clone(),
-            spec: base_spec(),
-            status: NamespaceMappingStatus::default(),
-            observed: resolved(),
-            now,
             want: wait(None, true, None),
+            ..row(now)
         },
         Case {
             name: "Manual synced before: wait quietly",
-            annotations: none.clone(),
-            spec: base_spec(),
             status: synced("2026-01-01T09:00:00Z"),
-            observed: resolved(),
-            now,
             want: wait(None, false, None),
+            ..row(now)
         },
         Case {
             name: "Manual trigger pending: sync",
             annotations: serde_json::json!({SYNC_NOW: "1"}),
-            spec: base_spec(),
             status: synced("2026-01-01T09:00:00Z"),
-            observed: resolved(),
-            now,
             want: Decision::Sync(Run {
                 trigger: Some("1".into()),
                 ..run(ReplicationMode::Manual)
             }),
+            ..row(now)
         },
         Case {
             name: "Manual trigger already handled: wait",
             annotations: serde_json::json!({SYNC_NOW: "1"}),
-            spec: base_spec(),
             status: NamespaceMappingStatus {
                 last_sync_now_value: Some("1".into()),
                 ..synced("2026-01-01T09:00:00Z")
             },
-            observed: resolved(),
-            now,
             want: wait(None, false, None),
+            ..row(now)
         },
         Case {
             name: "retry not due: wait for it",
-            annotations: none.clone(),
-            spec: base_spec(),
             status: retrying("2026-01-01T10:00:40Z"),
-            observed: resolved(),
-            now,
             want: wait(None, false, Some(10_020)),
+            ..row(now)
         },
         Case {
             name: "retry due: sync",
-            annotations: none.clone(),
-            spec: base_spec(),
             status: retrying("2026-01-01T10:00:30Z"),
-            observed: resolved(),
-            now,
             want: Decision::Sync(run(ReplicationMode::Manual)),
+            ..row(now)
         },
         Case {
             name: "Running left by a dead controller: resume",
-            annotations: none.clone(),
-            spec: base_spec(),
             status: NamespaceMappingStatus {
                 phase: Some(SyncPhase::Running),
                 ..synced("2026-01-01T09:00:00Z")
@@ -294,78 +291,64 @@ fn decide_table() {
                 synced_here: false,
                 ..resolved()
             },
-            now,
             want: Decision::Sync(Run {
                 resumed: true,
                 ..run(ReplicationMode::Manual)
             }),
+            ..row(now)
         },
         Case {
             name: "Running written by this process: no resume",
-            annotations: none.clone(),
-            spec: base_spec(),
             status: NamespaceMappingStatus {
                 phase: Some(SyncPhase::Running),
                 ..synced("2026-01-01T09:00:00Z")
             },
-            observed: resolved(),
-            now,
             want: wait(None, false, None),
+            ..row(now)
         },
         Case {
             name: "syncData: the run copies data",
             annotations: serde_json::json!({SYNC_NOW: "1"}),
             spec: spec(serde_json::json!({"pvcConfig": {"syncData": true}})),
             status: synced("2026-01-01T09:00:00Z"),
-            observed: resolved(),
-            now,
             want: Decision::Sync(Run {
                 trigger: Some("1".into()),
                 copy_data: true,
                 ..run(ReplicationMode::Manual)
             }),
+            ..row(now)
         },
         Case {
             name: "Scheduled without any schedule: invalid",
-            annotations: none.clone(),
             spec: spec(serde_json::json!({"replicationMode": "Scheduled"})),
-            status: NamespaceMappingStatus::default(),
-            observed: resolved(),
-            now,
             want: Decision::InvalidSchedule {
                 message:
                     "Scheduled mode needs spec.schedule, or a defaultSchedule on RemoteCluster dr/a"
                         .into(),
             },
+            ..row(now)
         },
         Case {
             name: "Scheduled with a bad expression: invalid, even with a trigger",
             annotations: serde_json::json!({SYNC_NOW: "1"}),
             spec: scheduled(serde_json::json!({"schedule": "nope"})),
-            status: NamespaceMappingStatus::default(),
-            observed: resolved(),
-            now,
             want: Decision::InvalidSchedule {
                 message: format!(
                     "spec.schedule \"nope\" is invalid: {}",
                     Schedule::parse("nope", None).unwrap_err()
                 ),
             },
+            ..row(now)
         },
         Case {
             name: "Scheduled first run waits for the next fire",
-            annotations: none.clone(),
             spec: scheduled(none.clone()),
-            status: NamespaceMappingStatus::default(),
-            observed: resolved(),
-            now,
             want: wait(t("2026-01-01T10:01:00Z"), false, Some(30_020)),
+            ..row(now)
         },
         Case {
             name: "Scheduled uses the RemoteCluster's defaultSchedule",
-            annotations: none.clone(),
             spec: spec(serde_json::json!({"replicationMode": "Scheduled"})),
-            status: NamespaceMappingStatus::default(),
             observed: Observed {
                 references: Some(Ok(References {
                     source_cluster: "dr/a".into(),
@@ -373,162 +356,127 @@ fn decide_table() {
                 })),
                 ..resolved()
             },
-            now,
             want: wait(t("2026-01-01T10:01:00Z"), false, Some(30_020)),
+            ..row(now)
         },
         Case {
             name: "Scheduled stored next fire not reached: wait",
-            annotations: none.clone(),
             spec: scheduled(none.clone()),
-            status: NamespaceMappingStatus {
-                next_sync_time: t("2026-01-01T10:01:00Z"),
-                ..synced("2026-01-01T10:00:00Z")
-            },
-            observed: resolved(),
+            status: next_fire_stored(),
             now: "2026-01-01T10:00:59Z",
             want: wait(t("2026-01-01T10:01:00Z"), false, Some(1_020)),
+            ..row(now)
         },
         Case {
             name: "Scheduled stored next fire reached: sync, no catch-up",
-            annotations: none.clone(),
             spec: scheduled(none.clone()),
-            status: NamespaceMappingStatus {
-                next_sync_time: t("2026-01-01T10:01:00Z"),
-                ..synced("2026-01-01T10:00:00Z")
-            },
-            observed: resolved(),
+            status: next_fire_stored(),
             now: "2026-01-01T10:01:00Z",
-            want: Decision::Sync(Run {
-                next_sync_time: t("2026-01-01T10:01:00Z"),
-                schedule: every_minute(),
-                ..run(ReplicationMode::Scheduled)
-            }),
+            want: scheduled_sync(t("2026-01-01T10:01:00Z"), None),
+            ..row(now)
         },
         Case {
             name: "Scheduled fire missed while down: one catch-up sync",
-            annotations: none.clone(),
             spec: scheduled(none.clone()),
-            status: NamespaceMappingStatus {
-                next_sync_time: t("2026-01-01T10:01:00Z"),
-                ..synced("2026-01-01T10:00:00Z")
-            },
-            observed: resolved(),
+            status: next_fire_stored(),
             now: "2026-01-01T10:05:10Z",
-            want: Decision::Sync(Run {
-                next_sync_time: t("2026-01-01T10:01:00Z"),
-                schedule: every_minute(),
-                catch_up: Some(CatchUp {
+            want: scheduled_sync(
+                t("2026-01-01T10:01:00Z"),
+                Some(CatchUp {
                     fire: at("2026-01-01T10:01:00Z"),
                     missed: 5,
                 }),
-                ..run(ReplicationMode::Scheduled)
-            }),
+            ),
+            ..row(now)
         },
         Case {
             name: "Scheduled status lost: lastSyncTime shows a missed fire",
-            annotations: none.clone(),
             spec: scheduled(none.clone()),
             status: synced("2026-01-01T10:00:00Z"),
-            observed: resolved(),
             now: "2026-01-01T10:03:10Z",
-            want: Decision::Sync(Run {
-                schedule: every_minute(),
-                catch_up: Some(CatchUp {
+            want: scheduled_sync(
+                None,
+                Some(CatchUp {
                     fire: at("2026-01-01T10:01:00Z"),
                     missed: 3,
                 }),
-                ..run(ReplicationMode::Scheduled)
-            }),
+            ),
+            ..row(now)
         },
         Case {
             name: "Scheduled spec changed: the stored fire is recomputed from now",
-            annotations: none.clone(),
             spec: scheduled(none.clone()),
             status: NamespaceMappingStatus {
                 observed_generation: None,
                 next_sync_time: t("2026-01-01T09:00:00Z"),
                 ..synced("2026-01-01T08:00:00Z")
             },
-            observed: resolved(),
-            now,
             want: wait(t("2026-01-01T10:01:00Z"), false, Some(30_020)),
+            ..row(now)
         },
         Case {
             name: "Scheduled with a trigger before the fire: sync, next fire kept",
             annotations: serde_json::json!({SYNC_NOW: "1"}),
             spec: scheduled(none.clone()),
-            status: NamespaceMappingStatus::default(),
-            observed: resolved(),
-            now,
             want: Decision::Sync(Run {
                 trigger: Some("1".into()),
                 next_sync_time: t("2026-01-01T10:01:00Z"),
                 schedule: every_minute(),
                 ..run(ReplicationMode::Scheduled)
             }),
+            ..row(now)
         },
         Case {
             name: "Continuous never synced: full sync",
-            annotations: none.clone(),
             spec: continuous(none.clone()),
             status: NamespaceMappingStatus {
                 observed_generation: Some(1),
                 ..Default::default()
             },
-            observed: resolved(),
-            now,
             want: Decision::Sync(run(ReplicationMode::Continuous)),
+            ..row(now)
         },
         Case {
             name: "Continuous watchers restarted: full sync",
-            annotations: none.clone(),
             spec: continuous(none.clone()),
             status: synced("2026-01-01T10:00:00Z"),
             observed: Observed {
                 watchers_restarted: true,
                 ..resolved()
             },
-            now,
             want: Decision::Sync(run(ReplicationMode::Continuous)),
+            ..row(now)
         },
         Case {
             name: "Continuous spec changed: full sync",
-            annotations: none.clone(),
             spec: continuous(none.clone()),
             status: NamespaceMappingStatus {
                 observed_generation: None,
                 ..synced("2026-01-01T10:00:00Z")
             },
-            observed: resolved(),
-            now,
             want: Decision::Sync(run(ReplicationMode::Continuous)),
+            ..row(now)
         },
         Case {
             name: "Continuous within the background interval: wait for it",
-            annotations: none.clone(),
             spec: continuous(none.clone()),
             status: synced("2026-01-01T10:00:00Z"),
-            observed: resolved(),
-            now,
             want: wait(None, false, Some(3_570_020)),
+            ..row(now)
         },
         Case {
             name: "Continuous background interval passed: full sync",
-            annotations: none.clone(),
             spec: continuous(serde_json::json!({"continuous": {"backgroundSyncInterval": "30s"}})),
             status: synced("2026-01-01T10:00:00Z"),
-            observed: resolved(),
-            now,
             want: Decision::Sync(run(ReplicationMode::Continuous)),
+            ..row(now)
         },
         Case {
             name: "Continuous custom interval not passed: wait",
-            annotations: none.clone(),
             spec: continuous(serde_json::json!({"continuous": {"backgroundSyncInterval": "1m"}})),
             status: synced("2026-01-01T10:00:00Z"),
-            observed: resolved(),
-            now,
             want: wait(None, false, Some(30_020)),
+            ..row(now)
         },
     ];
     for case in cases {

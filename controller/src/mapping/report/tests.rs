@@ -68,6 +68,28 @@ fn report(failed: u32) -> SyncReport {
     }
 }
 
+/// The status after the resource phase of a sync, from `prev`.
+fn after_resources(
+    prev: &NamespaceMappingStatus,
+    m: &NamespaceMapping,
+    result: &Result<SyncReport, SyncError>,
+    copying: bool,
+    t: &Time,
+) -> NamespaceMappingStatus {
+    compose(prev, m, Step::Resources { result, copying }, t)
+}
+
+/// The status after the data phase of a sync, from `prev`.
+fn after_data(
+    prev: &NamespaceMappingStatus,
+    m: &NamespaceMapping,
+    report: &DataSyncReport,
+    resources: &SyncReport,
+    t: &Time,
+) -> NamespaceMappingStatus {
+    compose(prev, m, Step::Data { report, resources }, t)
+}
+
 #[test]
 fn as_read_leaves_the_watch_event_to_the_watchers() {
     let mut m = manual();
@@ -183,15 +205,7 @@ fn a_clean_sync_completes_and_clears_data_status() {
         }),
     })];
     let result = Ok(report(0));
-    let s = compose(
-        &started,
-        &m,
-        Step::Resources {
-            result: &result,
-            copying: false,
-        },
-        &t,
-    );
+    let s = after_resources(&started, &m, &result, false, &t);
     assert_eq!(s.phase, Some(SyncPhase::Completed));
     assert_eq!(s.last_sync_time, Some(t.clone()));
     assert!(s.last_error.is_none());
@@ -224,15 +238,7 @@ fn partial_and_failed_syncs_fail_the_phase() {
     let m = manual();
     let t = now();
     let result = Ok(report(1));
-    let s = compose(
-        &NamespaceMappingStatus::default(),
-        &m,
-        Step::Resources {
-            result: &result,
-            copying: false,
-        },
-        &t,
-    );
+    let s = after_resources(&NamespaceMappingStatus::default(), &m, &result, false, &t);
     assert_eq!(s.phase, Some(SyncPhase::Failed));
     assert!(s.last_sync_time.is_none());
     let err = s.last_error.as_ref().unwrap();
@@ -245,15 +251,7 @@ fn partial_and_failed_syncs_fail_the_phase() {
         message: "down".into(),
     };
     let result = Err(error);
-    let s = compose(
-        &NamespaceMappingStatus::default(),
-        &m,
-        Step::Resources {
-            result: &result,
-            copying: false,
-        },
-        &t,
-    );
+    let s = after_resources(&NamespaceMappingStatus::default(), &m, &result, false, &t);
     assert_eq!(s.phase, Some(SyncPhase::Failed));
     let Err(error) = &result else { unreachable!() };
     assert_eq!(cond(&s, types::SYNCED).1, error.reason());
@@ -269,15 +267,7 @@ fn a_data_copy_runs_under_running_then_folds_its_report() {
     let m = manual();
     let t = now();
     let result = Ok(report(0));
-    let copying = compose(
-        &NamespaceMappingStatus::default(),
-        &m,
-        Step::Resources {
-            result: &result,
-            copying: true,
-        },
-        &t,
-    );
+    let copying = after_resources(&NamespaceMappingStatus::default(), &m, &result, true, &t);
     assert_eq!(copying.phase, Some(SyncPhase::Running));
     assert_eq!(
         cond(&copying, types::DATA_SYNCED),
@@ -286,15 +276,7 @@ fn a_data_copy_runs_under_running_then_folds_its_report() {
     assert_eq!(cond(&copying, types::SYNCED).0, "True");
     let resources = report(0);
     let ok = DataSyncReport::default();
-    let done = compose(
-        &copying,
-        &m,
-        Step::Data {
-            report: &ok,
-            resources: &resources,
-        },
-        &t,
-    );
+    let done = after_data(&copying, &m, &ok, &resources, &t);
     assert_eq!(done.phase, Some(SyncPhase::Completed));
     assert_eq!(cond(&done, types::DATA_SYNCED).0, "True");
     let failed = DataSyncReport {
@@ -304,15 +286,7 @@ fn a_data_copy_runs_under_running_then_folds_its_report() {
         }),
         ..Default::default()
     };
-    let done = compose(
-        &copying,
-        &m,
-        Step::Data {
-            report: &failed,
-            resources: &resources,
-        },
-        &t,
-    );
+    let done = after_data(&copying, &m, &failed, &resources, &t);
     assert_eq!(done.phase, Some(SyncPhase::Failed));
     assert_eq!(cond(&done, types::READY).1, reasons::PVC_SYNC_DISABLED);
 }

@@ -5,7 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
 
-use crate::replicate::ResourceKind;
+use crate::replicate::mark::Origin;
+use crate::replicate::{MappingId, ResourceKind};
 
 fn res(
     name: &str,
@@ -21,7 +22,8 @@ fn res(
     })
 }
 
-const RW: &[&str] = &[
+/// Every verb of a read-write built-in resource, as discovery lists them.
+pub const RW: &[&str] = &[
     "create",
     "delete",
     "deletecollection",
@@ -157,4 +159,28 @@ pub fn server_metadata(name: &str, extra: Value) -> Value {
         }
     }
     meta
+}
+
+/// Where a test object comes from: `mapping`, reading `source_namespace` of the `prod`
+/// cluster.
+pub fn origin<'a>(
+    mapping: &'a MappingId,
+    source_namespace: &'a str,
+    source_uid: Option<&'a str>,
+) -> Origin<'a> {
+    Origin {
+        mapping,
+        source_cluster: "prod",
+        source_namespace,
+        source_uid,
+    }
+}
+
+/// The annotation `key` of an object, if set.
+pub fn annotation<'a>(obj: &'a DynamicObject, key: &str) -> Option<&'a str> {
+    obj.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
 }

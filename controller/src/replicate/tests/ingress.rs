@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use super::fixtures::{kind, obj, spec};
+use super::fixtures::{annotation, kind, obj, spec};
 use crate::replicate::ingress::{IngressRules, transform_ingress};
 
 fn ingress() -> serde_json::Value {
@@ -47,14 +47,7 @@ fn ingress_config_table() {
             "{case}"
         );
         if annotations == 1 {
-            assert_eq!(
-                o.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get("kubernetes.io/ingress.class"))
-                    .map(String::as_str),
-                Some("nginx")
-            );
+            assert_eq!(annotation(&o, "kubernetes.io/ingress.class"), Some("nginx"));
         }
         assert_eq!(o.data.pointer("/spec/tls").is_some(), tls, "{case}");
         // Backends and rules are always kept.

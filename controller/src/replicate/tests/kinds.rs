@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use super::fixtures::{discovered, discovery_lists, kind, spec};
+use super::fixtures::{RW, discovered, discovery_lists, kind, spec};
 use crate::replicate::kinds::{crd_names, resolve_name, resolve_replicable};
 use crate::replicate::{ResourceKind, RulesError, resolve_kinds, resolve_kinds_with_defaults};
 
@@ -23,18 +23,7 @@ fn discovery_entries_become_kinds_without_subresources() {
             singular: "deployment".into(),
             short_names: vec!["deploy".into()],
             namespaced: true,
-            verbs: [
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch"
-            ]
-            .map(String::from)
-            .to_vec(),
+            verbs: RW.iter().map(|v| v.to_string()).collect(),
         }
     );
     assert_eq!(deploy.api_version(), "apps/v1");

@@ -1,7 +1,7 @@
 use serde_json::json;
 
-use super::fixtures::obj;
-use crate::replicate::mark::{MANAGED_BY_MAPPING_LABEL, MAPPING_ANNOTATION, Origin, mark, unmark};
+use super::fixtures::{annotation, obj, origin};
+use crate::replicate::mark::{MANAGED_BY_MAPPING_LABEL, MAPPING_ANNOTATION, mark, unmark};
 use crate::replicate::{MappingId, is_managed_by};
 
 #[test]
@@ -48,30 +48,16 @@ fn marked_objects_are_managed_only_by_their_mapping() {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}}),
     );
     assert!(!is_managed_by(&o, &mine));
-    mark(
-        &mut o,
-        &Origin {
-            mapping: &mine,
-            source_cluster: "prod",
-            source_namespace: "shop",
-            source_uid: Some("u-1"),
-        },
-    );
+    mark(&mut o, &origin(&mine, "shop", Some("u-1")));
     assert!(is_managed_by(&o, &mine));
     assert!(!is_managed_by(&o, &other));
-    let a = o.metadata.annotations.clone().unwrap_or_default();
-    assert_eq!(
-        a.get("dr-syncer.io/source-cluster").map(String::as_str),
-        Some("prod")
-    );
-    assert_eq!(
-        a.get("dr-syncer.io/source-namespace").map(String::as_str),
-        Some("shop")
-    );
-    assert_eq!(
-        a.get("dr-syncer.io/source-uid").map(String::as_str),
-        Some("u-1")
-    );
+    for (key, want) in [
+        ("dr-syncer.io/source-cluster", "prod"),
+        ("dr-syncer.io/source-namespace", "shop"),
+        ("dr-syncer.io/source-uid", "u-1"),
+    ] {
+        assert_eq!(annotation(&o, key), Some(want), "{key}");
+    }
 
     // A look-alike label without the annotation (or with another mapping's) is not ours.
     let mut label_only = o.clone();

@@ -1,9 +1,8 @@
 use k8s_openapi::api::core::v1::Namespace;
 use serde_json::json;
 
-use super::fixtures::spec;
+use super::fixtures::{origin, spec};
 use crate::replicate::MappingId;
-use crate::replicate::mark::Origin;
 use crate::replicate::namespace::{NamespaceRules, target_namespace};
 
 fn source_ns() -> Namespace {
@@ -18,12 +17,7 @@ fn source_ns() -> Namespace {
 #[test]
 fn namespace_config_table() {
     let mapping = MappingId::new("dr", "shop");
-    let origin = Origin {
-        mapping: &mapping,
-        source_cluster: "prod",
-        source_namespace: "shop",
-        source_uid: None,
-    };
+    let origin = origin(&mapping, "shop", None);
     // (namespaceConfig, create, team label kept, owner annotation kept)
     let table = [
         (None, true, true, true),
@@ -78,12 +72,7 @@ fn namespace_config_table() {
 #[test]
 fn unreadable_source_gives_a_bare_marked_namespace() {
     let mapping = MappingId::new("dr", "shop");
-    let origin = Origin {
-        mapping: &mapping,
-        source_cluster: "prod",
-        source_namespace: "shop",
-        source_uid: None,
-    };
+    let origin = origin(&mapping, "shop", None);
     let ns = target_namespace(None, "shop", NamespaceRules::default(), &origin);
     assert_eq!(ns.metadata.labels.map(|l| l.len()), Some(1));
     assert_eq!(ns.metadata.annotations.map(|a| a.len()), Some(3));

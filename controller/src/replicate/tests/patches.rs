@@ -1,7 +1,9 @@
 use serde_json::{Value, json};
 
 use super::fixtures::{discovered, kind, obj, spec};
-use crate::replicate::patches::{apply_patches, compile_patches};
+use kube::core::DynamicObject;
+
+use crate::replicate::patches::{CompiledPatch, apply_patches, compile_patches};
 use crate::replicate::{MappingId, RulesError};
 
 fn deployment() -> Value {
@@ -10,9 +12,22 @@ fn deployment() -> Value {
         "spec": {"replicas": 0, "template": {"spec": {"containers": [{"name": "web", "image": "registry.prod/web:1.4"}]}}}})
 }
 
-fn compiled(transformations: Value) -> Vec<crate::replicate::patches::CompiledPatch> {
+fn compiled(transformations: Value) -> Vec<CompiledPatch> {
     let s = spec(json!({"sourceNamespace": "shop", "transformations": transformations}));
     compile_patches(&s.transformations, &discovered()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Applies `patches` to a Deployment of the mapping `dr/shop`.
+fn patch_deployment(
+    o: &mut DynamicObject,
+    patches: &[CompiledPatch],
+) -> Result<Vec<usize>, RulesError> {
+    apply_patches(
+        o,
+        &kind("deployments.apps"),
+        patches,
+        &MappingId::new("dr", "shop"),
+    )
 }
 
 #[test]
@@ -60,12 +75,7 @@ fn a_failing_test_skips_that_transformation_atomically() {
             {"op": "replace", "path": "/spec/replicas", "value": 2}]},
     ]));
     let mut o = obj(deployment());
-    let applied = apply_patches(
-        &mut o,
-        &kind("deployments.apps"),
-        &patches,
-        &MappingId::new("dr", "shop"),
-    );
+    let applied = patch_deployment(&mut o, &patches);
     assert_eq!(applied, Ok(vec![1]));
     assert_eq!(o.data.pointer("/spec/replicas"), Some(&json!(2)));
     assert_eq!(
@@ -82,13 +92,7 @@ fn a_failing_operation_names_mapping_kind_object_and_op() {
         {"op": "remove", "path": "/spec/strategy"}]}]));
     let mut o = obj(deployment());
     let before = o.clone();
-    let err = apply_patches(
-        &mut o,
-        &kind("deployments.apps"),
-        &patches,
-        &MappingId::new("dr", "shop"),
-    )
-    .err();
+    let err = patch_deployment(&mut o, &patches).err();
     let msg = err.as_ref().map(ToString::to_string).unwrap_or_default();
     assert!(matches!(err, Some(RulesError::PatchFailed(_))), "{err:?}");
     for part in [
@@ -116,12 +120,7 @@ fn a_patch_may_not_change_the_identity() {
             json!([{"resource": "deployments", "patch": [{"op": "replace", "path": path, "value": "x"}]}]),
         );
         let mut o = obj(deployment());
-        let got = apply_patches(
-            &mut o,
-            &kind("deployments.apps"),
-            &patches,
-            &MappingId::new("dr", "shop"),
-        );
+        let got = patch_deployment(&mut o, &patches);
         assert_eq!(
             got,
             Err(RulesError::IdentityChanged {

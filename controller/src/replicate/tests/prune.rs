@@ -2,8 +2,8 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::core::DynamicObject;
 use serde_json::json;
 
-use super::fixtures::obj;
-use crate::replicate::mark::{Origin, mark};
+use super::fixtures::{obj, origin};
+use crate::replicate::mark::mark;
 use crate::replicate::prune::{check_source_namespace, may_delete_for_source_delete};
 use crate::replicate::{MappingId, PruneRefusal, plan_prune};
 
@@ -27,15 +27,7 @@ fn managed(kind: &str, name: &str) -> DynamicObject {
     o.metadata.namespace = Some("shop-dr".into());
     o.metadata.uid = Some(format!("tgt-{name}"));
     let m = mapping();
-    mark(
-        &mut o,
-        &Origin {
-            mapping: &m,
-            source_cluster: "prod",
-            source_namespace: "shop",
-            source_uid: Some(&format!("src-{name}")),
-        },
-    );
+    mark(&mut o, &origin(&m, "shop", Some(&format!("src-{name}"))));
     o
 }
 
@@ -58,15 +50,7 @@ fn only_managed_objects_missing_at_the_source_are_deleted() {
     let other_mapping = {
         let mut o = source("ConfigMap", "other");
         let m = MappingId::new("dr", "blog");
-        mark(
-            &mut o,
-            &Origin {
-                mapping: &m,
-                source_cluster: "prod",
-                source_namespace: "blog",
-                source_uid: None,
-            },
-        );
+        mark(&mut o, &origin(&m, "blog", None));
         o
     };
     let tgt = vec![

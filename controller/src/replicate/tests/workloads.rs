@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use super::fixtures::{kind, obj, server_metadata};
+use super::fixtures::{annotation, kind, obj, server_metadata};
 use crate::replicate::RulesError;
 use crate::replicate::workloads::{scale_override, scale_workload, strip_job, target_replicas};
 
@@ -217,11 +217,7 @@ fn cronjobs_and_jobs_are_suspended_at_the_dr_site() {
             "{case}"
         );
         assert_eq!(
-            o.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get("dr-syncer.io/original-suspend"))
-                .map(String::as_str),
+            annotation(&o, "dr-syncer.io/original-suspend"),
             Some(recorded),
             "{case}"
         );
