@@ -76,7 +76,12 @@ fn handle(
         Event::Apply(pod) => dispatch(ctx, shutdown, workers, pod),
         Event::Delete(pod) => {
             if let Some(entry) = workers.remove(&uid(&pod)) {
-                entry.tx.send_replace(None);
+                // The final object carries the deletion grace period (0 for a forced
+                // delete): the worker stops its containers with it, as the kubelet does,
+                // even when the update that set it and the delete arrive together and the
+                // worker never saw the update on its own.
+                let last = pod.metadata.deletion_timestamp.is_some().then_some(pod);
+                entry.tx.send_replace(last);
             }
         }
     }
