@@ -33,6 +33,9 @@ pub mod types {
     /// NamespaceMapping with `pvcConfig.syncData`: every PVC of the last data sync was
     /// copied (reported apart from `Synced`, which is about the resources).
     pub const DATA_SYNCED: &str = "DataSynced";
+    /// NamespaceMapping: destination objects this mapping did not create were left
+    /// untouched (listed in the message); `safety.adoptExistingObjects` adopts them.
+    pub const FOREIGN_OBJECTS: &str = "ForeignObjects";
 }
 
 /// Condition reasons (CamelCase, as Kubernetes requires).
@@ -132,6 +135,35 @@ pub mod reasons {
     pub const CONNECTIVITY_VERIFIED: &str = "ConnectivityVerified";
     /// The check pod could not reach or authenticate to some agent; see connectionStatus.
     pub const CONNECTIVITY_FAILED: &str = "ConnectivityFailed";
+
+    // Safety guards (issue: never damage the source, the DR copy, or what is not ours).
+    /// Source and destination are one cluster (same `kube-system` UID, whatever the
+    /// RemoteCluster names) and one namespace: syncing would write into the source.
+    pub const SOURCE_IS_DESTINATION: &str = "SourceIsDestination";
+    /// The destination namespace is protected (kube-system, kube-public, kube-node-lease,
+    /// the controller's or the agents' namespace) and `safety.allowProtectedNamespace` is off.
+    pub const PROTECTED_NAMESPACE: &str = "ProtectedNamespace";
+    /// Another (older) NamespaceMapping already writes the same destination namespace of
+    /// the same cluster.
+    pub const OVERLAPPING_MAPPING: &str = "OverlappingMapping";
+    /// A RemoteCluster's identity (its `kube-system` UID) is not known yet, so the guard
+    /// against writing into the source cannot be checked; nothing is written until it is.
+    pub const CLUSTER_IDENTITY_UNKNOWN: &str = "ClusterIdentityUnknown";
+    /// Destination objects exist that this mapping did not create: left untouched.
+    pub const FOREIGN_OBJECTS_FOUND: &str = "ForeignObjectsFound";
+    /// Every destination object the sync wrote is this mapping's own.
+    pub const NO_FOREIGN_OBJECTS: &str = "NoForeignObjects";
+    /// Continuous mode refused to propagate a deletion: more than half of the copies
+    /// would be gone before the next full resync, or the source listing is empty.
+    pub const CONTINUOUS_PRUNE_REFUSED: &str = "ContinuousPruneRefused";
+    /// A PVC data sync deleted nothing at the target: the source listing was empty or had
+    /// lost more than half of the target's files (`safety.allowMassDataDeletion` allows it).
+    pub const DATA_PRUNE_REFUSED: &str = "DataPruneRefused";
+    /// The agent refused the source volume: its directory is not the volume's mount (an
+    /// unmounted CSI or local volume), or no Running pod uses it.
+    pub const SOURCE_VOLUME_UNSAFE: &str = "SourceVolumeUnsafe";
+    /// Another pull into the same target PVC holds its lock; this one was refused.
+    pub const TARGET_BUSY: &str = "TargetBusy";
 }
 
 /// The current time as a Kubernetes `Time`.

@@ -387,6 +387,26 @@ pub struct RemoteClusterStatus {
     /// State of the PVC-sync agent in this cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pvc_sync: Option<PvcSyncStatus>,
+    /// Which cluster the kubeconfig reaches, read at the last health check. Two
+    /// RemoteClusters with the same `kubeSystemUid` are one cluster: a NamespaceMapping
+    /// between them into the same namespace is refused (`SourceIsDestination`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_identity: Option<ClusterIdentity>,
+}
+
+/// The identity of a cluster as seen through a kubeconfig.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterIdentity {
+    /// UID of the cluster's `kube-system` namespace: created once with the cluster, the same
+    /// through every address and credential that reaches it.
+    pub kube_system_uid: String,
+    /// API server URL of the kubeconfig.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// BLAKE3 of the kubeconfig's CA bundle (hex, first 16 bytes), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_fingerprint: Option<String>,
 }
 
 /// Health of the connection to a remote cluster.

@@ -4,14 +4,17 @@
 //! - this module: the spec's top level (mode, schedule, clusters, namespaces, retries).
 //! - [`pvc`]: how PVCs and their data are replicated.
 //! - [`rules`]: immutable-field handling, failure handling, object selection, transforms.
+//! - [`safety`]: the guards a mapping may opt out of.
 //! - [`status`]: the observed state the controller writes.
 
 mod pvc;
 mod rules;
+mod safety;
 mod status;
 
 pub use pvc::*;
 pub use rules::*;
+pub use safety::*;
 pub use status::*;
 
 use kube::{CustomResource, KubeSchema};
@@ -231,6 +234,12 @@ pub struct NamespaceMappingSpec {
     /// Default: false.
     #[serde(default)]
     pub prune: bool,
+
+    /// Extension: the safety guards this mapping opts out of (all guards are on when
+    /// unset): protected destination namespaces, adopting objects DR-Syncer did not create,
+    /// mass deletion of PVC files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<SafetyConfig>,
 }
 
 /// How a NamespaceMapping is triggered.
@@ -416,6 +425,11 @@ impl NamespaceMappingSpec {
             (None, None) => remote_default,
             _ => None,
         }
+    }
+
+    /// The safety guards in effect (all on when `safety` is unset).
+    pub fn safety(&self) -> SafetyConfig {
+        self.safety.clone().unwrap_or_default()
     }
 
     /// The destination namespace in effect: `destinationNamespace`, else `sourceNamespace`.
