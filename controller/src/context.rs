@@ -36,6 +36,9 @@ pub struct Context {
     pub dataplane: DataPlaneConfig,
     /// Concurrency slots of PVC data copies (global and per source cluster).
     pub data_slots: DataSlots,
+    /// The namespace the controller runs in: protected as a destination, like kube-system
+    /// (`None`: not run in a pod, nothing extra is protected).
+    pub controller_namespace: Option<String>,
     /// Mappings this process has run a sync for: a `Running` phase on any other mapping
     /// was left by a controller that died mid-sync.
     synced_here: Mutex<HashSet<String>>,
@@ -44,7 +47,7 @@ pub struct Context {
 impl Context {
     /// Builds the context for the given controller-cluster client.
     pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Arc<Self> {
-        Self::with_dataplane(client, metrics, instance, DataPlaneConfig::default())
+        Self::with_dataplane(client, metrics, instance, DataPlaneConfig::default(), None)
     }
 
     /// Builds the context with the data-plane settings the binary was started with.
@@ -53,6 +56,7 @@ impl Context {
         metrics: Arc<Metrics>,
         instance: Option<String>,
         dataplane: DataPlaneConfig,
+        controller_namespace: Option<String>,
     ) -> Arc<Self> {
         Arc::new(Context {
             events: EventPublisher::new(client.clone(), instance),
@@ -63,6 +67,7 @@ impl Context {
             discovery: DiscoveryCache::default(),
             data_slots: DataSlots::new(dataplane.global_concurrency),
             dataplane,
+            controller_namespace,
             synced_here: Mutex::new(HashSet::new()),
         })
     }

@@ -10,6 +10,8 @@
 //! - [`schedule`]: when a Scheduled mapping fires (CronJob-dialect cron + time zones).
 //! - [`replicate`]: the pure replication rules (kinds, selection, transforms, marks, pruning).
 //! - [`k8s`]: server-side apply, events, waits by watch and message limits.
+//! - [`safety`]: the guards on a mapping's ends (never into the source, protected
+//!   namespaces, overlapping mappings), as pure rules.
 //!
 //! Engines, taking explicit clients (no reconciler state):
 //! - [`clusters`]: RemoteCluster clients (registry, connect), conditions and its reconciler.
@@ -37,6 +39,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod replicate;
 pub mod run;
+pub mod safety;
 pub mod schedule;
 pub mod status;
 pub mod sync;

@@ -25,6 +25,11 @@ struct Cli {
     /// Namespace of the leader-election Lease (default: the pod's namespace, else `default`).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
+    /// The controller's own namespace: refused as a mapping's destination (with
+    /// kube-system, kube-public, kube-node-lease and the agents' namespace) unless the
+    /// mapping sets `safety.allowProtectedNamespace`. Default: the pod's namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    controller_namespace: Option<String>,
     /// Name of the leader-election Lease.
     #[arg(
         long,
@@ -128,6 +133,7 @@ fn main() -> ExitCode {
             )
         }),
         identity,
+        controller_namespace: cli.controller_namespace.clone(),
         dataplane: DataPlaneConfig {
             agent: PodImage {
                 reference: cli.agent_image.clone(),

@@ -37,6 +37,8 @@ pub struct RunConfig {
     pub identity: String,
     /// Images and limits of the PVC data plane.
     pub dataplane: DataPlaneConfig,
+    /// The controller's own namespace, protected as a destination.
+    pub controller_namespace: Option<String>,
 }
 
 /// Why the controller stopped with an error.
@@ -115,6 +117,7 @@ pub async fn run(config: RunConfig, shutdown: CancellationToken) -> Result<(), F
         metrics,
         Some(config.identity.clone()),
         config.dataplane.clone(),
+        config.controller_namespace.clone(),
     );
     run_controllers(client.clone(), ctx.clone(), stop).await;
     ctx.watchers.stop_all();

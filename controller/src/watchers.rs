@@ -7,7 +7,10 @@
 //! applies only objects that changed since, and treats objects that vanished meanwhile as
 //! deletions. A change that fails to apply (the target API server is briefly unavailable,
 //! a conflict) is retried with backoff from the source object's *current* state, so a
-//! transient error never leaves a stale copy until the next background resync. Watchers
+//! transient error never leaves a stale copy until the next background resync. A
+//! deletion is propagated only within the mapping's deletion budget (at most half of its
+//! objects between two full syncs, see [`DeletionBudget`]); a refused one is reported by
+//! the reconciler and left to the next full sync's prune. Watchers
 //! stop when the mapping's spec or clusters change (a new fingerprint), when it is paused,
 //! switched to another mode, or deleted.
 
@@ -31,7 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{MappingLabels, Metrics};
 use crate::replicate::ResourceKind;
-use crate::sync::SharedPlan;
+use crate::replicate::budget::DeletionBudget;
+use crate::sync::{Deletion, Outcome, SharedPlan};
 
 /// Field manager for the one status field the watchers own (`lastWatchEvent`).
 pub const WATCH_FIELD_MANAGER: &str = "dr-syncer-watch";
@@ -42,6 +46,7 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(2);
 struct Running {
     fingerprint: String,
     cancel: CancellationToken,
+    budget: Arc<Mutex<DeletionBudget>>,
 }
 
 /// The watchers of every Continuous mapping, keyed by `namespace/name`.
@@ -62,6 +67,9 @@ pub struct WatchSink {
     pub namespace: String,
     /// The mapping's name.
     pub name: String,
+    /// The deletions the watchers may still propagate before the next full sync (set by
+    /// [`Watchers::start`]; the full sync resets it through [`Watchers::reset_budget`]).
+    pub budget: Arc<Mutex<DeletionBudget>>,
 }
 
 impl Watchers {
@@ -94,9 +102,10 @@ impl Watchers {
         key: &str,
         fingerprint: &str,
         plan: SharedPlan,
-        sink: WatchSink,
+        mut sink: WatchSink,
     ) -> WatchesReady {
         self.stop(key);
+        sink.budget = Arc::default();
         let cancel = CancellationToken::new();
         let last_event = Arc::new(Mutex::new(None::<Timestamp>));
         let ready = Arc::new(Semaphore::new(0));
@@ -110,6 +119,7 @@ impl Watchers {
                 cancel.clone(),
             ));
         }
+        let budget = sink.budget.clone();
         tokio::spawn(status_writer(sink, last_event, cancel.clone()));
         if let Ok(mut map) = self.running.lock() {
             map.insert(
@@ -117,6 +127,7 @@ impl Watchers {
                 Running {
                     fingerprint: fingerprint.to_owned(),
                     cancel,
+                    budget,
                 },
             );
             self.update_gauge(map.len());
@@ -147,6 +158,25 @@ impl Watchers {
             }
             self.update_gauge(0);
         }
+    }
+
+    /// A full sync of the mapping counted `managed` objects of it at the destination:
+    /// the watchers' deletion budget starts again from there.
+    pub fn reset_budget(&self, key: &str, managed: usize) {
+        self.with_budget(key, |b| b.reset(managed));
+    }
+
+    /// Why the watchers refused to propagate a deletion since the last full sync, if they
+    /// did.
+    pub fn prune_refusal(&self, key: &str) -> Option<String> {
+        self.with_budget(key, |b| b.refusal().map(str::to_owned))
+            .flatten()
+    }
+
+    fn with_budget<T>(&self, key: &str, f: impl FnOnce(&mut DeletionBudget) -> T) -> Option<T> {
+        let budget = self.running.lock().ok()?.get(key)?.budget.clone();
+        let mut budget = budget.lock().ok()?;
+        Some(f(&mut budget))
     }
 
     /// How many mappings have watchers running.
@@ -459,6 +489,11 @@ async fn apply(
     let labels = labels(sink);
     match plan.apply_source_object(kind, obj).await {
         Ok(Some(outcome)) => {
+            if outcome == Outcome::Created
+                && let Ok(mut budget) = sink.budget.lock()
+            {
+                budget.created();
+            }
             record_change(sink, &labels, kind, outcome.label(), last_event);
             tracing::debug!(kind = %kind.kind, name = %obj.name_any(), ?outcome, "applied change");
             true
@@ -481,13 +516,20 @@ async fn delete(
     obj: &DynamicObject,
 ) -> bool {
     let labels = labels(sink);
-    match plan.delete_for_source(kind, obj).await {
-        Ok(true) => {
+    match plan.delete_for_source(kind, obj, &sink.budget).await {
+        Ok(Deletion::Deleted) => {
             record_change(sink, &labels, kind, "deleted", last_event);
             tracing::debug!(kind = %kind.kind, name = %obj.name_any(), "pruned deleted object");
             true
         }
-        Ok(false) => true,
+        Ok(Deletion::Kept) => true,
+        Ok(Deletion::Refused(why)) => {
+            // Not retried: the next full sync prunes it under the full sync's guards. The
+            // status write wakes the reconciler, which reports the refusal.
+            tracing::warn!(kind = %kind.kind, name = %obj.name_any(), %why, "deletion refused");
+            touch(last_event);
+            true
+        }
         Err(error) => {
             tracing::warn!(kind = %kind.kind, name = %obj.name_any(), %error, "propagating a deletion failed; will retry");
             false

@@ -69,6 +69,10 @@ impl Round<'_> {
 async fn continuous_mode_propagates_create_update_delete_within_a_second() {
     let (_serial, c, ns, src, mappings) = scenario("live").await.into_parts();
     apply_configmap(&c.source, &src, "seed", &[("a", "1")]).await;
+    // Continuous mode propagates at most half of the mapping's objects' deletions between
+    // two full syncs (issue 12): with the three rounds below creating and deleting one
+    // object each, the namespace holds enough other objects for every deletion to pass.
+    create_numbered_configmaps(&Api::namespaced(c.source.clone(), &src), 3).await;
     let controller = start_controller(None).await;
     MappingFixture::continuous("live")
         .direct()

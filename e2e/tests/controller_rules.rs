@@ -96,9 +96,12 @@ async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
     );
 
     // Bad cron (passes the API server's pattern, fails the parser).
+    // Each bad mapping writes its own destination namespace: two mappings into one
+    // namespace are refused as overlapping (issue 12) before their other faults show.
     MappingFixture::scheduled("bad-cron", "61 * * * *")
         .direct()
         .source_ns(&src)
+        .target_ns(&format!("{src}-cron"))
         .apply(&c.controller, &ns)
         .await;
     let cond = ("Stalled", "True", "InvalidSchedule");
@@ -106,6 +109,7 @@ async fn invalid_specs_report_conditions_naming_the_problem_without_crashing() {
 
     // Unknown resource type.
     MappingFixture::triggered("bad-type", &src)
+        .target_ns(&format!("{src}-type"))
         .resource_types(&["configmaps", "frobnicators"])
         .apply(&c.controller, &ns)
         .await;
@@ -232,12 +236,11 @@ async fn recreate_on_immutable_fields_replaces_only_objects_the_mapping_wrote() 
         "user",
         "an unmanaged object was recreated"
     );
-    let error = nm.status.and_then(|s| s.last_error).map(|e| e.message);
+    // The mapping says which object it left alone, and why (issue 12: foreign objects).
+    let foreign = condition_message(&nm, "ForeignObjects");
     assert!(
-        error
-            .as_deref()
-            .is_some_and(|m| m.contains("not created by this mapping")),
-        "lastError should say why theirs was left: {error:?}"
+        foreign.contains("ConfigMap/theirs") && foreign.contains("not created by this mapping"),
+        "ForeignObjects should name theirs: {foreign:?}"
     );
     controller.kill().await;
 }

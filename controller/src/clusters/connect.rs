@@ -5,8 +5,8 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use dr_syncer_crds::remote_cluster::RemoteCluster;
-use k8s_openapi::api::core::v1::Secret;
+use dr_syncer_crds::remote_cluster::{ClusterIdentity, RemoteCluster};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -96,6 +96,13 @@ pub async fn ensure_client(
         .map_err(KubeconfigProblem::Invalid)?;
     config.connect_timeout = Some(Duration::from_secs(5));
     let server = config.cluster_url.to_string();
+    let ca_fingerprint = config.root_cert.as_ref().map(|certs| {
+        let mut hasher = blake3::Hasher::new();
+        for cert in certs {
+            hasher.update(cert);
+        }
+        hasher.finalize().to_hex()[..32].to_owned()
+    });
     let watch_client = Client::try_from(config.clone())
         .map_err(|e| KubeconfigProblem::Invalid(format!("cannot build a client: {e}")))?;
     config.read_timeout = Some(REQUEST_TIMEOUT);
@@ -109,12 +116,30 @@ pub async fn ensure_client(
         server,
         healthy: false,
         last_error: None,
+        identity: None,
+        ca_fingerprint,
     };
     if registry.get(key).is_some() {
         tracing::info!(cluster = %key, "kubeconfig changed; client rebuilt");
     }
     registry.insert(key.clone(), remote.clone());
     Ok(remote)
+}
+
+/// Reads which cluster `remote` reaches: the uid of its `kube-system` namespace (empty when
+/// the credentials may not read it: then the server URL and CA identify it).
+pub async fn read_identity(remote: &RemoteClient) -> Result<ClusterIdentity, kube::Error> {
+    let namespaces: Api<Namespace> = Api::all(remote.client.clone());
+    let uid = match namespaces.get_metadata_opt("kube-system").await {
+        Ok(ns) => ns.and_then(|n| n.metadata.uid).unwrap_or_default(),
+        Err(kube::Error::Api(status)) if status.code == 403 => String::new(),
+        Err(error) => return Err(error),
+    };
+    Ok(ClusterIdentity {
+        kube_system_uid: uid,
+        server: Some(remote.server.clone()),
+        ca_fingerprint: remote.ca_fingerprint.clone(),
+    })
 }
 
 /// Checks the API server answers (`GET /version`) within `timeout`.

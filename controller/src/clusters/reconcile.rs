@@ -11,7 +11,7 @@ use kube::{Client, ResourceExt};
 use tracing::Instrument;
 
 use super::conditions::{conditions_for, health_interval, unsupported_fields};
-use super::connect::{check_health, ensure_client};
+use super::connect::{check_health, ensure_client, read_identity};
 use super::registry::ClusterKey;
 use crate::context::Context;
 use crate::dataplane::agents;
@@ -139,6 +139,15 @@ async fn reconcile_inner(
             match check_health(&remote.client, Duration::from_secs(10)).await {
                 Ok(version) => {
                     ctx.clusters.set_health(&key, true, None);
+                    match read_identity(&remote).await {
+                        Ok(identity) => {
+                            ctx.clusters.set_identity(&key, identity.clone());
+                            status.cluster_identity = Some(identity);
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "reading the cluster's identity failed");
+                        }
+                    }
                     status.health = Some(ClusterHealth::Healthy);
                     status.last_sync_time = Some(now());
                     set_condition(

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use dr_syncer_crds::remote_cluster::ClusterIdentity;
 use kube::Client;
 
 /// Longest wait for one API request to a remote cluster.
@@ -41,6 +42,11 @@ pub struct RemoteClient {
     pub healthy: bool,
     /// Why the last health check failed.
     pub last_error: Option<String>,
+    /// Which cluster the kubeconfig reaches (read at the health check; `None` until then).
+    /// The guard against writing into the source needs it before any sync.
+    pub identity: Option<ClusterIdentity>,
+    /// BLAKE3 of the kubeconfig's CA bundle, for [`ClusterIdentity::ca_fingerprint`].
+    pub ca_fingerprint: Option<String>,
 }
 
 /// Every RemoteCluster client, shared by all reconcilers.
@@ -66,6 +72,15 @@ impl ClusterRegistry {
     pub fn remove(&self, key: &ClusterKey) {
         if let Ok(mut map) = self.inner.write() {
             map.remove(key);
+        }
+    }
+
+    /// Records which cluster the client reaches.
+    pub fn set_identity(&self, key: &ClusterKey, identity: ClusterIdentity) {
+        if let Ok(mut map) = self.inner.write()
+            && let Some(entry) = map.get_mut(key)
+        {
+            entry.identity = Some(identity);
         }
     }
 

@@ -186,7 +186,7 @@ async fn run_all(
             ),
         });
     }
-    let mapping = MappingId::new(nm.namespace().unwrap_or_default(), nm.name_any());
+    let mapping = MappingId::of(nm);
     let dest = Destination {
         client: resolved.dest.client.clone(),
         watch_client: resolved.dest.watch_client.clone(),
@@ -307,13 +307,13 @@ impl Run<'_> {
         let deadline = Instant::now() + TARGET_PVC_WAIT;
         loop {
             match api.get_opt(pvc).await {
-                Ok(Some(found)) => return Ok(found),
+                Ok(Some(found)) => return self.ours(found),
                 Ok(None) if Instant::now() < deadline => {}
                 Ok(None) => {
                     return Err(PvcFailure {
                         reason: reasons::TARGET_PVC_MISSING,
                         message: format!(
-                            "target PVC {}/{pvc} does not exist in cluster {}: include persistentvolumeclaims in spec.resourceTypes (or create the claim there) and sync again",
+                            "target PVC {}/{pvc} does not exist in cluster {}: include persistentvolumeclaims in spec.resourceTypes (or create the claim there and set spec.safety.adoptExistingObjects: true) and sync again",
                             self.dest_namespace, self.resolved.dest_key.name
                         ),
                     });
@@ -328,6 +328,26 @@ impl Run<'_> {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// The target PVC if this mapping may write into it: one it created, or any with
+    /// `spec.safety.adoptExistingObjects`. A claim someone else made at the destination
+    /// holds their data, not a copy of ours.
+    fn ours(&self, found: PersistentVolumeClaim) -> Result<PersistentVolumeClaim, PvcFailure> {
+        if self.nm.spec.safety().adopt_existing_objects
+            || crate::replicate::is_meta_managed_by(&found.metadata, &self.mapping)
+        {
+            return Ok(found);
+        }
+        Err(PvcFailure {
+            reason: reasons::FOREIGN_OBJECTS_FOUND,
+            message: format!(
+                "target PVC {}/{} in cluster {} was not created by this mapping; its data is left alone (set spec.safety.adoptExistingObjects: true to copy into it)",
+                self.dest_namespace,
+                found.metadata.name.as_deref().unwrap_or_default(),
+                self.resolved.dest_key.name
+            ),
+        })
     }
 
     /// Attempts with retries; returns the result, attempts made and the node.

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use super::decide::{CatchUp, Decision, Observed, References, Unresolvable, WatchStep, watch_step};
-use super::report::{failed_message, synced_message};
+use super::report::{failed_message, foreign_message, synced_message};
 use super::resolve::{ReferenceError, Resolved, resolve};
 use crate::context::Context;
 use crate::dataplane::orchestrate::{self, Clusters};
@@ -40,7 +40,7 @@ pub struct Prepared {
 
 /// The mapping's `namespace/name` identity.
 fn mapping_id(nm: &NamespaceMapping) -> MappingId {
-    MappingId::new(nm.namespace().unwrap_or_default(), nm.name_any())
+    MappingId::of(nm)
 }
 
 /// The metric labels of the mapping.
@@ -68,7 +68,13 @@ pub async fn prepare(ctx: &Context, nm: &NamespaceMapping) -> Prepared {
             observed,
         };
     }
-    let resolved = resolve(nm, &ctx.client, &ctx.clusters).await;
+    let resolved = resolve(
+        nm,
+        &ctx.client,
+        &ctx.clusters,
+        ctx.controller_namespace.as_deref(),
+    )
+    .await;
     observed.references = Some(match &resolved {
         Ok(r) => Ok(References {
             source_cluster: r.source_key.to_string(),
@@ -87,6 +93,7 @@ pub async fn prepare(ctx: &Context, nm: &NamespaceMapping) -> Prepared {
             WatchStep::Run => {
                 plan = start_watchers(ctx, nm, r, &key).await;
                 observed.watchers_restarted = plan.is_some();
+                observed.watch_prune_refusal = ctx.watchers.prune_refusal(&key);
             }
         }
     }
@@ -120,6 +127,7 @@ async fn start_watchers(
                 metrics: ctx.metrics.clone(),
                 namespace: nm.namespace().unwrap_or_default(),
                 name: nm.name_any(),
+                budget: Arc::default(),
             };
             let ready = ctx.watchers.start(key, &fingerprint, plan.clone(), sink);
             if !ready.wait(WATCH_READY_TIMEOUT).await {
@@ -136,14 +144,22 @@ async fn start_watchers(
 }
 
 /// Carries out what a decision does besides status: stops watchers, counts a missed
-/// scheduled fire, notes a resumed sync.
-pub fn perform(ctx: &Context, nm: &NamespaceMapping, decision: &Decision) {
+/// scheduled fire, notes a resumed sync, and announces a new reason the mapping cannot
+/// run (a Warning event, once per change of reason, not on every requeue).
+pub async fn perform(ctx: &Context, nm: &NamespaceMapping, decision: &Decision) {
     match decision {
-        Decision::Paused
-        | Decision::Unresolved {
-            stop_watchers: true,
-            ..
-        } => ctx.watchers.stop(&mapping_id(nm).to_string()),
+        Decision::Paused => ctx.watchers.stop(&mapping_id(nm).to_string()),
+        Decision::Unresolved {
+            stop_watchers, why, ..
+        } => {
+            if *stop_watchers {
+                ctx.watchers.stop(&mapping_id(nm).to_string());
+            }
+            if ready_reason(nm) != Some(why.reason) {
+                ctx.event(nm, true, why.reason, "Resolve", why.message.clone())
+                    .await;
+            }
+        }
         Decision::Sync(run) => {
             if let Some(catch_up) = &run.catch_up {
                 record_catch_up(&ctx.metrics, nm, catch_up);
@@ -152,8 +168,47 @@ pub fn perform(ctx: &Context, nm: &NamespaceMapping, decision: &Decision) {
                 tracing::info!("resuming a sync interrupted by a controller restart");
             }
         }
-        Decision::Unresolved { .. } | Decision::InvalidSchedule { .. } | Decision::Wait(_) => {}
+        Decision::InvalidSchedule { message } => {
+            if ready_reason(nm) != Some(crate::status::reasons::INVALID_SCHEDULE) {
+                ctx.event(
+                    nm,
+                    true,
+                    crate::status::reasons::INVALID_SCHEDULE,
+                    "Schedule",
+                    message.clone(),
+                )
+                .await;
+            }
+        }
+        Decision::Wait(wait) => {
+            if let Some(why) = &wait.prune_refusal
+                && condition_reason(nm, crate::status::types::PRUNE_BLOCKED)
+                    != Some(crate::status::reasons::CONTINUOUS_PRUNE_REFUSED)
+            {
+                ctx.event(
+                    nm,
+                    true,
+                    crate::status::reasons::CONTINUOUS_PRUNE_REFUSED,
+                    "Prune",
+                    why.clone(),
+                )
+                .await;
+            }
+        }
     }
+}
+
+/// The reason of the mapping's `Ready` condition as read.
+fn ready_reason(nm: &NamespaceMapping) -> Option<&str> {
+    condition_reason(nm, crate::status::types::READY)
+}
+
+/// The reason of one of the mapping's conditions as read.
+fn condition_reason<'a>(nm: &'a NamespaceMapping, type_: &str) -> Option<&'a str> {
+    nm.status
+        .as_ref()
+        .and_then(|s| crate::status::find_condition(&s.conditions, type_))
+        .map(|c| c.reason.as_str())
 }
 
 /// Counts the fires a catch-up sync makes up for (`dr_syncer_missed_schedules_total`).
@@ -230,7 +285,12 @@ pub async fn sync_resources(
             Err(e) => Err(e),
         },
     };
-    ctx.mark_synced_here(&mapping_id(nm).to_string());
+    let key = mapping_id(nm).to_string();
+    ctx.mark_synced_here(&key);
+    if let Ok(report) = &result {
+        // The watchers' deletions are counted again from what this sync saw.
+        ctx.watchers.reset_budget(&key, report.managed);
+    }
     let finished = now();
     let labels = mapping_labels(nm);
     match &result {
@@ -258,6 +318,16 @@ async fn record_success(
             .record_objects(labels, kind, "deleted", counts.deleted.into());
         ctx.metrics
             .record_objects(labels, kind, "failed", counts.failed.into());
+    }
+    if !report.foreign.is_empty() {
+        ctx.event(
+            nm,
+            true,
+            crate::status::reasons::FOREIGN_OBJECTS_FOUND,
+            "Sync",
+            foreign_message(&report.foreign),
+        )
+        .await;
     }
     let (ok, message) = synced_message(report);
     ctx.metrics

@@ -39,6 +39,9 @@ pub struct Observed {
     /// Whether this reconcile (re)started the Continuous-mode watchers (a fresh start may
     /// have missed changes: a full sync is due).
     pub watchers_restarted: bool,
+    /// Why the Continuous-mode watchers refused to propagate a deletion since the last
+    /// full sync (their deletion budget ran out).
+    pub watch_prune_refusal: Option<String>,
 }
 
 /// The facts of resolved references the decision needs.
@@ -97,6 +100,8 @@ pub struct Wait {
     pub awaiting_trigger: bool,
     /// When to come back (`None`: only on a change).
     pub requeue: Option<Duration>,
+    /// The watchers refused a deletion (Continuous mode): `PruneBlocked` says why.
+    pub prune_refusal: Option<String>,
 }
 
 /// A sync to run.
@@ -268,6 +273,7 @@ pub fn decide(
                 && status.last_sync_time.is_none()
                 && status.retry_status.is_none(),
             requeue: after.or_else(|| retry_wait(status, now)),
+            prune_refusal: observed.watch_prune_refusal.clone(),
         }),
     }
 }

@@ -96,7 +96,7 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: Arc<Context>) -> Result<Action, M
 
     let prepared = act::prepare(&ctx, &nm).await;
     let decision = decide::decide(&nm, &read, &prepared.observed, Utc::now());
-    act::perform(&ctx, &nm, &decision);
+    act::perform(&ctx, &nm, &decision).await;
     let mut status = report::compose(&read, &nm, Step::Decided(&decision), &now());
     writer.write(&status).await?;
     let (Decision::Sync(run), Some(Ok(resolved))) = (&decision, &prepared.resolved) else {

@@ -12,7 +12,7 @@ use dr_syncer_crds::namespace_mapping::{
     DeploymentScale, KindSyncCounts, NamespaceMapping, NamespaceMappingStatus, ResourceStatus,
     ResourceSyncState, SyncErrorRecord, SyncPhase, SyncStats,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use kube::api::Api;
 
@@ -135,6 +135,18 @@ fn decided(status: &mut NamespaceMappingStatus, nm: &NamespaceMapping, decision:
         }
         Decision::Wait(wait) => {
             status.next_sync_time = wait.next_sync_time.clone();
+            if let Some(why) = &wait.prune_refusal {
+                set_condition(
+                    &mut status.conditions,
+                    condition(
+                        types::PRUNE_BLOCKED,
+                        true,
+                        reasons::CONTINUOUS_PRUNE_REFUSED,
+                        truncate(why.clone(), 2000),
+                        generation,
+                    ),
+                );
+            }
             if wait.awaiting_trigger {
                 set_condition(
                     &mut status.conditions,
@@ -309,6 +321,10 @@ fn synced(
     }
     set_condition(
         &mut status.conditions,
+        foreign_condition(report, generation),
+    );
+    set_condition(
+        &mut status.conditions,
         condition(types::STALLED, false, reasons::SUCCEEDED, "", generation),
     );
     let (ok, message) = synced_message(report);
@@ -350,6 +366,46 @@ fn synced(
             );
         }
     }
+}
+
+/// Foreign objects listed in a message at most this many by name.
+const MAX_FOREIGN_NAMED: usize = 20;
+
+/// The `ForeignObjects` condition of a sync that ran.
+fn foreign_condition(report: &SyncReport, generation: Option<i64>) -> Condition {
+    if report.foreign.is_empty() {
+        return condition(
+            types::FOREIGN_OBJECTS,
+            false,
+            reasons::NO_FOREIGN_OBJECTS,
+            "every destination object the mapping writes is its own",
+            generation,
+        );
+    }
+    condition(
+        types::FOREIGN_OBJECTS,
+        true,
+        reasons::FOREIGN_OBJECTS_FOUND,
+        foreign_message(&report.foreign),
+        generation,
+    )
+}
+
+/// What the foreign objects are and what to do (condition and event).
+pub fn foreign_message(foreign: &[String]) -> String {
+    let mut named = foreign
+        .iter()
+        .take(MAX_FOREIGN_NAMED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if foreign.len() > MAX_FOREIGN_NAMED {
+        named.push_str(&format!(" and {} more", foreign.len() - MAX_FOREIGN_NAMED));
+    }
+    format!(
+        "{} destination objects exist but were not created by this mapping; left unchanged and never pruned: {named}. Rename or remove them at the destination, or set spec.safety.adoptExistingObjects: true to take them over",
+        foreign.len()
+    )
 }
 
 /// A resource sync that failed as a whole: not synced, not ready, and stalled only when

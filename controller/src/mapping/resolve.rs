@@ -1,6 +1,11 @@
 //! The mapping's references: which two RemoteClusters it replicates between (through its
 //! ClusterMapping or directly) and their clients; and which mappings a change of a
 //! RemoteCluster or ClusterMapping concerns.
+//!
+//! This is the one place a destination client is handed out, so the guards of
+//! [`crate::safety`] are checked here: a mapping into its own source (one cluster by its
+//! `kube-system` uid, one namespace), into a protected namespace, or into a namespace an
+//! older mapping writes gets no [`Resolved`] and so can write nothing.
 
 use dr_syncer_crds::cluster_mapping::ClusterMapping;
 use dr_syncer_crds::namespace_mapping::NamespaceMapping;
@@ -9,6 +14,8 @@ use kube::api::Api;
 use kube::{Client, ResourceExt};
 
 use crate::clusters::{ClusterKey, ClusterRegistry, RemoteClient};
+use crate::dataplane::agents::AGENT_NAMESPACE;
+use crate::safety::{self, Claim, Ends, Refusal};
 use crate::status::{find_condition, reasons, types};
 
 /// Why the references of a mapping could not be resolved (named after the job, the
@@ -32,6 +39,15 @@ pub enum ReferenceError {
         /// Its Ready condition message.
         message: String,
     },
+    /// A cluster's identity has not been read yet, so the guard against writing into the
+    /// source cannot be checked.
+    #[error(
+        "the identity of RemoteCluster {0} (its kube-system uid) is not known yet; nothing is written until the controller has read it"
+    )]
+    IdentityUnknown(String),
+    /// A safety guard refuses the mapping's destination.
+    #[error("{0}")]
+    Refused(#[from] Refusal),
     /// The controller cluster could not be read.
     #[error("reading the cluster references failed: {0}")]
     Api(#[from] kube::Error),
@@ -45,6 +61,8 @@ impl ReferenceError {
             ReferenceError::ClusterMappingPaused(_) => reasons::PAUSED,
             ReferenceError::RemoteClusterNotFound(_) => reasons::REMOTE_CLUSTER_NOT_FOUND,
             ReferenceError::RemoteClusterNotReady { .. } => reasons::REMOTE_CLUSTER_NOT_READY,
+            ReferenceError::IdentityUnknown(_) => reasons::CLUSTER_IDENTITY_UNKNOWN,
+            ReferenceError::Refused(refusal) => refusal.reason(),
             ReferenceError::Api(_) => reasons::SYNC_FAILED,
         }
     }
@@ -53,7 +71,9 @@ impl ReferenceError {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            ReferenceError::ClusterMappingNotFound(_) | ReferenceError::RemoteClusterNotFound(_)
+            ReferenceError::ClusterMappingNotFound(_)
+                | ReferenceError::RemoteClusterNotFound(_)
+                | ReferenceError::Refused(_)
         )
     }
 
@@ -106,27 +126,13 @@ async fn remote_cluster(
     }
 }
 
-/// Finds the source and destination clusters: through `clusterMappingRef`, or directly.
-/// `client` reads the controller cluster; `clusters` holds the remote clients.
-pub async fn resolve(
-    nm: &NamespaceMapping,
-    client: &Client,
-    clusters: &ClusterRegistry,
-) -> Result<Resolved, ReferenceError> {
+/// The RemoteClusters of a mapping whose ClusterMapping (if any) is `cm`.
+fn cluster_keys(nm: &NamespaceMapping, cm: Option<&ClusterMapping>) -> (ClusterKey, ClusterKey) {
     let namespace = nm.namespace().unwrap_or_default();
-    let mut cluster_mapping = None;
-    let (source_key, dest_key) = match &nm.spec.cluster_mapping_ref {
-        Some(r) => {
-            let cm_namespace = r.namespace.clone().unwrap_or_else(|| namespace.clone());
-            let api: Api<ClusterMapping> = Api::namespaced(client.clone(), &cm_namespace);
-            let name = format!("{cm_namespace}/{}", r.name);
-            let Some(cm) = api.get_opt(&r.name).await? else {
-                return Err(ReferenceError::ClusterMappingNotFound(name));
-            };
-            if cm.spec.paused {
-                return Err(ReferenceError::ClusterMappingPaused(name));
-            }
-            let keys = (
+    match (cm, &nm.spec.cluster_mapping_ref) {
+        (Some(cm), Some(r)) => {
+            let cm_namespace = r.namespace.clone().unwrap_or(namespace);
+            (
                 ClusterKey {
                     namespace: cm_namespace.clone(),
                     name: cm.spec.source_cluster.clone(),
@@ -135,23 +141,82 @@ pub async fn resolve(
                     namespace: cm_namespace,
                     name: cm.spec.target_cluster.clone(),
                 },
-            );
-            cluster_mapping = Some(cm);
-            keys
+            )
         }
-        None => (
+        _ => (
             ClusterKey {
                 namespace: namespace.clone(),
                 name: nm.spec.source_cluster.clone().unwrap_or_default(),
             },
             ClusterKey {
-                namespace: namespace.clone(),
+                namespace,
                 name: nm.spec.destination_cluster.clone().unwrap_or_default(),
             },
         ),
-    };
+    }
+}
+
+/// Finds the source and destination clusters (through `clusterMappingRef`, or directly)
+/// and checks the guards on them. `client` reads the controller cluster; `clusters` holds
+/// the remote clients; `controller_namespace` is protected like kube-system.
+pub async fn resolve(
+    nm: &NamespaceMapping,
+    client: &Client,
+    clusters: &ClusterRegistry,
+    controller_namespace: Option<&str>,
+) -> Result<Resolved, ReferenceError> {
+    let namespace = nm.namespace().unwrap_or_default();
+    let mut cluster_mapping = None;
+    if let Some(r) = &nm.spec.cluster_mapping_ref {
+        let cm_namespace = r.namespace.clone().unwrap_or_else(|| namespace.clone());
+        let api: Api<ClusterMapping> = Api::namespaced(client.clone(), &cm_namespace);
+        let name = format!("{cm_namespace}/{}", r.name);
+        let Some(cm) = api.get_opt(&r.name).await? else {
+            return Err(ReferenceError::ClusterMappingNotFound(name));
+        };
+        if cm.spec.paused {
+            return Err(ReferenceError::ClusterMappingPaused(name));
+        }
+        cluster_mapping = Some(cm);
+    }
+    let (source_key, dest_key) = cluster_keys(nm, cluster_mapping.as_ref());
     let (source_rc, source) = remote_cluster(client, clusters, &source_key).await?;
     let (_, dest) = remote_cluster(client, clusters, &dest_key).await?;
+    let identity = |remote: &RemoteClient, key: &ClusterKey| {
+        remote
+            .identity
+            .clone()
+            .ok_or_else(|| ReferenceError::IdentityUnknown(key.to_string()))
+    };
+    let (source_id, dest_id) = (identity(&source, &source_key)?, identity(&dest, &dest_key)?);
+    let dest_namespace = nm.spec.effective_destination_namespace();
+    safety::check_ends(
+        &Ends {
+            source_cluster: &source_key.to_string(),
+            dest_cluster: &dest_key.to_string(),
+            source: &source_id,
+            dest: &dest_id,
+            source_namespace: &nm.spec.source_namespace,
+            dest_namespace,
+        },
+        nm.spec.safety().allow_protected_namespace,
+        controller_namespace,
+        AGENT_NAMESPACE,
+    )?;
+    let mine = Claim {
+        mapping: format!("{namespace}/{}", nm.name_any()),
+        created: nm.metadata.creation_timestamp.clone(),
+        cluster: safety::identity_key(&dest_id),
+        namespace: dest_namespace.to_owned(),
+    };
+    let others = claims(client, clusters).await?;
+    if let Some(other) = safety::overlapping(&mine, &others) {
+        return Err(Refusal::Overlapping {
+            other: other.mapping.clone(),
+            namespace: dest_namespace.to_owned(),
+        }
+        .into());
+    }
     Ok(Resolved {
         source_key,
         dest_key,
@@ -160,6 +225,46 @@ pub async fn resolve(
         source_rc,
         cluster_mapping,
     })
+}
+
+/// Every live mapping's claim on a destination namespace, as far as its destination
+/// cluster's identity is known (an unknown one claims nothing yet).
+async fn claims(client: &Client, clusters: &ClusterRegistry) -> Result<Vec<Claim>, kube::Error> {
+    let mappings = Api::<NamespaceMapping>::all(client.clone())
+        .list(&Default::default())
+        .await?;
+    let cluster_mappings = Api::<ClusterMapping>::all(client.clone())
+        .list(&Default::default())
+        .await?;
+    let claims = mappings
+        .items
+        .iter()
+        .filter(|nm| nm.metadata.deletion_timestamp.is_none())
+        .filter_map(|nm| {
+            let namespace = nm.namespace().unwrap_or_default();
+            let cm = nm.spec.cluster_mapping_ref.as_ref().and_then(|r| {
+                let cm_namespace = r.namespace.clone().unwrap_or_else(|| namespace.clone());
+                cluster_mappings.items.iter().find(|cm| {
+                    cm.name_any() == r.name && cm.namespace().as_deref() == Some(&cm_namespace)
+                })
+            });
+            if nm.spec.cluster_mapping_ref.is_some() && cm.is_none() {
+                return None;
+            }
+            // Only a mapping that can write claims its namespace: one whose source
+            // cluster is unknown (a typo, a cluster not set up yet) blocks nobody.
+            let (source_key, dest_key) = cluster_keys(nm, cm);
+            clusters.get(&source_key)?.identity?;
+            let identity = clusters.get(&dest_key)?.identity?;
+            Some(Claim {
+                mapping: format!("{namespace}/{}", nm.name_any()),
+                created: nm.metadata.creation_timestamp.clone(),
+                cluster: safety::identity_key(&identity),
+                namespace: nm.spec.effective_destination_namespace().to_owned(),
+            })
+        })
+        .collect();
+    Ok(claims)
 }
 
 /// Whether a mapping references the given RemoteCluster directly (for the RemoteCluster

@@ -12,6 +12,10 @@ use kube::core::DynamicObject;
 
 /// Annotation: the NamespaceMapping that wrote the object, as `namespace/name`.
 pub const MAPPING_ANNOTATION: &str = "dr-syncer.io/mapping";
+/// Annotation: the uid of the NamespaceMapping that wrote the object. A mapping deleted and
+/// created again under the same name is another mapping: it does not own (overwrite,
+/// prune) its predecessor's copies unless it adopts them.
+pub const MAPPING_UID_ANNOTATION: &str = "dr-syncer.io/mapping-uid";
 /// Annotation: the RemoteCluster the object was read from.
 pub const SOURCE_CLUSTER_ANNOTATION: &str = "dr-syncer.io/source-cluster";
 /// Annotation: the namespace the object was read from.
@@ -24,21 +28,73 @@ pub const MANAGED_BY_MAPPING_LABEL: &str = "dr-syncer.io/managed-by-mapping";
 /// The label values of this length or shorter are kept readable; longer ones are hashed.
 const MAX_LABEL_VALUE: usize = 63;
 
-/// Identity of a NamespaceMapping (its namespace and name in the controller cluster).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Identity of a NamespaceMapping (its namespace and name in the controller cluster), and
+/// which incarnation of it writes (its uid).
+///
+/// Equality, ordering and hashing are by namespace and name only: the uid decides
+/// ownership of target objects ([`is_managed_by`]), not which mapping is meant.
+#[derive(Debug, Clone)]
 pub struct MappingId {
     /// Namespace of the NamespaceMapping.
     pub namespace: String,
     /// Name of the NamespaceMapping.
     pub name: String,
+    /// The mapping's uid (`None`: unknown, ownership is checked by name alone).
+    pub uid: Option<String>,
+    /// Objects marked by name but without a mapping uid (written before marks carried
+    /// it) count as this mapping's. Only for a mapping that has synced before: a recreated
+    /// mapping (empty status) never inherits them.
+    pub accept_unversioned_marks: bool,
+}
+
+impl PartialEq for MappingId {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.namespace, &self.name) == (&other.namespace, &other.name)
+    }
+}
+
+impl Eq for MappingId {}
+
+impl std::hash::Hash for MappingId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.namespace, &self.name).hash(state);
+    }
+}
+
+impl PartialOrd for MappingId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MappingId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.namespace, &self.name).cmp(&(&other.namespace, &other.name))
+    }
 }
 
 impl MappingId {
-    /// A mapping identity from its namespace and name.
+    /// A mapping identity from its namespace and name (uid unknown).
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
         Self {
             namespace: namespace.into(),
             name: name.into(),
+            uid: None,
+            accept_unversioned_marks: false,
+        }
+    }
+
+    /// The identity of a live NamespaceMapping, with its uid; marks without a uid are
+    /// accepted only when the mapping has synced before (`status.lastSyncTime`).
+    pub fn of(nm: &dr_syncer_crds::namespace_mapping::NamespaceMapping) -> Self {
+        Self {
+            namespace: nm.metadata.namespace.clone().unwrap_or_default(),
+            name: nm.metadata.name.clone().unwrap_or_default(),
+            uid: nm.metadata.uid.clone(),
+            accept_unversioned_marks: nm
+                .status
+                .as_ref()
+                .is_some_and(|s| s.last_sync_time.is_some()),
         }
     }
 
@@ -88,6 +144,10 @@ pub fn mark(obj: &mut DynamicObject, origin: &Origin<'_>) {
 pub fn mark_meta(meta: &mut ObjectMeta, origin: &Origin<'_>) {
     let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
     annotations.insert(MAPPING_ANNOTATION.to_owned(), origin.mapping.to_string());
+    match &origin.mapping.uid {
+        Some(uid) => annotations.insert(MAPPING_UID_ANNOTATION.to_owned(), uid.clone()),
+        None => annotations.remove(MAPPING_UID_ANNOTATION),
+    };
     annotations.insert(
         SOURCE_CLUSTER_ANNOTATION.to_owned(),
         origin.source_cluster.to_owned(),
@@ -112,6 +172,7 @@ pub fn unmark(obj: &mut DynamicObject) {
     if let Some(a) = obj.metadata.annotations.as_mut() {
         for key in [
             MAPPING_ANNOTATION,
+            MAPPING_UID_ANNOTATION,
             SOURCE_CLUSTER_ANNOTATION,
             SOURCE_NAMESPACE_ANNOTATION,
             SOURCE_UID_ANNOTATION,
@@ -124,19 +185,30 @@ pub fn unmark(obj: &mut DynamicObject) {
     }
 }
 
-/// Whether `obj` (a target object) was written by `mapping`: both the label and the
-/// mapping annotation must say so. A look-alike label alone is not enough to delete.
+/// Whether `obj` (a target object) was written by `mapping`: see [`is_meta_managed_by`].
 pub fn is_managed_by(obj: &DynamicObject, mapping: &MappingId) -> bool {
-    let label = obj
-        .metadata
+    is_meta_managed_by(&obj.metadata, mapping)
+}
+
+/// Whether an object with this metadata was written by this incarnation of `mapping`: the
+/// label and the mapping annotation must name it, and the mapping-uid annotation must be
+/// its uid (a mark without a uid counts only under
+/// [`MappingId::accept_unversioned_marks`]). A look-alike label alone is not enough to
+/// overwrite or delete.
+pub fn is_meta_managed_by(meta: &ObjectMeta, mapping: &MappingId) -> bool {
+    let label = meta
         .labels
         .as_ref()
         .and_then(|l| l.get(MANAGED_BY_MAPPING_LABEL));
-    let annotation = obj
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(MAPPING_ANNOTATION));
+    let annotations = meta.annotations.as_ref();
+    let annotation = annotations.and_then(|a| a.get(MAPPING_ANNOTATION));
+    let marked_uid = annotations.and_then(|a| a.get(MAPPING_UID_ANNOTATION));
+    let incarnation = match (marked_uid, &mapping.uid) {
+        (Some(marked), Some(uid)) => marked == uid,
+        (None, Some(_)) => mapping.accept_unversioned_marks,
+        (_, None) => true,
+    };
     label.is_some_and(|v| *v == mapping.label_value())
         && annotation.is_some_and(|v| *v == mapping.to_string())
+        && incarnation
 }

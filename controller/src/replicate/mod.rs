@@ -14,9 +14,11 @@
 //!   [`ingress`], [`patches`] and [`mark`].
 //! - [`namespace`]: the destination Namespace object.
 //! - [`prune`]: which target objects may be deleted ([`plan_prune`]).
+//! - [`budget`]: the same guard for Continuous mode's one-at-a-time deletions.
 //! - [`immutable`]: immutable-field conflicts and their handling.
 //! - [`unsupported`]: spec fields accepted but not acted on, for a condition.
 
+pub mod budget;
 pub mod error;
 pub mod immutable;
 pub mod ingress;
@@ -36,7 +38,7 @@ pub mod workloads;
 
 pub use error::RulesError;
 pub use kinds::{ResourceKind, resolve_kinds, resolve_kinds_with_defaults};
-pub use mark::{MappingId, is_managed_by};
+pub use mark::{MappingId, is_managed_by, is_meta_managed_by};
 pub use prune::{ObjectRef, PrunePlan, PruneRefusal, plan_prune};
 pub use select::{ObjectFilter, Selection, SkipReason, select};
 pub use transform::{TransformConfig, Transformed, transform};

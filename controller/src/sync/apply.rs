@@ -2,6 +2,7 @@
 //! rules (recreate or report), the ownership check before a delete, and the Continuous-mode
 //! per-object entry points the watchers call.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
@@ -13,6 +14,7 @@ use super::error::SyncError;
 use super::plan::SyncPlan;
 use super::report::Outcome;
 use crate::k8s::FIELD_MANAGER;
+use crate::replicate::budget::{DeletionBudget, Verdict};
 use crate::replicate::immutable::{self, ImmutableAction, ImmutableConflict};
 use crate::replicate::{self, ResourceKind, Selection};
 
@@ -215,7 +217,25 @@ impl SyncPlan {
         if let Selection::Skip(_) = replicate::select(&obj, kind, &self.filter) {
             return Ok(None);
         }
-        match self.apply_object(kind, &obj, Some("")).await {
+        let name = obj.name_any();
+        let live = self
+            .dest_api(kind)
+            .get_metadata_opt(&name)
+            .await
+            .map_err(|e| self.dest_error(e).to_string())?;
+        let previous = match &live {
+            Some(live)
+                if !self.spec.safety().adopt_existing_objects
+                    && !replicate::is_meta_managed_by(&live.metadata, &self.mapping) =>
+            {
+                tracing::debug!(kind = %kind.kind, %name, "not ours at the destination; left alone");
+                return Ok(None);
+            }
+            Some(live) => live.metadata.resource_version.clone().unwrap_or_default(),
+            None => String::new(),
+        };
+        let previous = live.as_ref().map(|_| previous.as_str());
+        match self.apply_object(kind, &obj, previous).await {
             Ok((outcome, _)) => Ok(Some(outcome)),
             Err(ApplyError::Destination(message)) => Err(self.dest_error(message).to_string()),
             Err(ApplyError::Object(message)) => {
@@ -225,21 +245,23 @@ impl SyncPlan {
     }
 
     /// Continuous mode: the source object was deleted; deletes our copy if pruning is on,
-    /// the copy is ours and of that very object, and the source namespace still exists
-    /// (a namespace deletion must never wipe the DR copy). Returns whether it deleted.
+    /// the copy is ours and of that very object, the source namespace still exists (a
+    /// namespace deletion must never wipe the DR copy) and `budget` allows one more
+    /// deletion since the last full sync.
     pub async fn delete_for_source(
         &self,
         kind: &ResourceKind,
         source_obj: &DynamicObject,
-    ) -> Result<bool, SyncError> {
+        budget: &Mutex<DeletionBudget>,
+    ) -> Result<Deletion, SyncError> {
         if !self.spec.prune {
-            return Ok(false);
+            return Ok(Deletion::Kept);
         }
         self.source_namespace_object().await?;
         let api = self.dest_api(kind);
         let name = source_obj.name_any();
         let Some(mut target) = api.get_opt(&name).await.map_err(|e| self.dest_error(e))? else {
-            return Ok(false);
+            return Ok(Deletion::Kept);
         };
         target.types = Some(TypeMeta {
             api_version: kind.api_version(),
@@ -250,7 +272,16 @@ impl SyncPlan {
             &self.mapping,
             source_obj.metadata.uid.as_deref(),
         ) {
-            return Ok(false);
+            return Ok(Deletion::Kept);
+        }
+        let verdict = match budget.lock() {
+            Ok(mut b) => b.ask(&format!("{}/{name}", kind.kind)),
+            Err(_) => Verdict::Defer,
+        };
+        match verdict {
+            Verdict::Allow => {}
+            Verdict::Defer => return Ok(Deletion::Kept),
+            Verdict::Refuse(why) => return Ok(Deletion::Refused(why)),
         }
         let params = DeleteParams {
             preconditions: target.metadata.uid.clone().map(|uid| Preconditions {
@@ -260,11 +291,28 @@ impl SyncPlan {
             ..DeleteParams::default()
         };
         match api.delete(&name, &params).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
+            Ok(_) => {
+                if let Ok(mut b) = budget.lock() {
+                    b.deleted();
+                }
+                Ok(Deletion::Deleted)
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(Deletion::Kept),
             Err(e) => Err(self.dest_error(e)),
         }
     }
+}
+
+/// What Continuous mode did about a source deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletion {
+    /// The copy was deleted.
+    Deleted,
+    /// Nothing to delete, or not ours to delete (pruning off, no copy, a copy of another
+    /// object or mapping), or left to the running full sync.
+    Kept,
+    /// The deletion budget refused it (the text says why).
+    Refused(String),
 }
 
 /// Wait for a plain Recreate's deletion.

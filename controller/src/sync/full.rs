@@ -20,11 +20,12 @@ impl SyncPlan {
     pub async fn full_sync(&self) -> Result<SyncReport, SyncError> {
         let started = Instant::now();
         let source_ns = self.source_namespace_object().await?;
-        self.ensure_dest_namespace(&source_ns).await?;
+        let foreign_namespace = self.ensure_dest_namespace(&source_ns).await?;
         if self.spec.sync_crds {
             self.sync_crds().await?;
         }
         let mut report = SyncReport::default();
+        report.foreign.extend(foreign_namespace);
         let mut listed_sources = Vec::new();
         let mut targets = Vec::new();
         for kind in &self.kinds {
@@ -36,6 +37,11 @@ impl SyncPlan {
         }
         if self.spec.prune {
             report.prune = self.prune(&listed_sources, &targets, &mut report).await?;
+            // Prune counted the listing taken before the applies: add what this sync
+            // created and take away what it pruned, for the count after the sync.
+            let created: u32 = report.kinds.values().map(|c| c.created).sum();
+            let deleted: u32 = report.kinds.values().map(|c| c.deleted).sum();
+            report.managed = (report.managed + created as usize).saturating_sub(deleted as usize);
         }
         report.duration = started.elapsed();
         Ok(report)
@@ -57,9 +63,16 @@ impl SyncPlan {
         let targets = Self::list_metadata(&self.dest_api(kind), kind)
             .await
             .map_err(|e| self.dest_error(format!("listing {}: {e}", kind.group_resource())))?;
-        let existing: HashMap<String, String> = targets
+        let adopt = self.spec.safety().adopt_existing_objects;
+        let existing: HashMap<String, Existing> = targets
             .iter()
-            .map(|o| (o.name_any(), o.resource_version().unwrap_or_default()))
+            .map(|o| {
+                let existing = Existing {
+                    version: o.resource_version().unwrap_or_default(),
+                    ours: adopt || replicate::is_managed_by(o, &self.mapping),
+                };
+                (o.name_any(), existing)
+            })
             .collect();
         let counts = report.kinds.entry(kind.kind.clone()).or_default();
         // Prune inputs are kept only when pruning (metadata only: identities and marks).
@@ -74,6 +87,12 @@ impl SyncPlan {
         let mut kept = Vec::new();
         for obj in sources {
             match replicate::select(&obj, kind, &self.filter) {
+                Selection::Keep if existing.get(&obj.name_any()).is_some_and(|e| !e.ours) => {
+                    counts.skipped += 1;
+                    report
+                        .foreign
+                        .push(format!("{}/{}", kind.kind, obj.name_any()));
+                }
                 Selection::Keep => kept.push(obj),
                 Selection::Skip(reason) => {
                     counts.skipped += 1;
@@ -87,7 +106,7 @@ impl SyncPlan {
                 let existing = &existing;
                 async move {
                     let name = obj.name_any();
-                    let previous = existing.get(&name).map(String::as_str);
+                    let previous = existing.get(&name).map(|e| e.version.as_str());
                     (name, self.apply_object(kind, obj, previous).await)
                 }
             })
@@ -115,4 +134,12 @@ impl SyncPlan {
         }
         Ok((listed, targets))
     }
+}
+
+/// A destination object as the sync sees it before writing.
+struct Existing {
+    /// Its resourceVersion (tells Created / Updated / Unchanged apart).
+    version: String,
+    /// Whether this mapping may overwrite it: written by this mapping, or adopted.
+    ours: bool,
 }

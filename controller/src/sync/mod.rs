@@ -7,7 +7,11 @@
 //!
 //! Safety rules kept here: nothing is pruned unless every source listing succeeded and the
 //! source namespace exists and is not terminating; deletions carry a uid precondition; a
-//! destination that cannot be reached aborts the sync rather than failing object by object.
+//! destination that cannot be reached aborts the sync rather than failing object by object;
+//! a destination object this mapping did not write (no mark of this very mapping) is never
+//! overwritten or deleted unless `spec.safety.adoptExistingObjects` says so, and is named
+//! in the report instead; Continuous-mode deletions spend a
+//! [`DeletionBudget`](crate::replicate::budget::DeletionBudget) that the full syncs reset.
 //!
 //! - [`plan`]: the [`SyncPlan`]: clients, kinds, filters and transforms, built once per spec.
 //! - [`full`]: the full sync: namespaces, then each kind in turn.
@@ -25,6 +29,7 @@ pub mod plan;
 pub mod prune;
 pub mod report;
 
+pub use apply::Deletion;
 pub use backoff::Backoff;
 pub use error::SyncError;
 pub use plan::{APPLY_CONCURRENCY, SharedPlan, SyncPlan};

@@ -118,11 +118,14 @@ impl SyncPlan {
         }
     }
 
-    /// Creates or updates the destination namespace per `namespaceConfig`.
+    /// Creates or updates the destination namespace per `namespaceConfig`. An existing
+    /// namespace this mapping did not create keeps its own labels and annotations (they
+    /// may carry the destination's Pod Security level) unless the mapping adopts existing
+    /// objects: then `Ok(Some("Namespace/<name>"))` names it as foreign.
     pub(super) async fn ensure_dest_namespace(
         &self,
         source_ns: &Namespace,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Option<String>, SyncError> {
         let rules = NamespaceRules::from_config(self.spec.namespace_config.as_ref());
         let api: Api<Namespace> = Api::all(self.dest.clone());
         if !rules.create {
@@ -132,12 +135,21 @@ impl SyncPlan {
                 .map_err(|e| self.dest_error(e))?
                 .is_some();
             return if exists {
-                Ok(())
+                Ok(None)
             } else {
                 Err(SyncError::DestinationNamespaceMissing(
                     self.dest_namespace.clone(),
                 ))
             };
+        }
+        if !self.spec.safety().adopt_existing_objects {
+            let live = api
+                .get_metadata_opt(&self.dest_namespace)
+                .await
+                .map_err(|e| self.dest_error(e))?;
+            if live.is_some_and(|ns| !replicate::is_meta_managed_by(&ns.metadata, &self.mapping)) {
+                return Ok(Some(format!("Namespace/{}", self.dest_namespace)));
+            }
         }
         let origin = Origin {
             mapping: &self.mapping,
@@ -157,7 +169,7 @@ impl SyncPlan {
         )
         .await
         .map_err(|e| self.dest_error(e))?;
-        Ok(())
+        Ok(None)
     }
 
     pub(super) fn source_api(&self, kind: &ResourceKind) -> Api<DynamicObject> {

@@ -19,6 +19,7 @@ impl SyncPlan {
         report: &mut SyncReport,
     ) -> Result<PruneOutcome, SyncError> {
         let plan = replicate::plan_prune(sources, targets, &self.mapping);
+        report.managed = plan.managed;
         if let Some(refusal) = plan.refused {
             tracing::warn!(%refusal, "prune refused");
             return Ok(PruneOutcome::Refused(refusal.to_string()));

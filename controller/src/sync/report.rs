@@ -85,8 +85,14 @@ pub struct SyncReport {
     pub failures: Vec<ObjectFailure>,
     /// Workloads scaled to zero: (name, source replicas).
     pub scales: Vec<(String, i32)>,
+    /// Destination objects (`Kind/name`) named like selected source objects but not
+    /// written by this mapping: left alone (see `spec.safety.adoptExistingObjects`).
+    pub foreign: Vec<String>,
     /// Pruning result.
     pub prune: PruneOutcome,
+    /// Destination objects written by this mapping after the sync (0 when `prune` is
+    /// off): the base of Continuous mode's deletion budget.
+    pub managed: usize,
     /// Wall time.
     pub duration: Duration,
 }

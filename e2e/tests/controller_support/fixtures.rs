@@ -125,6 +125,31 @@ impl MappingFixture {
         self
     }
 
+    /// Lets the mapping take over destination objects it did not create
+    /// (`spec.safety.adoptExistingObjects`).
+    pub fn adopt_existing(mut self) -> Self {
+        self.spec
+            .safety
+            .get_or_insert_with(|| defaulted(json!({})))
+            .adopt_existing_objects = true;
+        self
+    }
+
+    /// Requires the destination namespace to exist (`namespaceConfig.createNamespace:
+    /// false`).
+    pub fn no_create_namespace(mut self) -> Self {
+        let mut config: dr_syncer_crds::namespace_mapping::NamespaceConfig = defaulted(json!({}));
+        config.create_namespace = false;
+        self.spec.namespace_config = Some(config);
+        self
+    }
+
+    /// Any other change of the spec, for the odd spec a test needs once.
+    pub fn with(mut self, change: impl FnOnce(&mut NamespaceMappingSpec)) -> Self {
+        change(&mut self.spec);
+        self
+    }
+
     /// The resource types replicated.
     pub fn resource_types(mut self, types: &[&str]) -> Self {
         self.spec.resource_types = types.iter().map(|t| t.to_string()).collect();

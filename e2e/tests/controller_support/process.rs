@@ -62,9 +62,19 @@ impl Drop for ControllerProcess {
 /// Starts the controller against the controller cluster. `lease`: leader election with
 /// that Lease (namespace, name), or `None` for no election.
 pub async fn start_controller(lease: Option<(&str, &str)>) -> ControllerProcess {
+    start_controller_with(lease, &[]).await
+}
+
+/// [`start_controller`] with extra environment variables (e.g. `POD_NAMESPACE`, the
+/// namespace the controller believes it runs in).
+pub async fn start_controller_with(
+    lease: Option<(&str, &str)>,
+    env: &[(&str, &str)],
+) -> ControllerProcess {
     let bed = bed().await;
     let port = free_port();
     let mut cmd = Command::new(controller_bin());
+    cmd.envs(env.iter().copied());
     cmd.env("KUBECONFIG", bed.kubeconfig(CONTROLLER))
         .env("RUST_LOG", "info,dr_syncer_controller=debug")
         .arg(format!("--metrics-addr=127.0.0.1:{port}"))

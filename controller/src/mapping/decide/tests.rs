@@ -49,6 +49,7 @@ fn resolved() -> Observed {
         })),
         synced_here: true,
         watchers_restarted: false,
+        watch_prune_refusal: None,
     }
 }
 
@@ -69,6 +70,7 @@ fn wait(next_sync_time: Option<Time>, awaiting_trigger: bool, requeue: Option<u6
         next_sync_time,
         awaiting_trigger,
         requeue: requeue.map(Duration::from_millis),
+        prune_refusal: None,
     })
 }
 

@@ -65,6 +65,7 @@ fn report(failed: u32) -> SyncReport {
         scales: vec![("web".into(), 3)],
         prune: PruneOutcome::Done(1),
         duration: Duration::from_millis(1500),
+        ..Default::default()
     }
 }
 
@@ -163,6 +164,7 @@ fn decisions_compose_their_conditions() {
         next_sync_time: None,
         awaiting_trigger: true,
         requeue: None,
+        prune_refusal: None,
     });
     let s = compose(&read, &m, Step::Decided(&awaiting), &t);
     assert_eq!(
@@ -328,4 +330,67 @@ fn unsupported_fields_are_reported_and_cleared() {
     );
     // syncCRDs is implemented: not listed.
     assert!(find_condition(&s.conditions, types::UNSUPPORTED_FIELDS).is_none());
+}
+
+#[test]
+fn foreign_objects_are_named_in_their_condition_and_cleared_when_gone() {
+    let m = manual();
+    let t = now();
+    let mut with_foreign = report(0);
+    with_foreign.foreign = (0..25).map(|i| format!("ConfigMap/user-{i}")).collect();
+    let s = after_resources(
+        &NamespaceMappingStatus::default(),
+        &m,
+        &Ok(with_foreign),
+        false,
+        &t,
+    );
+    let (holds, reason, message) = cond(&s, types::FOREIGN_OBJECTS);
+    assert_eq!((holds, reason), ("True", reasons::FOREIGN_OBJECTS_FOUND));
+    assert!(message.starts_with("25 destination objects"), "{message}");
+    assert!(
+        message.contains("ConfigMap/user-0,") && message.contains("and 5 more"),
+        "{message}"
+    );
+    assert!(message.contains("adoptExistingObjects"), "{message}");
+    // Skipping foreign objects is not a failed sync.
+    assert_eq!(cond(&s, types::READY).0, "True");
+
+    let s = after_resources(&s, &m, &Ok(report(0)), false, &t);
+    let (holds, reason, _) = cond(&s, types::FOREIGN_OBJECTS);
+    assert_eq!((holds, reason), ("False", reasons::NO_FOREIGN_OBJECTS));
+}
+
+#[test]
+fn a_continuous_deletion_refusal_blocks_pruning_until_the_next_full_sync() {
+    let m = manual();
+    let t = now();
+    let refused = Decision::Wait(Wait {
+        next_sync_time: None,
+        awaiting_trigger: false,
+        requeue: None,
+        prune_refusal: Some("continuous mode did not delete ConfigMap/c11".into()),
+    });
+    let synced = after_resources(
+        &NamespaceMappingStatus::default(),
+        &m,
+        &Ok(report(0)),
+        false,
+        &t,
+    );
+    assert_eq!(
+        cond(&synced, types::PRUNE_BLOCKED).1,
+        reasons::PRUNE_ALLOWED
+    );
+    let s = compose(&synced, &m, Step::Decided(&refused), &t);
+    assert_eq!(
+        cond(&s, types::PRUNE_BLOCKED),
+        (
+            "True",
+            reasons::CONTINUOUS_PRUNE_REFUSED,
+            "continuous mode did not delete ConfigMap/c11"
+        )
+    );
+    let s = after_resources(&s, &m, &Ok(report(0)), false, &t);
+    assert_eq!(cond(&s, types::PRUNE_BLOCKED).1, reasons::PRUNE_ALLOWED);
 }

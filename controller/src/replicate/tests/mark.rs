@@ -1,7 +1,9 @@
 use serde_json::json;
 
 use super::fixtures::{annotation, obj, origin};
-use crate::replicate::mark::{MANAGED_BY_MAPPING_LABEL, MAPPING_ANNOTATION, mark, unmark};
+use crate::replicate::mark::{
+    MANAGED_BY_MAPPING_LABEL, MAPPING_ANNOTATION, MAPPING_UID_ANNOTATION, mark, unmark,
+};
 use crate::replicate::{MappingId, is_managed_by};
 
 #[test]
@@ -74,4 +76,45 @@ fn marked_objects_are_managed_only_by_their_mapping() {
     unmark(&mut o);
     assert!(!is_managed_by(&o, &mine));
     assert!(o.metadata.annotations.unwrap_or_default().is_empty());
+}
+
+/// A mapping identity of one incarnation (uid), accepting uid-less marks or not.
+fn incarnation(uid: &str, accept_unversioned: bool) -> MappingId {
+    MappingId {
+        uid: Some(uid.to_owned()),
+        accept_unversioned_marks: accept_unversioned,
+        ..MappingId::new("dr", "shop")
+    }
+}
+
+#[test]
+fn marks_carry_the_mapping_uid_so_a_recreated_mapping_owns_nothing_of_its_predecessor() {
+    let first = incarnation("uid-1", false);
+    let mut o = obj(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}}),
+    );
+    mark(&mut o, &origin(&first, "shop", None));
+    assert_eq!(annotation(&o, MAPPING_UID_ANNOTATION), Some("uid-1"));
+    let mut unversioned = o.clone();
+    if let Some(a) = unversioned.metadata.annotations.as_mut() {
+        a.remove(MAPPING_UID_ANNOTATION);
+    }
+    // (object, mapping, owned): same name, the uid decides.
+    let table = [
+        (&o, incarnation("uid-1", false), true),
+        (&o, incarnation("uid-2", false), false),
+        (&o, incarnation("uid-2", true), false),
+        // Marks from before marks carried the uid: only a mapping that has synced.
+        (&unversioned, incarnation("uid-2", true), true),
+        (&unversioned, incarnation("uid-2", false), false),
+        // No uid known (tools, tests): by name alone.
+        (&o, MappingId::new("dr", "shop"), true),
+    ];
+    for (i, (object, mapping, owned)) in table.into_iter().enumerate() {
+        assert_eq!(is_managed_by(object, &mapping), owned, "row {i}");
+    }
+    // Equality is by name: the uid is not part of which mapping is meant.
+    assert_eq!(incarnation("uid-1", false), incarnation("uid-2", true));
+    unmark(&mut o);
+    assert_eq!(annotation(&o, MAPPING_UID_ANNOTATION), None);
 }

@@ -2,6 +2,7 @@
 
 mod fixtures;
 
+mod budget;
 mod immutable;
 mod ingress;
 mod kinds;
