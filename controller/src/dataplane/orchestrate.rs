@@ -334,9 +334,8 @@ impl Run<'_> {
     /// `spec.safety.adoptExistingObjects`. A claim someone else made at the destination
     /// holds their data, not a copy of ours.
     fn ours(&self, found: PersistentVolumeClaim) -> Result<PersistentVolumeClaim, PvcFailure> {
-        if self.nm.spec.safety().adopt_existing_objects
-            || crate::replicate::is_meta_managed_by(&found.metadata, &self.mapping)
-        {
+        let adopt = self.nm.spec.safety().adopt_existing_objects;
+        if crate::replicate::may_overwrite(&found.metadata, &self.mapping, adopt) {
             return Ok(found);
         }
         Err(PvcFailure {

@@ -21,7 +21,7 @@ use crate::dataplane::orchestrate::{self, Clusters};
 use crate::dataplane::outcome::DataSyncReport;
 use crate::metrics::{MappingLabels, Metrics};
 use crate::replicate::MappingId;
-use crate::status::now;
+use crate::status::{find_condition, now, reasons, types};
 use crate::sync::{SyncError, SyncPlan, SyncReport};
 use crate::watchers::WatchSink;
 
@@ -155,10 +155,7 @@ pub async fn perform(ctx: &Context, nm: &NamespaceMapping, decision: &Decision) 
             if *stop_watchers {
                 ctx.watchers.stop(&mapping_id(nm).to_string());
             }
-            if ready_reason(nm) != Some(why.reason) {
-                ctx.event(nm, true, why.reason, "Resolve", why.message.clone())
-                    .await;
-            }
+            announce(ctx, nm, types::READY, why.reason, "Resolve", &why.message).await;
         }
         Decision::Sync(run) => {
             if let Some(catch_up) = &run.catch_up {
@@ -169,46 +166,37 @@ pub async fn perform(ctx: &Context, nm: &NamespaceMapping, decision: &Decision) 
             }
         }
         Decision::InvalidSchedule { message } => {
-            if ready_reason(nm) != Some(crate::status::reasons::INVALID_SCHEDULE) {
-                ctx.event(
-                    nm,
-                    true,
-                    crate::status::reasons::INVALID_SCHEDULE,
-                    "Schedule",
-                    message.clone(),
-                )
-                .await;
-            }
+            let reason = reasons::INVALID_SCHEDULE;
+            announce(ctx, nm, types::READY, reason, "Schedule", message).await;
         }
         Decision::Wait(wait) => {
-            if let Some(why) = &wait.prune_refusal
-                && condition_reason(nm, crate::status::types::PRUNE_BLOCKED)
-                    != Some(crate::status::reasons::CONTINUOUS_PRUNE_REFUSED)
-            {
-                ctx.event(
-                    nm,
-                    true,
-                    crate::status::reasons::CONTINUOUS_PRUNE_REFUSED,
-                    "Prune",
-                    why.clone(),
-                )
-                .await;
+            if let Some(why) = &wait.prune_refusal {
+                let reason = reasons::CONTINUOUS_PRUNE_REFUSED;
+                announce(ctx, nm, types::PRUNE_BLOCKED, reason, "Prune", why).await;
             }
         }
     }
 }
 
-/// The reason of the mapping's `Ready` condition as read.
-fn ready_reason(nm: &NamespaceMapping) -> Option<&str> {
-    condition_reason(nm, crate::status::types::READY)
-}
-
-/// The reason of one of the mapping's conditions as read.
-fn condition_reason<'a>(nm: &'a NamespaceMapping, type_: &str) -> Option<&'a str> {
-    nm.status
+/// Publishes a Warning event for `reason`, unless condition `type_` as read already has
+/// that reason: the event marks the change, not every requeue.
+async fn announce(
+    ctx: &Context,
+    nm: &NamespaceMapping,
+    type_: &str,
+    reason: &str,
+    action: &str,
+    message: &str,
+) {
+    let current = nm
+        .status
         .as_ref()
-        .and_then(|s| crate::status::find_condition(&s.conditions, type_))
-        .map(|c| c.reason.as_str())
+        .and_then(|s| find_condition(&s.conditions, type_))
+        .map(|c| c.reason.as_str());
+    if current != Some(reason) {
+        ctx.event(nm, true, reason, action, message.to_owned())
+            .await;
+    }
 }
 
 /// Counts the fires a catch-up sync makes up for (`dr_syncer_missed_schedules_total`).
@@ -323,7 +311,7 @@ async fn record_success(
         ctx.event(
             nm,
             true,
-            crate::status::reasons::FOREIGN_OBJECTS_FOUND,
+            reasons::FOREIGN_OBJECTS_FOUND,
             "Sync",
             foreign_message(&report.foreign),
         )

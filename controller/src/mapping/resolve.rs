@@ -9,6 +9,7 @@
 
 use dr_syncer_crds::cluster_mapping::ClusterMapping;
 use dr_syncer_crds::namespace_mapping::NamespaceMapping;
+use dr_syncer_crds::remote_cluster::ClusterIdentity;
 use dr_syncer_crds::remote_cluster::RemoteCluster;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
@@ -126,23 +127,29 @@ async fn remote_cluster(
     }
 }
 
+/// The ClusterMapping a mapping goes through, as (namespace, name): its own namespace
+/// unless the reference names another.
+fn cluster_mapping_ref(nm: &NamespaceMapping) -> Option<(String, &str)> {
+    nm.spec.cluster_mapping_ref.as_ref().map(|r| {
+        let namespace = r.namespace.clone().or_else(|| nm.namespace());
+        (namespace.unwrap_or_default(), r.name.as_str())
+    })
+}
+
 /// The RemoteClusters of a mapping whose ClusterMapping (if any) is `cm`.
 fn cluster_keys(nm: &NamespaceMapping, cm: Option<&ClusterMapping>) -> (ClusterKey, ClusterKey) {
     let namespace = nm.namespace().unwrap_or_default();
-    match (cm, &nm.spec.cluster_mapping_ref) {
-        (Some(cm), Some(r)) => {
-            let cm_namespace = r.namespace.clone().unwrap_or(namespace);
-            (
-                ClusterKey {
-                    namespace: cm_namespace.clone(),
-                    name: cm.spec.source_cluster.clone(),
-                },
-                ClusterKey {
-                    namespace: cm_namespace,
-                    name: cm.spec.target_cluster.clone(),
-                },
-            )
-        }
+    match (cm, cluster_mapping_ref(nm)) {
+        (Some(cm), Some((cm_namespace, _))) => (
+            ClusterKey {
+                namespace: cm_namespace.clone(),
+                name: cm.spec.source_cluster.clone(),
+            },
+            ClusterKey {
+                namespace: cm_namespace,
+                name: cm.spec.target_cluster.clone(),
+            },
+        ),
         _ => (
             ClusterKey {
                 namespace: namespace.clone(),
@@ -165,13 +172,11 @@ pub async fn resolve(
     clusters: &ClusterRegistry,
     controller_namespace: Option<&str>,
 ) -> Result<Resolved, ReferenceError> {
-    let namespace = nm.namespace().unwrap_or_default();
     let mut cluster_mapping = None;
-    if let Some(r) = &nm.spec.cluster_mapping_ref {
-        let cm_namespace = r.namespace.clone().unwrap_or_else(|| namespace.clone());
+    if let Some((cm_namespace, cm_name)) = cluster_mapping_ref(nm) {
         let api: Api<ClusterMapping> = Api::namespaced(client.clone(), &cm_namespace);
-        let name = format!("{cm_namespace}/{}", r.name);
-        let Some(cm) = api.get_opt(&r.name).await? else {
+        let name = format!("{cm_namespace}/{cm_name}");
+        let Some(cm) = api.get_opt(cm_name).await? else {
             return Err(ReferenceError::ClusterMappingNotFound(name));
         };
         if cm.spec.paused {
@@ -203,12 +208,7 @@ pub async fn resolve(
         controller_namespace,
         AGENT_NAMESPACE,
     )?;
-    let mine = Claim {
-        mapping: format!("{namespace}/{}", nm.name_any()),
-        created: nm.metadata.creation_timestamp.clone(),
-        cluster: safety::identity_key(&dest_id),
-        namespace: dest_namespace.to_owned(),
-    };
+    let mine = claim(nm, &dest_id);
     let others = claims(client, clusters).await?;
     if let Some(other) = safety::overlapping(&mine, &others) {
         return Err(Refusal::Overlapping {
@@ -227,8 +227,18 @@ pub async fn resolve(
     })
 }
 
-/// Every live mapping's claim on a destination namespace, as far as its destination
-/// cluster's identity is known (an unknown one claims nothing yet).
+/// A mapping's claim on its destination namespace of the cluster `dest` identifies.
+fn claim(nm: &NamespaceMapping, dest: &ClusterIdentity) -> Claim {
+    Claim {
+        mapping: format!("{}/{}", nm.namespace().unwrap_or_default(), nm.name_any()),
+        created: nm.metadata.creation_timestamp.clone(),
+        cluster: safety::identity_key(dest),
+        namespace: nm.spec.effective_destination_namespace().to_owned(),
+    }
+}
+
+/// Every live mapping's claim on a destination namespace, as far as the identities of
+/// both its clusters are known (a mapping that cannot write claims nothing).
 async fn claims(client: &Client, clusters: &ClusterRegistry) -> Result<Vec<Claim>, kube::Error> {
     let mappings = Api::<NamespaceMapping>::all(client.clone())
         .list(&Default::default())
@@ -241,27 +251,20 @@ async fn claims(client: &Client, clusters: &ClusterRegistry) -> Result<Vec<Claim
         .iter()
         .filter(|nm| nm.metadata.deletion_timestamp.is_none())
         .filter_map(|nm| {
-            let namespace = nm.namespace().unwrap_or_default();
-            let cm = nm.spec.cluster_mapping_ref.as_ref().and_then(|r| {
-                let cm_namespace = r.namespace.clone().unwrap_or_else(|| namespace.clone());
-                cluster_mappings.items.iter().find(|cm| {
-                    cm.name_any() == r.name && cm.namespace().as_deref() == Some(&cm_namespace)
-                })
-            });
-            if nm.spec.cluster_mapping_ref.is_some() && cm.is_none() {
-                return None;
-            }
+            let cm = match cluster_mapping_ref(nm) {
+                Some((cm_namespace, cm_name)) => {
+                    Some(cluster_mappings.items.iter().find(|cm| {
+                        cm.name_any() == cm_name && cm.namespace().as_deref() == Some(&cm_namespace)
+                    })?)
+                }
+                None => None,
+            };
             // Only a mapping that can write claims its namespace: one whose source
             // cluster is unknown (a typo, a cluster not set up yet) blocks nobody.
             let (source_key, dest_key) = cluster_keys(nm, cm);
             clusters.get(&source_key)?.identity?;
             let identity = clusters.get(&dest_key)?.identity?;
-            Some(Claim {
-                mapping: format!("{namespace}/{}", nm.name_any()),
-                created: nm.metadata.creation_timestamp.clone(),
-                cluster: safety::identity_key(&identity),
-                namespace: nm.spec.effective_destination_namespace().to_owned(),
-            })
+            Some(claim(nm, &identity))
         })
         .collect();
     Ok(claims)

@@ -212,3 +212,11 @@ pub fn is_meta_managed_by(meta: &ObjectMeta, mapping: &MappingId) -> bool {
         && annotation.is_some_and(|v| *v == mapping.to_string())
         && incarnation
 }
+
+/// Whether `mapping` may write over an existing destination object with this metadata:
+/// one it wrote ([`is_meta_managed_by`]), or any when it adopts existing objects
+/// (`spec.safety.adoptExistingObjects`). Deleting stays limited to [`is_managed_by`]: an
+/// adopted object is pruned only once the mapping's own write has marked it.
+pub fn may_overwrite(meta: &ObjectMeta, mapping: &MappingId, adopt: bool) -> bool {
+    adopt || is_meta_managed_by(meta, mapping)
+}

@@ -38,7 +38,7 @@ pub mod workloads;
 
 pub use error::RulesError;
 pub use kinds::{ResourceKind, resolve_kinds, resolve_kinds_with_defaults};
-pub use mark::{MappingId, is_managed_by, is_meta_managed_by};
+pub use mark::{MappingId, is_managed_by, is_meta_managed_by, may_overwrite};
 pub use prune::{ObjectRef, PrunePlan, PruneRefusal, plan_prune};
 pub use select::{ObjectFilter, Selection, SkipReason, select};
 pub use transform::{TransformConfig, Transformed, transform};

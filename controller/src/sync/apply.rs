@@ -223,19 +223,15 @@ impl SyncPlan {
             .get_metadata_opt(&name)
             .await
             .map_err(|e| self.dest_error(e).to_string())?;
-        let previous = match &live {
-            Some(live)
-                if !self.spec.safety().adopt_existing_objects
-                    && !replicate::is_meta_managed_by(&live.metadata, &self.mapping) =>
-            {
-                tracing::debug!(kind = %kind.kind, %name, "not ours at the destination; left alone");
-                return Ok(None);
-            }
-            Some(live) => live.metadata.resource_version.clone().unwrap_or_default(),
-            None => String::new(),
-        };
-        let previous = live.as_ref().map(|_| previous.as_str());
-        match self.apply_object(kind, &obj, previous).await {
+        if live
+            .as_ref()
+            .is_some_and(|l| !self.may_overwrite(&l.metadata))
+        {
+            tracing::debug!(kind = %kind.kind, %name, "not ours at the destination; left alone");
+            return Ok(None);
+        }
+        let previous = live.map(|l| l.metadata.resource_version.unwrap_or_default());
+        match self.apply_object(kind, &obj, previous.as_deref()).await {
             Ok((outcome, _)) => Ok(Some(outcome)),
             Err(ApplyError::Destination(message)) => Err(self.dest_error(message).to_string()),
             Err(ApplyError::Object(message)) => {

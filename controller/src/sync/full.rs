@@ -63,13 +63,12 @@ impl SyncPlan {
         let targets = Self::list_metadata(&self.dest_api(kind), kind)
             .await
             .map_err(|e| self.dest_error(format!("listing {}: {e}", kind.group_resource())))?;
-        let adopt = self.spec.safety().adopt_existing_objects;
         let existing: HashMap<String, Existing> = targets
             .iter()
             .map(|o| {
                 let existing = Existing {
                     version: o.resource_version().unwrap_or_default(),
-                    ours: adopt || replicate::is_managed_by(o, &self.mapping),
+                    ours: self.may_overwrite(&o.metadata),
                 };
                 (o.name_any(), existing)
             })

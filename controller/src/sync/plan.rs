@@ -120,8 +120,9 @@ impl SyncPlan {
 
     /// Creates or updates the destination namespace per `namespaceConfig`. An existing
     /// namespace this mapping did not create keeps its own labels and annotations (they
-    /// may carry the destination's Pod Security level) unless the mapping adopts existing
-    /// objects: then `Ok(Some("Namespace/<name>"))` names it as foreign.
+    /// may carry the destination's Pod Security level), unless the mapping adopts existing
+    /// objects; such a namespace is left untouched and `Ok(Some("Namespace/<name>"))`
+    /// names it as foreign.
     pub(super) async fn ensure_dest_namespace(
         &self,
         source_ns: &Namespace,
@@ -147,7 +148,7 @@ impl SyncPlan {
                 .get_metadata_opt(&self.dest_namespace)
                 .await
                 .map_err(|e| self.dest_error(e))?;
-            if live.is_some_and(|ns| !replicate::is_meta_managed_by(&ns.metadata, &self.mapping)) {
+            if live.is_some_and(|ns| !self.may_overwrite(&ns.metadata)) {
                 return Ok(Some(format!("Namespace/{}", self.dest_namespace)));
             }
         }
@@ -214,6 +215,16 @@ impl SyncPlan {
             |m| metadata_only(kind, m.metadata),
         )
         .await
+    }
+
+    /// Whether this mapping may write over the destination object with this metadata
+    /// ([`replicate::may_overwrite`] with the mapping's `adoptExistingObjects`).
+    pub(super) fn may_overwrite(&self, meta: &kube::api::ObjectMeta) -> bool {
+        replicate::may_overwrite(
+            meta,
+            &self.mapping,
+            self.spec.safety().adopt_existing_objects,
+        )
     }
 
     /// The spec this plan was built from.
