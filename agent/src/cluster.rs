@@ -18,7 +18,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use crate::resolve::{ClusterView, NodeContext, resolve};
+use crate::resolve::{ClusterView, NodeContext, ResolveError, resolve};
 
 /// Reflector stores the resolver reads. Cheap to clone (shared caches).
 #[derive(Clone)]
@@ -146,9 +146,10 @@ impl VolumeResolver for ClusterResolver {
             }
             Err(e) => {
                 warn!(volume, error = %e, "volume refused");
-                Err(VolumeError::Unavailable {
-                    volume: volume.to_string(),
-                    reason: e.to_string(),
+                let (volume, reason) = (volume.to_string(), e.to_string());
+                Err(match e {
+                    ResolveError::SourceUnsafe { .. } => VolumeError::Unsafe { volume, reason },
+                    _ => VolumeError::Unavailable { volume, reason },
                 })
             }
         }

@@ -10,7 +10,13 @@
 //!   affinity selects this node or a pod on this node uses the claim;
 //! - CSI -> `<host-root>/<kubelet-dir>/pods/<pod-uid>/volumes/kubernetes.io~csi/<pv>/mount`
 //!   of a pod on this node using the claim; other plugins -> `.../kubernetes.io~<plugin>/<pv>`;
-//! - the result must be an existing directory, symlinks resolved inside the host root.
+//! - the result must be an existing directory, symlinks resolved inside the host root;
+//! - safety (issue 12): a kubelet-mounted volume is served only from a pod that is Running
+//!   and not terminating (a Pending pod's mount may not be set up yet, a terminating pod's
+//!   is being torn down), and only when its directory is a mount point; a local PV's path
+//!   must be a mount point too. An unmounted volume is an empty directory on the node's
+//!   root disk, and serving it would make the worker see an empty volume. hostPath PVs are
+//!   plain directories by definition and are exempt.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -42,6 +48,12 @@ pub trait ClusterView {
     /// to say where a volume is when refusing it.
     fn attached_node(&self, _pv: &str) -> Option<String> {
         None
+    }
+    /// Whether `dir` (resolved, under the host root) is a mount point. The default asks the
+    /// kernel ([`crate::mounts::is_mount_point`]); an error counts as "not mounted", so a
+    /// volume is refused rather than served from a directory we cannot vouch for.
+    fn is_mount_point(&self, dir: &Path) -> bool {
+        crate::mounts::is_mount_point(dir).unwrap_or(false)
     }
 }
 
@@ -125,6 +137,15 @@ pub enum ResolveError {
         node: String,
         /// The node its VolumeAttachment names, if any.
         attached: Option<String>,
+    },
+    /// Serving the volume could make its copy look empty: its pod is not Running, or its
+    /// directory is not a mount point. Not transient by itself: the source must be fixed.
+    #[error("volume {volume}: {reason}")]
+    SourceUnsafe {
+        /// `namespace/pvc`.
+        volume: String,
+        /// What is wrong, naming the pod or the directory.
+        reason: String,
     },
     /// The directory the rules lead to does not exist or is not a directory.
     #[error("volume {volume}: directory {path} is missing or not a directory")]
@@ -393,7 +414,51 @@ fn node_path(
             on: terms.and_then(hostname_hint),
         });
     }
-    existing_dir(&node.host_root, Path::new(path), vol)
+    let dir = existing_dir(&node.host_root, Path::new(path), vol)?;
+    if spec.local.is_some() && !view.is_mount_point(&dir) {
+        return Err(not_a_mount(vol, &dir));
+    }
+    Ok(dir)
+}
+
+/// The refusal of a directory that should be a volume's mount but is not.
+fn not_a_mount(vol: &str, dir: &Path) -> ResolveError {
+    ResolveError::SourceUnsafe {
+        volume: vol.to_string(),
+        reason: format!(
+            "directory {} is not a mount point: the volume is not mounted there, and serving \
+             it would look like an empty volume",
+            dir.display()
+        ),
+    }
+}
+
+/// Whether a pod's mounts can be trusted: Running and not being deleted.
+fn is_running(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
+/// "pod a is Pending, pod b is terminating", for a refusal.
+fn describe_pods(pods: &[Arc<Pod>]) -> String {
+    let state = |p: &Pod| {
+        if p.metadata.deletion_timestamp.is_some() {
+            "terminating".to_string()
+        } else {
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            phase.unwrap_or("Pending").to_string()
+        }
+    };
+    pods.iter()
+        .map(|p| {
+            format!(
+                "pod {} is {}",
+                p.metadata.name.as_deref().unwrap_or("?"),
+                state(p)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Where the kubelet mounts a PV for a pod: `volumes/<plugin_dir>/<pv>[/mount]`.
@@ -403,8 +468,9 @@ struct KubeletMount {
     csi: bool,
 }
 
-/// A kubelet-mounted PV: the mount of the first pod on this node whose directory exists;
-/// with no such pod, not mounted here (naming the node it is attached to, if known).
+/// A kubelet-mounted PV: the mount of the first Running pod on this node whose directory
+/// exists and is a mount point; with pods that are not Running, unsafe; with no pod, not
+/// mounted here (naming the node it is attached to, if known).
 fn kubelet_path(
     view: &dyn ClusterView,
     node: &NodeContext,
@@ -413,7 +479,18 @@ fn kubelet_path(
     mount: &KubeletMount,
 ) -> Result<PathBuf, ResolveError> {
     let mut last = None;
-    for pod in pods {
+    if !pods.is_empty() && !pods.iter().any(|p| is_running(p)) {
+        return Err(ResolveError::SourceUnsafe {
+            volume: vol.to_string(),
+            reason: format!(
+                "no pod using it on node {} is Running ({}): its mount may be missing or \
+                 being torn down",
+                node.node_name,
+                describe_pods(pods)
+            ),
+        });
+    }
+    for pod in pods.iter().filter(|p| is_running(p)) {
         let Some(uid) = pod.metadata.uid.as_deref() else {
             continue;
         };
@@ -424,7 +501,8 @@ fn kubelet_path(
             rel.push("mount");
         }
         match existing_dir(&node.host_root, &rel, vol) {
-            Ok(dir) => return Ok(dir),
+            Ok(dir) if view.is_mount_point(&dir) => return Ok(dir),
+            Ok(dir) => last = Some(not_a_mount(vol, &dir)),
             Err(e) => last = Some(e),
         }
     }

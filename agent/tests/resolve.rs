@@ -3,9 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use dr_syncer_agent::resolve::resolve_in_root;
 use dr_syncer_agent::{ClusterView, NodeContext, ResolveError, VolumeName, resolve};
@@ -25,6 +25,9 @@ struct Bed {
     pods: Vec<Arc<Pod>>,
     node: Option<Arc<Node>>,
     attached: BTreeMap<String, String>,
+    /// Directories that are mount points (host paths): the bed's stand-in for the
+    /// kernel's mount table, which a test cannot change without privileges.
+    mounts: Mutex<BTreeSet<PathBuf>>,
 }
 
 impl ClusterView for Bed {
@@ -45,6 +48,9 @@ impl ClusterView for Bed {
     fn attached_node(&self, pv: &str) -> Option<String> {
         self.attached.get(pv).cloned()
     }
+    fn is_mount_point(&self, dir: &Path) -> bool {
+        self.mounts.lock().unwrap().contains(dir)
+    }
 }
 
 impl Bed {
@@ -56,6 +62,7 @@ impl Bed {
             pods: Vec::new(),
             node: None,
             attached: BTreeMap::new(),
+            mounts: Mutex::new(BTreeSet::new()),
         };
         bed.with_node(json!({"kubernetes.io/hostname": NODE}))
     }
@@ -75,8 +82,15 @@ impl Bed {
     fn resolve(&self, volume: &str) -> Result<PathBuf, ResolveError> {
         resolve(self, &self.ctx(), volume)
     }
-    /// Creates `path` (as seen on the node) under the host root.
+    /// Creates `path` (as seen on the node) under the host root, as a mounted volume
+    /// (a mount point).
     fn mkdir(&self, node_path: &str) -> PathBuf {
+        let p = self.mkdir_unmounted(node_path);
+        self.mounts.lock().unwrap().insert(p.clone());
+        p
+    }
+    /// Creates `path` under the host root as a plain directory (no mount on it).
+    fn mkdir_unmounted(&self, node_path: &str) -> PathBuf {
         let p = self.host(node_path);
         std::fs::create_dir_all(&p).unwrap();
         p
@@ -215,14 +229,82 @@ fn csi_volume_resolves_to_the_mount_of_a_running_pod_on_this_node() {
     bed.assert_resolves_to(CSI_MOUNT);
 }
 
+fn assert_unsafe(err: ResolveError, words: &str) {
+    match &err {
+        ResolveError::SourceUnsafe { volume, reason } => {
+            assert_eq!(volume, "ns/data");
+            assert!(reason.contains(words), "{reason}");
+        }
+        other => panic!("expected SourceUnsafe ({words}), got {other:?}"),
+    }
+}
+
 #[test]
-fn csi_volume_of_a_pending_pod_resolves_once_its_mount_exists() {
+fn csi_volume_of_a_pending_pod_is_refused_even_when_its_directory_exists() {
     let bed = Bed::new().pvc(json!({})).pv(csi_pv()).pod("Pending");
-    assert!(matches!(
+    bed.mkdir(CSI_MOUNT);
+    assert_unsafe(bed.resolve("ns/data").unwrap_err(), "pod app-0 is Pending");
+}
+
+#[test]
+fn csi_volume_of_a_terminating_pod_is_refused() {
+    let mut bed = Bed::new().pvc(json!({})).pv(csi_pv()).pod("Running");
+    bed.mkdir(CSI_MOUNT);
+    let mut pod = (*bed.pods[0]).clone();
+    pod.metadata.deletion_timestamp =
+        Some(serde_json::from_value(json!("2026-01-01T00:00:00Z")).unwrap());
+    bed.pods[0] = Arc::new(pod);
+    assert_unsafe(
         bed.resolve("ns/data").unwrap_err(),
-        ResolveError::DirectoryMissing { .. }
+        "pod app-0 is terminating",
+    );
+}
+
+#[test]
+fn csi_directory_that_is_not_a_mount_point_is_refused() {
+    let bed = Bed::new().pvc(json!({})).pv(csi_pv()).pod("Running");
+    let dir = bed.mkdir_unmounted(CSI_MOUNT);
+    assert_unsafe(bed.resolve("ns/data").unwrap_err(), "is not a mount point");
+    bed.mounts.lock().unwrap().insert(dir.clone());
+    assert_eq!(bed.resolve("ns/data").unwrap(), dir);
+}
+
+#[test]
+fn local_pv_must_be_a_mount_point_and_host_path_need_not() {
+    let bed = Bed::new().pvc(json!({})).pv(with(
+        json!({"local": {"path": "/mnt/disks/ssd1"}}),
+        hostname_affinity(NODE),
     ));
-    bed.assert_resolves_to(CSI_MOUNT);
+    bed.mkdir_unmounted("/mnt/disks/ssd1");
+    assert_unsafe(bed.resolve("ns/data").unwrap_err(), "is not a mount point");
+    let bed = bed.pv(hostpath_pv(NODE));
+    let dir = bed.mkdir_unmounted(HOSTPATH);
+    assert_eq!(
+        bed.resolve("ns/data").unwrap(),
+        dir,
+        "hostPath is a plain directory"
+    );
+}
+
+#[test]
+fn an_unsafe_refusal_reaches_the_worker_as_one() {
+    // what the agent's resolver hands the protocol, as the worker will read it
+    let err = dr_syncer_rsync::VolumeError::Unsafe {
+        volume: "ns/data".into(),
+        reason: "volume ns/data: directory /x is not a mount point".into(),
+    };
+    let on_the_wire = dr_syncer_rsync::ProtocolError::Volume(err.to_string()).to_string();
+    assert!(
+        dr_syncer_rsync::is_unsafe_volume_refusal(&on_the_wire),
+        "{on_the_wire}"
+    );
+    let other = dr_syncer_rsync::VolumeError::Unavailable {
+        volume: "ns/data".into(),
+        reason: "PVC ns/data not found".into(),
+    };
+    assert!(!dr_syncer_rsync::is_unsafe_volume_refusal(
+        &other.to_string()
+    ));
 }
 
 #[test]
@@ -454,6 +536,7 @@ fn node_affinity_operators_follow_the_scheduler() {
 fn bed_clone(bed: &Bed) -> Bed {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("mnt/d")).unwrap();
+    let mounts = Mutex::new(BTreeSet::from([root.path().join("mnt/d")]));
     Bed {
         root,
         pvcs: bed.pvcs.clone(),
@@ -461,6 +544,7 @@ fn bed_clone(bed: &Bed) -> Bed {
         pods: bed.pods.clone(),
         node: bed.node.clone(),
         attached: bed.attached.clone(),
+        mounts,
     }
 }
 

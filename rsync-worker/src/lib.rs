@@ -39,7 +39,9 @@ pub mod testing;
 pub use options::{OptionError, SyncOptions};
 pub use protocol::ProtocolError;
 pub use receiver::{ReceiveError, SyncSummary, pull};
-pub use sender::{Limits, ServeStats, StaticVolumes, VolumeError, VolumeResolver, serve};
+pub use sender::{
+    Limits, ServeStats, StaticVolumes, VolumeError, VolumeResolver, is_unsafe_volume_refusal, serve,
+};
 
 /// Name of the SSH subsystem that speaks this protocol; the agent serves nothing else.
 pub const SUBSYSTEM_NAME: &str = "dr-syncer-rsync";

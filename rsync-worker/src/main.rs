@@ -24,7 +24,10 @@ use clap::Parser;
 use dr_syncer_rsync::ssh::{
     ClientError, ClientSettings, KeyError, connect, load_pinned_key, load_private_key,
 };
-use dr_syncer_rsync::{OptionError, ReceiveError, SUBSYSTEM_NAME, SyncOptions, SyncSummary, pull};
+use dr_syncer_rsync::{
+    OptionError, ProtocolError, ReceiveError, SUBSYSTEM_NAME, SyncOptions, SyncSummary,
+    is_unsafe_volume_refusal, pull,
+};
 use dr_syncer_worker_wire::{AgentCheck, CheckReport, FailureReport, WorkerArgs, kind};
 use tracing::{info, warn};
 
@@ -53,6 +56,12 @@ impl WorkerError {
             Self::Ssh(ClientError::HostKeyMismatch { .. }) => kind::HOST_KEY_MISMATCH,
             Self::Ssh(ClientError::AuthRejected(_)) => kind::AUTH_REJECTED,
             Self::Ssh(_) => kind::CONNECTION,
+            Self::Sync(ReceiveError::Busy) => kind::TARGET_BUSY,
+            Self::Sync(ReceiveError::Protocol(ProtocolError::Remote(m)))
+                if is_unsafe_volume_refusal(m) =>
+            {
+                kind::SOURCE_VOLUME_UNSAFE
+            }
             Self::Sync(_) => kind::SYNC,
             Self::Timeout(_) => kind::TIMEOUT,
             Self::Usage => kind::OPTION,
@@ -83,6 +92,7 @@ fn sync_options(args: &WorkerArgs) -> Result<SyncOptions, OptionError> {
     if args.no_delete {
         opts.delete = false;
     }
+    opts.allow_mass_deletion = args.allow_mass_deletion;
     if let Some(secs) = args.timeout {
         opts.timeout = Some(Duration::from_secs(secs));
     }

@@ -58,6 +58,11 @@ pub struct SyncOptions {
     pub delete: bool,
     /// Also delete target entries that match an exclude pattern.
     pub delete_excluded: bool,
+    /// Turn off the prune guard (see `receiver::guard`): delete even when the source
+    /// listing is empty or more than half of the target's files would go. Only the worker
+    /// flag `--allow-mass-deletion` sets it (the mapping's `allowMassDataDeletion`), never an
+    /// rsync option, so a copied rsync command line cannot switch the guard off.
+    pub allow_mass_deletion: bool,
     /// Always send whole files (no delta against the target's basis).
     pub whole_file: bool,
     /// Copy extended attributes (`user.*` and others the kernel lets us read).
@@ -83,6 +88,7 @@ impl Default for SyncOptions {
             dry_run: false,
             delete: true,
             delete_excluded: false,
+            allow_mass_deletion: false,
             whole_file: false,
             xattrs: false,
             owner: nix::unistd::geteuid().is_root(),

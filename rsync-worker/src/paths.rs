@@ -15,6 +15,64 @@ pub const MAX_NAME: usize = 255;
 /// Prefix of the receiver's temporary and basis files; the file list never contains them
 /// and deletion never touches them.
 pub const TEMP_PREFIX: &[u8] = b".dr-syncer.";
+/// The receiver's lock file in the destination root: one pull writes into a destination at
+/// a time. It holds the [`RunId`] of the pull that last held it, so the next pull finds the
+/// partial files an interrupted one left. Its name is a temporary name, so the file list
+/// never carries it and deletion never touches it.
+pub const LOCK_NAME: &[u8] = b".dr-syncer.lock";
+
+/// The identity of one pull into a destination: 16 lowercase hex digits, part of the names
+/// of its temporary files, so two pulls (a lock that did not hold, a leftover of a dead
+/// run) never share a temporary file. Only [`RunId::new`] and [`RunId::parse`] build one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunId(String);
+
+impl RunId {
+    /// A fresh id (BLAKE3 of the process id, the time and a counter: unique per pull).
+    pub fn new() -> Self {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let seed = format!("{}:{nanos}:{n}", std::process::id());
+        RunId(blake3::hash(seed.as_bytes()).to_hex()[..16].to_string())
+    }
+
+    /// The id written in a lock file, if it is one (surrounding whitespace ignored).
+    pub fn parse(text: &[u8]) -> Option<Self> {
+        let t = std::str::from_utf8(text).ok()?.trim();
+        let valid = t.len() == 16 && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        valid.then(|| RunId(t.to_string()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for RunId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The temporary name of file `name` in pull `run` with `suffix` (`part` for the data being
+/// received, `basis` for a partial reused as basis, `link` for a link being placed):
+/// `.dr-syncer.<24 hex of BLAKE3(name)>.<run>.<suffix>`, short whatever the name's length.
+pub fn temp_name(name: &[u8], run: &RunId, suffix: &str) -> Vec<u8> {
+    let h = blake3::hash(name).to_hex();
+    [
+        TEMP_PREFIX,
+        &h.as_bytes()[..24],
+        b".",
+        run.0.as_bytes(),
+        b".",
+        suffix.as_bytes(),
+    ]
+    .concat()
+}
 
 /// Why a path was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

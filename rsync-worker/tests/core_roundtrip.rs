@@ -131,7 +131,8 @@ async fn leftover_partial_is_used_as_basis() {
     // simulate an interrupted run: the final file is gone, a partial with the first half
     let part = fs::read_dir(dst.path()).unwrap().count();
     assert_eq!(part, 1, "no temp file left behind");
-    let partial_name = common::partial_name(b"f");
+    let run = common::interrupted_run(dst.path());
+    let partial_name = common::partial_name(b"f", &run);
     fs::remove_file(dst.path().join("f")).unwrap();
     fs::write(dst.path().join(&partial_name), &data[..500_000]).unwrap();
     let s = pull_over(src.path(), dst.path(), &opts, 1).await.unwrap();
@@ -305,7 +306,12 @@ async fn interrupted_update_resumes_from_partial_and_current_file() {
     fs::write(src.path().join("f"), &new).unwrap();
     set_mtime(&src.path().join("f"), 1_700_000_000, 5);
     // ...and an interrupted run already wrote the new version's first 400 kB
-    fs::write(dst.path().join(common::partial_name(b"f")), &new[..400_000]).unwrap();
+    let run = common::interrupted_run(dst.path());
+    fs::write(
+        dst.path().join(common::partial_name(b"f", &run)),
+        &new[..400_000],
+    )
+    .unwrap();
     let opts = SyncOptions {
         window: 64 * 1024,
         ..SyncOptions::default()

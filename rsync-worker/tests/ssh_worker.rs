@@ -185,3 +185,55 @@ async fn worker_rejects_unknown_rsync_options() {
     let log = termination_log(&f.log);
     assert_eq!(log["kind"], "option", "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_into_a_destination_another_pull_holds_reports_target_busy() {
+    let f = files();
+    std::fs::create_dir_all(&f.dest).unwrap();
+    let lock = f.dest.join(".dr-syncer.lock");
+    let held = nix::fcntl::Flock::lock(
+        std::fs::File::create(&lock).unwrap(),
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    )
+    .unwrap();
+    let (host, client) = (key(31), key(32));
+    let out = pull_from_agent(&f, (&host, &client), (&host, &client), &["--retries", "0"]).await;
+    assert!(!out.status.success());
+    let log = termination_log(&f.log);
+    assert_eq!(log["kind"], "target_busy", "{log}");
+    assert_eq!(log["transient"], true, "{log}");
+    assert!(!f.dest.join("a.txt").exists(), "nothing written");
+    drop(held);
+    let out = pull_from_agent(&f, (&host, &client), (&host, &client), &[]).await;
+    assert_success(&out);
+    assert_eq!(std::fs::read(f.dest.join("a.txt")).unwrap(), b"alpha\n");
+    assert!(!lock.exists(), "a finished pull leaves no lock file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_keeps_every_file_when_the_source_is_empty_unless_allowed() {
+    let f = files();
+    std::fs::create_dir_all(&f.dest).unwrap();
+    std::fs::write(f.dest.join("precious"), b"dr copy\n").unwrap();
+    let empty = f.dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (host, client) = (key(31), key(32));
+    let agent = TestAgent::protocol(&[("data", &empty)], host.clone(), &client).await;
+    let addr = agent.addr.to_string();
+    let out = worker(&f, &addr, &host, &client, &[]).await;
+    assert_success(&out);
+    let log = termination_log(&f.log);
+    assert_eq!(log["files_deleted"], 0, "{log}");
+    assert!(
+        log["prune_refused"].as_str().unwrap().contains("empty"),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read(f.dest.join("precious")).unwrap(),
+        b"dr copy\n"
+    );
+    let out = worker(&f, &addr, &host, &client, &["--allow-mass-deletion"]).await;
+    assert_success(&out);
+    assert_eq!(termination_log(&f.log)["files_deleted"], 1);
+    assert!(!f.dest.join("precious").exists());
+}

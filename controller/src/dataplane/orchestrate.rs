@@ -388,12 +388,15 @@ impl Run<'_> {
             .pvc_config
             .as_ref()
             .and_then(|p| p.data_sync_config.as_ref());
-        let options = DataOptions::resolve(
-            cfg,
-            self.resolved.source_rc.spec.pvc_sync.as_ref(),
-            annotations,
-        )
-        .map_err(|e| run_failure(WorkerPodError::from(e), node))?;
+        let options = DataOptions {
+            allow_mass_deletion: self.nm.spec.safety().allow_mass_data_deletion,
+            ..DataOptions::resolve(
+                cfg,
+                self.resolved.source_rc.spec.pvc_sync.as_ref(),
+                annotations,
+            )
+            .map_err(|e| run_failure(WorkerPodError::from(e), node))?
+        };
         let req = WorkerRequest {
             pod_name: worker::worker_name(pvc),
             namespace: self.dest_namespace.clone(),
@@ -413,39 +416,13 @@ impl Run<'_> {
     /// Events on the mapping and the target PVC, and metrics.
     async fn report(&self, o: &PvcOutcome, target: Option<&PersistentVolumeClaim>) {
         let labels = self.labels();
-        let seconds = o.duration.as_secs_f64();
-        let (warning, reason, note) = match &o.result {
-            Ok(s) => {
-                self.ctx
-                    .metrics
-                    .record_data(&labels, &o.pvc, Some(s), seconds);
-                (
-                    false,
-                    "DataSyncSucceeded",
-                    format!(
-                        "PVC {} copied in {} (node {}): {} files transferred, {} bytes literal, {} bytes matched, {} bytes on the wire",
-                        o.pvc,
-                        go_duration(o.duration),
-                        o.node.as_deref().unwrap_or("?"),
-                        s.files_transferred,
-                        s.literal_bytes,
-                        s.matched_bytes,
-                        s.wire_bytes
-                    ),
-                )
-            }
-            Err(f) => {
-                self.ctx.metrics.record_data(&labels, &o.pvc, None, seconds);
-                (
-                    true,
-                    "DataSyncFailed",
-                    format!(
-                        "PVC {} not copied after {} attempt(s): {}: {}",
-                        o.pvc, o.attempts, f.reason, f.message
-                    ),
-                )
-            }
-        };
+        self.ctx.metrics.record_data(
+            &labels,
+            &o.pvc,
+            o.result.as_ref().ok(),
+            o.duration.as_secs_f64(),
+        );
+        let (warning, reason, note) = pvc_event(o);
         self.ctx
             .event(self.nm, warning, reason, "DataSync", note.clone())
             .await;
@@ -464,6 +441,40 @@ impl Run<'_> {
         self.events
             .publish(pvc, warning, reason, "DataSync", note)
             .await;
+    }
+}
+
+/// The event one PVC's outcome makes: (warning, reason, note).
+fn pvc_event(o: &PvcOutcome) -> (bool, &'static str, String) {
+    match &o.result {
+        Ok(s) => {
+            let copied = format!(
+                "PVC {} copied in {} (node {}): {} files transferred, {} bytes literal, {} bytes matched, {} bytes on the wire",
+                o.pvc,
+                go_duration(o.duration),
+                o.node.as_deref().unwrap_or("?"),
+                s.files_transferred,
+                s.literal_bytes,
+                s.matched_bytes,
+                s.wire_bytes
+            );
+            match &s.prune_refused {
+                Some(why) => (
+                    true,
+                    reasons::DATA_PRUNE_REFUSED,
+                    format!("{copied}; deletions refused: {why}"),
+                ),
+                None => (false, reasons::DATA_SYNC_SUCCEEDED, copied),
+            }
+        }
+        Err(f) => (
+            true,
+            reasons::DATA_SYNC_FAILED,
+            format!(
+                "PVC {} not copied after {} attempt(s): {}: {}",
+                o.pvc, o.attempts, f.reason, f.message
+            ),
+        ),
     }
 }
 

@@ -53,9 +53,20 @@ impl DataSyncReport {
             .filter_map(|o| o.result.as_ref().err().map(|f| (o.pvc.as_str(), f)))
     }
 
-    /// Whether everything was copied.
+    /// The PVCs whose copy ran but whose deletions the worker's prune guard refused (an
+    /// empty or shrunken source listing), with its explanation.
+    pub fn prune_refusals(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pvcs.iter().filter_map(|o| {
+            let s = o.result.as_ref().ok()?;
+            Some((o.pvc.as_str(), s.prune_refused.as_deref()?))
+        })
+    }
+
+    /// Whether everything was copied and every deletion due was made.
     pub fn ok(&self) -> bool {
-        self.setup.is_none() && self.failures().next().is_none()
+        self.setup.is_none()
+            && self.failures().next().is_none()
+            && self.prune_refusals().next().is_none()
     }
 
     /// Reason of the `DataSynced` condition.
@@ -63,12 +74,17 @@ impl DataSyncReport {
         if let Some(f) = &self.setup {
             return f.reason;
         }
-        self.failures()
-            .next()
-            .map_or(reasons::DATA_SYNC_SUCCEEDED, |(_, f)| f.reason)
+        if let Some((_, f)) = self.failures().next() {
+            return f.reason;
+        }
+        if self.prune_refusals().next().is_some() {
+            return reasons::DATA_PRUNE_REFUSED;
+        }
+        reasons::DATA_SYNC_SUCCEEDED
     }
 
-    /// Message of the `DataSynced` condition: totals, or each failed PVC with its error.
+    /// Message of the `DataSynced` condition: totals, or each failed PVC with its error,
+    /// or each PVC whose deletions were refused with the way out.
     pub fn message(&self) -> String {
         if let Some(f) = &self.setup {
             return f.message.clone();
@@ -83,6 +99,19 @@ impl DataSyncReport {
                 failed.len(),
                 self.pvcs.len(),
                 failed.join("; ")
+            );
+        }
+        let refused: Vec<String> = self
+            .prune_refusals()
+            .map(|(pvc, why)| format!("PVC {pvc}: {why}"))
+            .collect();
+        if !refused.is_empty() {
+            return format!(
+                "deletions refused for {} of {} PVCs (the copy kept every target file; if the \
+                 source really lost them, set spec.safety.allowMassDataDeletion): {}",
+                refused.len(),
+                self.pvcs.len(),
+                refused.join("; ")
             );
         }
         let sum = |f: fn(&SyncSummary) -> u64| {

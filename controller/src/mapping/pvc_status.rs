@@ -47,6 +47,10 @@ pub fn status_entry(o: &PvcOutcome) -> PvcSyncResult {
             entry.files_scanned = to_i64(s.files_scanned);
             entry.files_deleted = to_i64(s.files_deleted);
             entry.reason = Some(reasons::DATA_SYNC_SUCCEEDED.into());
+            if let Some(why) = &s.prune_refused {
+                entry.reason = Some(reasons::DATA_PRUNE_REFUSED.into());
+                entry.last_error = Some(truncate(why.clone(), 2000));
+            }
         }
         Err(f) => {
             entry.result = PvcSyncOutcome::Failed;
@@ -116,8 +120,10 @@ pub fn apply_to_status(
     status.phase = Some(SyncPhase::Failed);
     let resource = report
         .failures()
+        .map(|(pvc, _)| pvc)
+        .chain(report.prune_refusals().map(|(pvc, _)| pvc))
         .next()
-        .map(|(pvc, _)| format!("PersistentVolumeClaim/{pvc}"));
+        .map(|pvc| format!("PersistentVolumeClaim/{pvc}"));
     status.last_error = Some(SyncErrorRecord {
         message: format!("data sync: {message}"),
         time: now.clone(),
@@ -267,5 +273,50 @@ mod tests {
         clear_status(&mut status);
         assert!(status.pvc_sync_status.is_empty());
         assert!(crate::status::find_condition(&status.conditions, types::DATA_SYNCED).is_none());
+    }
+
+    #[test]
+    fn refused_deletions_say_why_and_do_not_count_as_success() {
+        let mut status = NamespaceMappingStatus::default();
+        let mut refused = ok("db", 0);
+        if let Ok(s) = &mut refused.result {
+            s.files_deleted = 0;
+            s.prune_refused =
+                Some("the source listing is empty but the target holds 3 entries".into());
+        }
+        let report = DataSyncReport {
+            pvcs: vec![ok("a", 1), refused],
+            setup: None,
+            duration: Duration::from_secs(1),
+        };
+        apply_to_status(&mut status, &report, Some(2), &now());
+        let data = crate::status::find_condition(&status.conditions, types::DATA_SYNCED).unwrap();
+        assert_eq!(
+            (data.status.as_str(), data.reason.as_str()),
+            ("False", reasons::DATA_PRUNE_REFUSED)
+        );
+        assert!(
+            data.message.contains("PVC db: the source listing is empty"),
+            "{}",
+            data.message
+        );
+        assert!(
+            data.message.contains("allowMassDataDeletion"),
+            "{}",
+            data.message
+        );
+        let ready = crate::status::find_condition(&status.conditions, types::READY).unwrap();
+        assert_eq!(ready.reason, reasons::DATA_PRUNE_REFUSED);
+        let db = &status.pvc_sync_status[1];
+        assert_eq!((db.pvc.as_str(), db.files_deleted), ("db", 0));
+        assert_eq!(db.reason.as_deref(), Some(reasons::DATA_PRUNE_REFUSED));
+        assert!(
+            db.last_error
+                .as_deref()
+                .unwrap()
+                .contains("listing is empty")
+        );
+        let err = status.last_error.as_ref().unwrap();
+        assert_eq!(err.resource.as_deref(), Some("PersistentVolumeClaim/db"));
     }
 }

@@ -12,7 +12,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::SFlag;
 use tokio::sync::mpsc;
 
-use super::dest::{Ctx, temp_names};
+use super::dest::Ctx;
 use super::error::{ReceiveError, io_err};
 use super::plan::Job;
 use crate::delta::{self, ChunkHashes};
@@ -152,16 +152,19 @@ fn window_hashes(
     })
 }
 
-/// Picks the basis of one job: a leftover partial (renamed to the basis name, so this run
-/// writes a fresh partial) and the current file, unless whole files are asked for.
+/// Picks the basis of one job: the partial the previous (interrupted) run left (renamed to
+/// this run's basis name, so this run writes a fresh partial of its own) and the current
+/// file, unless whole files are asked for.
 fn prepare(ctx: &Ctx, dirs: &mut DirCache, job: Job) -> Result<Prepared, ReceiveError> {
     let e = &job.entry;
     let c = || format!("preparing {}", e.path.display());
     let dir = dirs.parent(&e.path).map_err(io_err(c()))?;
-    let (part, basis_name) = temp_names(e.path.file_name());
+    let (_, basis_name) = ctx.temp_names(e.path.file_name());
     // a leftover partial from an interrupted run becomes the basis
-    if fsops::lstat_at(dir, &part).map_err(io_err(c()))?.is_some() {
-        fsops::rename_at(dir, &part, &basis_name).map_err(io_err(c()))?;
+    if let Some(left) = ctx.leftover_partial(e.path.file_name())
+        && fsops::lstat_at(dir, &left).map_err(io_err(c()))?.is_some()
+    {
+        fsops::rename_at(dir, &left, &basis_name).map_err(io_err(c()))?;
     }
     let mut basis = Basis::default();
     if !ctx.opts.whole_file {

@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 
 use nix::sys::stat::SFlag;
 
-use super::dest::{Ctx, same_mtime, temp_names};
+use super::dest::{Ctx, same_mtime};
 use super::error::{ReceiveError, io_err};
 use crate::filelist::Entry;
 use crate::fsops::{self, DirCache};
@@ -143,7 +143,7 @@ pub(super) fn sync_symlink(ctx: &Ctx, e: &Entry, dry: bool) -> Result<bool, Rece
         return Ok(true);
     }
     if !same {
-        let (tmp, _) = temp_names(name);
+        let tmp = ctx.temp_link_name(name);
         let _ = fsops::remove_at(&dir, &tmp);
         fsops::symlink_at(&e.link_target, &dir, &tmp).map_err(io_err(c()))?;
         if st
@@ -190,7 +190,7 @@ pub(super) fn sync_hardlink(
     if dry {
         return Ok(true);
     }
-    let (tmp, _) = temp_names(name);
+    let tmp = ctx.temp_link_name(name);
     let _ = fsops::remove_at(&dir, &tmp);
     fsops::hard_link_at(&ldir, leader.path.file_name(), &dir, &tmp).map_err(io_err(c()))?;
     if st

@@ -36,6 +36,11 @@ pub enum ReceiveError {
     /// No streams were given.
     #[error("pull needs at least one stream")]
     NoStreams,
+    /// Another pull holds the destination's lock; this one wrote nothing.
+    #[error(
+        "another pull is writing into this destination (it holds .dr-syncer.lock); nothing was written"
+    )]
+    Busy,
 }
 
 impl ReceiveError {
@@ -44,7 +49,7 @@ impl ReceiveError {
     pub fn is_transient(&self) -> bool {
         match self {
             ReceiveError::Protocol(p) => p.is_transient(),
-            ReceiveError::Verify { .. } => true,
+            ReceiveError::Verify { .. } | ReceiveError::Busy => true,
             ReceiveError::Io { .. } | ReceiveError::Refused { .. } | ReceiveError::NoStreams => {
                 false
             }

@@ -1,34 +1,33 @@
 //! After the data ([`finish`]): symlinks and hard links, deletions of what is gone at the
-//! source, directory metadata (last, so writing into a directory does not change its
-//! mtime again), and one `syncfs` for durability.
+//! source (behind the prune guard, [`super::prune`]), directory metadata (last, so writing
+//! into a directory does not change its mtime again), and one `syncfs` for durability.
 
 use std::collections::HashSet;
-use std::os::fd::OwnedFd;
-
-use nix::sys::stat::SFlag;
 
 use super::commit::{sync_hardlink, sync_symlink};
 use super::dest::Ctx;
 use super::error::{ReceiveError, io_err};
+use super::prune::{Pruned, prune};
 use crate::excludes::Excludes;
 use crate::filelist::{Entry, EntryKind};
 use crate::fsops;
-use crate::paths::is_temp_name;
 
 /// After the data: symlinks, hard links, deletions, directory metadata, durability.
-/// Returns (entries changed, entries deleted).
+/// `present_files` is the plan's count of listed files that existed before the pull.
+/// Returns the entries changed and what the deletion pass did.
 pub(super) fn finish(
     ctx: &Ctx,
     entries: &[Entry],
+    present_files: u64,
     excludes: &Excludes,
-) -> Result<(u64, u64), ReceiveError> {
+) -> Result<(u64, Pruned), ReceiveError> {
     let mut changed = 0;
     let dry = ctx.opts.dry_run;
     if ctx.dest_missing {
         let others = entries
             .iter()
             .filter(|e| e.kind == EntryKind::Symlink || e.hardlink_to.is_some());
-        return Ok((others.count() as u64, 0));
+        return Ok((others.count() as u64, Pruned::default()));
     }
     for e in entries {
         match (e.kind, e.hardlink_to) {
@@ -39,11 +38,12 @@ pub(super) fn finish(
             _ => {}
         }
     }
-    let deleted = if ctx.opts.delete {
+    let pruned = if ctx.opts.delete {
         let keep: HashSet<&[u8]> = entries.iter().map(|e| e.path.as_bytes()).collect();
-        delete_extraneous(ctx, &keep, excludes)?
+        let listed_files = entries.iter().filter(|e| e.kind != EntryKind::Dir).count();
+        prune(ctx, &keep, listed_files as u64, present_files, excludes)?
     } else {
-        0
+        Pruned::default()
     };
     if !dry {
         for e in entries.iter().rev().filter(|e| e.kind == EntryKind::Dir) {
@@ -54,65 +54,8 @@ pub(super) fn finish(
         }
         fsops::sync_fs(&ctx.root).map_err(io_err("syncfs"))?;
     }
-    Ok((changed, deleted))
-}
-
-/// Deletes what is not in the source list (except excluded entries, unless asked), and
-/// leftover temp files. Never follows symlinks. Returns entries deleted.
-fn delete_extraneous(
-    ctx: &Ctx,
-    keep: &HashSet<&[u8]>,
-    excludes: &Excludes,
-) -> Result<u64, ReceiveError> {
-    let dry = ctx.opts.dry_run;
-    let mut deleted = 0;
-    let root = ctx.root.try_clone().map_err(io_err("dup root"))?;
-    let mut stack: Vec<(OwnedFd, Vec<u8>)> = vec![(root, Vec::new())];
-    while let Some((dir, prefix)) = stack.pop() {
-        let names = fsops::list_dir_typed(&dir).map_err(io_err("listing destination"))?;
-        for (name, typed_dir) in names {
-            let path = if prefix.is_empty() {
-                name.clone()
-            } else {
-                [&prefix[..], b"/", &name[..]].concat()
-            };
-            // the directory entry's type saves a stat per entry; some filesystems leave it
-            // unknown, then we ask
-            let is_dir = match typed_dir {
-                Some(d) => d,
-                None => {
-                    match fsops::lstat_at(&dir, &name).map_err(io_err("listing destination"))? {
-                        Some(st) => fsops::is_kind(&st, SFlag::S_IFDIR),
-                        None => continue,
-                    }
-                }
-            };
-            if is_temp_name(&name) {
-                if !dry {
-                    fsops::remove_at(&dir, &name).map_err(io_err("removing temp file"))?;
-                }
-                continue;
-            }
-            if keep.contains(&path[..]) {
-                if is_dir {
-                    let sub =
-                        fsops::open_subdir(&dir, &name).map_err(io_err("listing destination"))?;
-                    stack.push((sub, path));
-                }
-                continue;
-            }
-            if !ctx.opts.delete_excluded && excludes.matches(&path, is_dir) {
-                continue;
-            }
-            deleted += if dry {
-                1
-            } else {
-                fsops::remove_at(&dir, &name).map_err(io_err(format!(
-                    "deleting {}",
-                    String::from_utf8_lossy(&path)
-                )))?
-            };
-        }
+    if let Some(lock) = &ctx.lock {
+        lock.release(&ctx.root)?;
     }
-    Ok(deleted)
+    Ok((changed, pruned))
 }

@@ -6,17 +6,22 @@
 //! - `stream`: the files spread over the streams; each stream pipelines requests
 //!   (`basis`: basis choice, signatures) and received deltas into verified temp files.
 //! - `commit`: verified files, symlinks and hard links renamed into place, durably.
-//! - `finish`: links, deletions, directory metadata, durability; the [`SyncSummary`].
+//! - `finish`: links, deletions (`prune`, behind the `guard` that refuses mass deletions
+//!   from an empty or shrunken source), directory metadata, durability.
 //!
-//! Shared by all of them: `dest` (the destination root, options, metadata, temp names)
-//! and `error` ([`ReceiveError`]).
+//! Shared by all of them: `dest` (the destination root, options, metadata, this run's temp
+//! names), `lock` (one pull per destination), `error` ([`ReceiveError`]) and the
+//! [`SyncSummary`].
 
 mod basis;
 mod commit;
 mod dest;
 mod error;
 mod finish;
+mod guard;
+mod lock;
 mod plan;
+mod prune;
 mod pull;
 mod session;
 mod stream;

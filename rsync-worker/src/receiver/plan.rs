@@ -79,6 +79,9 @@ pub(super) struct Planned {
     pub(super) metadata_updated: u64,
     /// Existing files compared by content.
     pub(super) verified: u64,
+    /// Listed non-directory entries that existed at the target before the pull (for the
+    /// prune guard's "more than half" rule).
+    pub(super) present_files: u64,
 }
 
 /// Creates directories (write access for us; final modes come last) and decides which
@@ -89,6 +92,7 @@ pub(super) fn plan(ctx: &Ctx, entries: &[Entry]) -> Result<Planned, ReceiveError
         dirs_changed: 0,
         metadata_updated: 0,
         verified: 0,
+        present_files: 0,
     };
     let dry = ctx.opts.dry_run;
     let mut dirs = DirCache::new(&ctx.root).map_err(io_err("dup root"))?;
@@ -104,6 +108,9 @@ pub(super) fn plan(ctx: &Ctx, entries: &[Entry]) -> Result<Planned, ReceiveError
             Some(dir) => fsops::lstat_at(dir, e.path.file_name()).map_err(io_err(ctxs()))?,
             None => None,
         };
+        if e.kind != EntryKind::Dir && st.is_some() {
+            p.present_files += 1;
+        }
         match e.kind {
             EntryKind::Dir => {
                 let is_dir = st

@@ -21,8 +21,8 @@ use crate::options::SyncOptions;
 
 /// Pulls `volume` into `dest` over `streams` (each already running the subsystem).
 /// Files are spread over the streams; the bandwidth limit is shared by all of them.
-/// Order: list, directories, files (verified, atomically renamed), symlinks, hard links,
-/// deletions, directory metadata.
+/// Order: lock, list, directories, files (verified, atomically renamed), symlinks, hard
+/// links, deletions (unless the prune guard refuses them), directory metadata.
 pub async fn pull<S>(
     streams: Vec<S>,
     volume: &str,
@@ -74,6 +74,7 @@ where
     summary.other_entries_changed += jobs.dirs_changed;
     summary.metadata_updated += jobs.metadata_updated;
     summary.files_verified += jobs.verified;
+    let jobs_present = jobs.present_files;
     if opts.dry_run {
         summary.files_transferred = jobs.jobs.len() as u64;
     } else {
@@ -89,12 +90,14 @@ where
     for c in conns {
         wire.fetch_add(c.bye().await, Ordering::Relaxed);
     }
-    let (changed, deleted) = {
+    let present = jobs_present;
+    let (changed, pruned) = {
         let (ctx, entries) = (Arc::clone(&ctx), Arc::clone(&entries));
-        blocking(move || finish(&ctx, &entries, &excludes)).await??
+        blocking(move || finish(&ctx, &entries, present, &excludes)).await??
     };
     summary.other_entries_changed += changed;
-    summary.files_deleted = deleted;
+    summary.files_deleted = pruned.deleted;
+    summary.prune_refused = pruned.refused;
     summary.wire_bytes = wire.load(Ordering::Relaxed);
     summary.duration_seconds = t0.elapsed().as_secs_f64();
     Ok(summary)

@@ -11,12 +11,13 @@ use tokio::sync::mpsc;
 
 use super::basis::{Prepared, prepare_all};
 use super::commit::{PendingRename, RenameBatch, commit_file};
-use super::dest::{Ctx, temp_names};
+use super::dest::Ctx;
 use super::error::{ReceiveError, io_err, panicked, unexpected};
 use super::plan::Job;
 use super::session::Conn;
 use crate::bwlimit::TokenBucket;
 use crate::delta::{self, DeltaApplier, SparseWriter};
+use crate::filelist::hash_file;
 use crate::fsops::{self, DirCache};
 use crate::options::SyncOptions;
 use crate::protocol::{Message, ProtocolError};
@@ -197,8 +198,10 @@ fn receive_file(
     let e = &p.job.entry;
     let c = || format!("writing {}", e.path.display());
     let dir = dirs.parent(&e.path).map_err(io_err(c()))?;
-    let (part, basis_name) = temp_names(e.path.file_name());
-    let tmp = fsops::open_at_nofollow(dir, &part, OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_TRUNC)
+    let (part, basis_name) = ctx.temp_names(e.path.file_name());
+    // this run's own name, created here: if it exists, something else writes into this
+    // destination, and we stop rather than share the file
+    let tmp = fsops::open_at_nofollow(dir, &part, OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL)
         .map_err(io_err(c()))?;
     let mut out = SparseWriter::new(tmp);
     let (mut literal, mut matched) = (0, 0);
@@ -250,7 +253,9 @@ fn receive_file(
         other => return Err(unexpected("FileEnd", &other)),
     };
     let (file, got) = out.finish().map_err(io_err(c()))?;
-    if got != want {
+    // what was applied, then what the filesystem holds (re-read before the rename, so a
+    // file changed under us never reaches its final name)
+    if got != want || hash_file(&file).map_err(io_err(c()))? != want {
         return Err(ReceiveError::Verify {
             path: e.path.display(),
         });

@@ -16,4 +16,7 @@ mod volumes;
 
 pub use limits::{Limits, ServeStats};
 pub use serve::serve;
-pub use volumes::{StaticVolumes, VolumeError, VolumeResolver, VolumeSpecError};
+pub use volumes::{
+    StaticVolumes, UNSAFE_VOLUME, VolumeError, VolumeResolver, VolumeSpecError,
+    is_unsafe_volume_refusal,
+};

@@ -5,6 +5,16 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+/// The words every refusal of an unsafe source volume carries ([`VolumeError::Unsafe`]),
+/// through the protocol's error message to the worker, which reports such a refusal with
+/// its own failure kind ([`is_unsafe_volume_refusal`]).
+pub const UNSAFE_VOLUME: &str = "source volume unsafe";
+
+/// Whether a peer's error message is an agent's refusal of an unsafe source volume.
+pub fn is_unsafe_volume_refusal(message: &str) -> bool {
+    message.contains(UNSAFE_VOLUME)
+}
+
 /// Why a volume name could not be resolved to a root directory.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -17,6 +27,15 @@ pub enum VolumeError {
         /// The volume name.
         volume: String,
         /// Why.
+        reason: String,
+    },
+    /// The volume is known, but serving it could make its copy look empty (its pod is not
+    /// Running, its directory is not a mount point): the worker must not prune from it.
+    #[error("{UNSAFE_VOLUME}: {reason}")]
+    Unsafe {
+        /// The volume name.
+        volume: String,
+        /// Why (naming the volume).
         reason: String,
     },
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -84,13 +85,21 @@ pub fn set_mtime(path: &Path, sec: i64, nsec: i64) {
     .unwrap();
 }
 
-/// The receiver's partial-file name for a file name (mirrors the receiver).
-pub fn partial_name(name: &[u8]) -> std::ffi::OsString {
-    let h = blake3::hash(name).to_hex();
-    let mut v = b".dr-syncer.".to_vec();
-    v.extend_from_slice(&h.as_bytes()[..24]);
-    v.extend_from_slice(b".part");
-    std::ffi::OsStr::from_bytes(&v).to_owned()
+/// Leaves `dst` as a pull interrupted mid-copy does: its lock file naming the dead run.
+/// Returns that run's id, for [`partial_name`].
+pub fn interrupted_run(dst: &Path) -> dr_syncer_rsync::paths::RunId {
+    let run = dr_syncer_rsync::paths::RunId::new();
+    fs::write(
+        dst.join(OsStr::from_bytes(dr_syncer_rsync::paths::LOCK_NAME)),
+        run.as_str(),
+    )
+    .unwrap();
+    run
+}
+
+/// The partial-file name the receiver of `run` writes for file `name`.
+pub fn partial_name(name: &[u8], run: &dr_syncer_rsync::paths::RunId) -> std::ffi::OsString {
+    OsStr::from_bytes(&dr_syncer_rsync::paths::temp_name(name, run, "part")).to_owned()
 }
 
 #[derive(Debug, PartialEq)]

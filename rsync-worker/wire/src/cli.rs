@@ -68,6 +68,11 @@ pub struct WorkerArgs {
     /// Keep target files that are gone at the source.
     #[arg(long)]
     pub no_delete: bool,
+    /// Turn off the prune guard: delete what the source lacks even when its listing is
+    /// empty or more than half of the target's files would go (the NamespaceMapping's
+    /// `spec.safety.allowMassDataDeletion`).
+    #[arg(long)]
+    pub allow_mass_deletion: bool,
     /// An rsync option from `rsyncOptions` (repeatable, e.g. `--rsync-option=--exclude=*.tmp`).
     #[arg(long = "rsync-option", allow_hyphen_values = true)]
     pub rsync_option: Vec<String>,
@@ -130,6 +135,7 @@ impl WorkerArgs {
             verify_sample: None,
             dry_run: false,
             no_delete: false,
+            allow_mass_deletion: false,
             rsync_option: Vec::new(),
             timeout: None,
             termination_log: None,
@@ -189,6 +195,7 @@ impl WorkerArgs {
         args.extend(self.verify_sample.map(|p| format!("--verify-sample={p}")));
         args.extend(switch(self.dry_run, "--dry-run"));
         args.extend(switch(self.no_delete, "--no-delete"));
+        args.extend(switch(self.allow_mass_deletion, "--allow-mass-deletion"));
         args
     }
 }

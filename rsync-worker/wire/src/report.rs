@@ -40,6 +40,12 @@ pub struct SyncSummary {
     pub files_verified: u64,
     /// Whether this was a dry run (nothing written).
     pub dry_run: bool,
+    /// Why the pull deleted nothing although the target holds files the source listing
+    /// lacks (the prune guard: an empty listing, or more than half of the target's files
+    /// gone), with the counts; `None` when deletions ran (or none were due). The transfer
+    /// itself completed; `--allow-mass-deletion` lets such deletions happen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune_refused: Option<String>,
 }
 
 /// The stable `kind` values of a [`FailureReport`] (and of a failed [`AgentCheck`]): the
@@ -59,6 +65,13 @@ pub mod kind {
     pub const SYNC: &str = "sync";
     /// The pull or the connection did not finish in time.
     pub const TIMEOUT: &str = "timeout";
+    /// The agent refused to serve the source volume as unsafe: its directory is not the
+    /// volume's mount, or no Running (non-terminating) pod has it mounted. Not transient by
+    /// itself: the source has to be fixed (or its pod to start).
+    pub const SOURCE_VOLUME_UNSAFE: &str = "source_volume_unsafe";
+    /// Another pull holds the target's lock (`.dr-syncer.lock` in the destination root):
+    /// this one wrote nothing. Transient: retry once the other pull ended.
+    pub const TARGET_BUSY: &str = "target_busy";
 }
 
 /// The termination-log record of a failure.

@@ -27,6 +27,9 @@ pub struct DataOptions {
     pub verification: VerificationMode,
     /// Sample percentage (for `sample`).
     pub sample_percent: i32,
+    /// `spec.safety.allowMassDataDeletion`: the worker may delete even when the source
+    /// listing is empty or lost more than half of the target's files.
+    pub allow_mass_deletion: bool,
 }
 
 /// Why the options could not be built.
@@ -41,7 +44,8 @@ pub enum OptionsError {
 }
 
 impl DataOptions {
-    /// Resolves the options for one PVC.
+    /// Resolves the options for one PVC (the mapping-wide safety opt-in is set by the
+    /// caller, which has the mapping).
     pub fn resolve(
         cfg: Option<&PvcDataSyncConfig>,
         source: Option<&PvcSyncSpec>,
@@ -74,6 +78,7 @@ impl DataOptions {
                 .and_then(|c| c.sample_percent)
                 .or(source.map(|s| s.default_sample_percent))
                 .unwrap_or(10),
+            allow_mass_deletion: false,
         })
     }
 

@@ -134,6 +134,7 @@ pub fn worker_cli(req: &WorkerRequest) -> WorkerArgs {
         checksum: o.verification == VerificationMode::Full,
         verify_sample: (o.verification == VerificationMode::Sample)
             .then(|| u8::try_from(o.sample_percent.clamp(1, 100)).unwrap_or(100)),
+        allow_mass_deletion: o.allow_mass_deletion,
         ..WorkerArgs::pull(
             req.agent.clone(),
             format!("{SSH_DIR}/{KNOWN_HOST_FILE}"),

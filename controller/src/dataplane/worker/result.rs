@@ -61,6 +61,8 @@ impl WorkerPodError {
                 kind::HOST_KEY_MISMATCH => reasons::HOST_KEY_MISMATCH,
                 kind::AUTH_REJECTED => reasons::AUTH_REJECTED,
                 kind::CONNECTION => reasons::AGENT_UNREACHABLE,
+                kind::SOURCE_VOLUME_UNSAFE => reasons::SOURCE_VOLUME_UNSAFE,
+                kind::TARGET_BUSY => reasons::TARGET_BUSY,
                 _ if is_not_mounted(&f.error) => reasons::VOLUME_NOT_MOUNTED,
                 _ => reasons::DATA_SYNC_FAILED,
             },
@@ -75,7 +77,7 @@ impl WorkerPodError {
                 f.transient
                     && matches!(
                         f.kind.as_str(),
-                        kind::CONNECTION | kind::TIMEOUT | kind::SYNC
+                        kind::CONNECTION | kind::TIMEOUT | kind::SYNC | kind::TARGET_BUSY
                     )
             }
             WorkerPodError::PodFailed { deadline, .. } => *deadline,

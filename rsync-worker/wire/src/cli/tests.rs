@@ -19,6 +19,7 @@ fn everything_pull() -> WorkerArgs {
         verify_sample: Some(30),
         dry_run: true,
         no_delete: true,
+        allow_mass_deletion: true,
         rsync_option: vec!["--delete".into(), "--exclude=*.bak".into()],
         timeout: Some(5400),
         termination_log: Some("/dev/termination-log".into()),
@@ -90,7 +91,7 @@ fn rendered_flags_are_pinned() {
          --termination-log /dev/termination-log --timeout 5400 --retries 0 --streams 8 \
          --user someone --exclude=tmp/ --exclude=-leading-dash --bwlimit=524288 \
          --rsync-option=--delete --rsync-option=--exclude=*.bak --compress --checksum \
-         --verify-sample=30 --dry-run --no-delete"
+         --verify-sample=30 --dry-run --no-delete --allow-mass-deletion"
     );
     let check = WorkerArgs {
         timeout: Some(30),

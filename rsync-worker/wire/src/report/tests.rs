@@ -25,6 +25,7 @@ fn summary() -> SyncSummary {
         files_vanished: 10,
         files_verified: 11,
         dry_run: true,
+        prune_refused: None,
     }
 }
 
@@ -45,6 +46,28 @@ fn sync_summary_field_names_are_pinned() {
             ..SyncSummary::default()
         }
     );
+}
+
+#[test]
+fn prune_refused_is_pinned_and_optional() {
+    let refused = SyncSummary {
+        files_scanned: 0,
+        prune_refused: Some("source listing is empty".into()),
+        ..SyncSummary::default()
+    };
+    let json = round_trip(&refused);
+    assert!(
+        json.ends_with(r#","dry_run":false,"prune_refused":"source listing is empty"}"#),
+        "{json}"
+    );
+    // Absent when nothing was refused, so an older controller sees the old shape...
+    assert!(!round_trip(&summary()).contains("prune_refused"));
+    // ...and an older worker's summary (no field) reads as "nothing refused".
+    let old: SyncSummary = serde_json::from_str(r#"{"files_deleted":2}"#).unwrap();
+    assert_eq!((old.files_deleted, old.prune_refused), (2, None));
+    // A null from some other writer is also "nothing refused".
+    let null: SyncSummary = serde_json::from_str(r#"{"prune_refused":null}"#).unwrap();
+    assert_eq!(null.prune_refused, None);
 }
 
 #[test]
@@ -103,6 +126,8 @@ fn kinds_are_pinned() {
             kind::CONNECTION,
             kind::SYNC,
             kind::TIMEOUT,
+            kind::SOURCE_VOLUME_UNSAFE,
+            kind::TARGET_BUSY,
         ],
         [
             "key",
@@ -111,7 +136,9 @@ fn kinds_are_pinned() {
             "auth_rejected",
             "connection",
             "sync",
-            "timeout"
+            "timeout",
+            "source_volume_unsafe",
+            "target_busy"
         ]
     );
 }

@@ -303,3 +303,19 @@ fn check_objects_keep_their_names_and_labels() {
         "dr-syncer"
     );
 }
+
+#[test]
+fn mass_deletion_is_allowed_only_when_the_mapping_says_so() {
+    let mut req = request(json!({}));
+    let guarded = worker_args(&req);
+    assert!(!guarded.iter().any(|a| a == "--allow-mass-deletion"));
+    req.options.allow_mass_deletion = true;
+    let args = worker_args(&req);
+    assert!(args.iter().any(|a| a == "--allow-mass-deletion"));
+    // and the worker's own parser reads it back
+    let parsed = WorkerArgs::try_parse_from(
+        std::iter::once("dr-syncer-rsync-worker".to_string()).chain(args),
+    )
+    .unwrap();
+    assert!(parsed.allow_mass_deletion);
+}

@@ -56,6 +56,21 @@ fn failure_kinds_map_to_reasons() {
         fail("sync", false, "volume app/data is not on node n2").reason(),
         reasons::VOLUME_NOT_MOUNTED
     );
+    // The safety refusals: an unsafe source is not retried, a busy target is.
+    let e = fail(
+        "source_volume_unsafe",
+        false,
+        "peer error: volume refused: source volume unsafe: volume app/data: no pod using it on node n1 is Running",
+    );
+    assert_eq!(e.reason(), reasons::SOURCE_VOLUME_UNSAFE);
+    assert!(!e.is_transient());
+    let e = fail(
+        "target_busy",
+        true,
+        "another pull is writing into this destination",
+    );
+    assert_eq!(e.reason(), reasons::TARGET_BUSY);
+    assert!(e.is_transient());
     // A pod killed by its deadline without a report: a transient timeout.
     let e = result_from_pod(&terminated_pod("Failed", "", Some("DeadlineExceeded"))).unwrap_err();
     assert!(e.is_transient());
