@@ -15,6 +15,7 @@
 //! | wrong pinned host key / missing key Secret / unreachable agent / unmounted CSI volume: condition + event | `a_wrong_pinned_host_key_...`, `a_missing_key_secret_...`, `an_unreachable_agent_...`, `an_unmounted_csi_volume_...` (and `sync_data_without_pvc_sync_enabled_is_reported`) |
 //! | no worker pod or Secret copy left after success or failure | `assert_no_leftovers` at the end of every test above |
 //! | `make bench` end-to-end figure | `controller_pvc_bench.rs` |
+//! | issue 12: a populated DR volume pulled from an empty source keeps every file (`filesDeleted == 0`) and the mapping says why | `an_emptied_source_volume_keeps_every_target_file_until_the_mapping_allows_it` |
 //! | (build item 4) Continuous mode copies data every `backgroundSyncInterval` and on the manual trigger | `continuous_mode_copies_data_on_start_every_background_interval_and_on_the_trigger` |
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -626,6 +627,76 @@ async fn an_unmounted_csi_volume_is_reported_with_condition_and_event() {
     assert_no_leftovers(&s.c.target, &s.dst).await;
     controller.kill().await;
     let _ = pvs.delete(&pv_name, &DeleteParams::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_source_volume_keeps_every_target_file_until_the_mapping_allows_it() {
+    let _serial = SERIAL.lock().await;
+    let s = scenario("enabled: true\n").await;
+    let source = source_volume(&s.c, &s.src, "data", None).await;
+    tree::write_tree(&source, 3, 30, MIB);
+    let controller = start_controller(None).await;
+    s.mapping(s.data("app", DataSyncFixture::timeout("5m")).direct())
+        .await;
+    let nm = s.sync("app", "1", &["data"], None).await;
+    succeeded(&nm, "data");
+    let target = s.target_dir("data").await;
+    let copy = manifest(&target);
+    assert!(copy.len() > 30, "{} entries", copy.len());
+
+    // The source volume loses everything (an unmounted disk looks just like this).
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let nm2 = s.sync("app", "2", &["data"], Some(&nm)).await;
+    let entry = pvc_status(&nm2, "data").unwrap();
+    assert_eq!(int(&entry, "filesDeleted"), 0, "{entry:#}");
+    assert_eq!(entry["reason"], "DataPruneRefused", "{entry:#}");
+    let (status, reason, message) = condition(&nm2, "DataSynced").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "DataPruneRefused")
+    );
+    assert!(
+        message.contains("listing is empty") && message.contains("allowMassDataDeletion"),
+        "{message}"
+    );
+    let (_, ready, _) = condition(&nm2, "Ready").unwrap();
+    assert_eq!(ready, "DataPruneRefused");
+    let kept = tree::diff(&copy, &manifest(&target));
+    assert!(kept.is_empty(), "the DR copy changed:\n{}", kept.join("\n"));
+    wait_event(
+        &s.c.controller,
+        &s.ns,
+        "NamespaceMapping",
+        "app",
+        "DataPruneRefused",
+        &["data", "listing is empty"],
+        DEADLINE,
+    )
+    .await;
+
+    // The user says the deletion is intended: the copy follows the source.
+    s.mapping(
+        s.data("app", DataSyncFixture::timeout("5m"))
+            .direct()
+            .with(|spec| {
+                spec.safety =
+                    Some(serde_json::from_value(json!({"allowMassDataDeletion": true})).unwrap());
+            }),
+    )
+    .await;
+    let nm3 = s.sync("app", "3", &["data"], Some(&nm2)).await;
+    let entry = succeeded(&nm3, "data");
+    assert!(int(&entry, "filesDeleted") > 30, "{entry:#}");
+    assert_identical(&source, &target);
+    assert_no_leftovers(&s.c.target, &s.dst).await;
+    controller.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
