@@ -456,13 +456,19 @@ async fn every_bad_mapping_is_refused_with_a_condition_and_an_event_and_harms_no
             "SyncFailed",
         ),
         case(
-            "bad-patch-path",
-            m("bad-patch-path")
+            "bad-label-selector",
+            m("bad-label-selector")
                 .direct()
-                .target_ns(&into("patch"))
-                .add_patch("configmaps", "/data/~9", json!("x")),
+                .target_ns(&into("selector"))
+                .with(|spec| {
+                    spec.object_selector = Some(
+                        serde_json::from_value(json!({"labelSelector": {"matchExpressions":
+                            [{"key": "app", "operator": "Frob", "values": ["x"]}]}}))
+                        .unwrap(),
+                    );
+                }),
             ("Stalled", "True", "InvalidSpec"),
-            "~9",
+            "Frob",
             "SyncFailed",
         ),
         case(
@@ -551,5 +557,243 @@ async fn every_bad_mapping_is_refused_with_a_condition_and_an_event_and_harms_no
         "production scaled"
     );
     assert!(cases.len() >= 25, "{} cases", cases.len());
+    controller.kill().await;
+}
+
+/// A destination ConfigMap in `ns` carrying the marks of mapping `dr_ns/name`, with the
+/// given mapping uid (or none, as marks before mapping uids were).
+async fn forged(client: &Client, ns: &str, cm: &str, dr_ns: &str, uid: Option<&str>) {
+    let mut annotations = json!({"dr-syncer.io/mapping": format!("{dr_ns}/fg")});
+    if let Some(uid) = uid {
+        annotations["dr-syncer.io/mapping-uid"] = json!(uid);
+    }
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": cm, "labels": {"dr-syncer.io/managed-by-mapping": format!("{dr_ns}.fg")},
+            "annotations": annotations},
+        "data": {"owner": "user"}});
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .patch(cm, &PatchParams::apply("e2e-user"), &Patch::Apply(&body))
+        .await
+        .unwrap();
+}
+
+/// Asserts every object of `before` still has its resourceVersion in `after`.
+fn assert_untouched(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) {
+    for (object, rv) in before {
+        assert_eq!(after.get(object), Some(rv), "{object} changed or vanished");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_objects_forged_marks_and_overlaps_are_left_alone() {
+    let (_serial, c, ns, src, mappings) = scenario("foreign").await.into_parts();
+    for name in ["a", "b", "theirs", "forged-nouid", "forged-wronguid"] {
+        apply_configmap(&c.source, &src, name, &[("from", "source")]).await;
+    }
+    // The user's own destination namespace and objects, three named like source objects,
+    // two of them with forged marks of mapping `fg` (no uid, another uid).
+    let dst = format!("{src}-dr");
+    let user_ns = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": dst, "labels": {"team": "payments",
+            "pod-security.kubernetes.io/enforce": "restricted"}}});
+    Api::<Namespace>::all(c.target.clone())
+        .patch(
+            &dst,
+            &PatchParams::apply("e2e-user"),
+            &Patch::Apply(&user_ns),
+        )
+        .await
+        .unwrap();
+    apply_configmap(&c.target, &dst, "theirs", &[("owner", "user")]).await;
+    forged(&c.target, &dst, "forged-nouid", &ns, None).await;
+    let other_uid = "00000000-0000-0000-0000-000000000000";
+    forged(&c.target, &dst, "forged-wronguid", &ns, Some(other_uid)).await;
+    let victims = snapshot(&c.target, &dst).await;
+
+    let controller = start_controller(None).await;
+    MappingFixture::triggered("fg", &src)
+        .target_ns(&dst)
+        .prune()
+        .apply(&c.controller, &ns)
+        .await;
+    wait_synced_value(&mappings, "fg", "1").await;
+    let nm = wait_condition(
+        &mappings,
+        "fg",
+        ("ForeignObjects", "True", "ForeignObjectsFound"),
+    )
+    .await;
+    let message = condition_message(&nm, "ForeignObjects");
+    for name in ["theirs", "forged-nouid", "forged-wronguid"] {
+        assert!(message.contains(name), "{message} should list {name}");
+    }
+    assert_untouched(&victims, &snapshot(&c.target, &dst).await);
+    let target: Api<ConfigMap> = Api::namespaced(c.target.clone(), &dst);
+    assert_eq!(data(&target.get("a").await.unwrap())["from"], "source");
+
+    // Deleting the source copies never prunes the user's objects.
+    let source: Api<ConfigMap> = Api::namespaced(c.source.clone(), &src);
+    for name in ["theirs", "forged-wronguid"] {
+        source.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    trigger(&mappings, "fg", "2").await;
+    wait_synced_value(&mappings, "fg", "2").await;
+    // A mark without a uid (written before marks carried one) is this mapping's once it
+    // has synced: the upgrade path. A fresh or recreated mapping never accepts one (above
+    // and below); a mark with another uid is never accepted.
+    let mut victims = victims;
+    victims.remove("ConfigMap/forged-nouid");
+    assert_untouched(&victims, &snapshot(&c.target, &dst).await);
+
+    // Two more mappings into the same namespace, directly and through a ClusterMapping:
+    // the older mapping keeps it.
+    let pair = PairFixture::new("pair", SOURCE, TARGET)
+        .no_connectivity_check()
+        .build();
+    apply(&c.controller, &ns, &pair).await;
+    MappingFixture::triggered("ov-direct", &src)
+        .target_ns(&dst)
+        .apply(&c.controller, &ns)
+        .await;
+    MappingFixture::manual("ov-cm")
+        .sync_now("1")
+        .cluster_mapping("pair")
+        .source_ns(&src)
+        .target_ns(&dst)
+        .apply(&c.controller, &ns)
+        .await;
+    for name in ["ov-direct", "ov-cm"] {
+        let nm = wait_condition(&mappings, name, ("Ready", "False", "OverlappingMapping")).await;
+        let message = condition_message(&nm, "Ready");
+        assert!(message.contains(&format!("{ns}/fg")), "{message}");
+        mappings
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_gone(&mappings, name, DEADLINE).await;
+    }
+
+    // A recreated mapping (new uid) does not own its predecessor's copies: listed, kept.
+    mappings
+        .delete("fg", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&mappings, "fg", DEADLINE).await;
+    let copies = snapshot(&c.target, &dst).await;
+    source.delete("a", &DeleteParams::default()).await.unwrap();
+    MappingFixture::triggered("fg", &src)
+        .target_ns(&dst)
+        .prune()
+        .apply(&c.controller, &ns)
+        .await;
+    wait_synced_value(&mappings, "fg", "1").await;
+    let nm = wait_condition(
+        &mappings,
+        "fg",
+        ("ForeignObjects", "True", "ForeignObjectsFound"),
+    )
+    .await;
+    let message = condition_message(&nm, "ForeignObjects");
+    assert!(message.contains("ConfigMap/b"), "{message}");
+    assert_untouched(&copies, &snapshot(&c.target, &dst).await);
+
+    // The adopt opt-in takes the look-alikes over (positive control of the guard).
+    MappingFixture::triggered("fg", &src)
+        .sync_now("adopt")
+        .target_ns(&dst)
+        .prune()
+        .adopt_existing()
+        .apply(&c.controller, &ns)
+        .await;
+    wait_synced_value(&mappings, "fg", "adopt").await;
+    assert_eq!(
+        data(&target.get("forged-nouid").await.unwrap())["from"],
+        "source"
+    );
+    assert_eq!(data(&target.get("b").await.unwrap())["from"], "source");
+    assert_eq!(
+        data(&target.get("theirs").await.unwrap())["owner"],
+        "user",
+        "gone at the source: adopting overwrites, it does not prune"
+    );
+
+    // Same cluster, another namespace: allowed, and the source stays as it is.
+    let source_before = snapshot(&c.source, &src).await;
+    let copy = format!("{src}-copy");
+    MappingFixture::triggered("copy", &src)
+        .clusters(SOURCE, SOURCE)
+        .target_ns(&copy)
+        .apply(&c.controller, &ns)
+        .await;
+    wait_synced_value(&mappings, "copy", "1").await;
+    let copied: Api<ConfigMap> = Api::namespaced(c.source.clone(), &copy);
+    assert_eq!(data(&copied.get("b").await.unwrap())["from"], "source");
+    assert_eq!(
+        snapshot(&c.source, &src).await,
+        source_before,
+        "source changed"
+    );
+    controller.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuous_mass_deletion_leaves_at_least_half_with_a_refusal() {
+    let (_serial, c, ns, src, mappings) = scenario("mass").await.into_parts();
+    let source: Api<ConfigMap> = Api::namespaced(c.source.clone(), &src);
+    create_numbered_configmaps(&source, 20).await;
+    let controller = start_controller(None).await;
+    MappingFixture::continuous("mass")
+        .direct()
+        .source_ns(&src)
+        .resource_types(&["configmaps"])
+        .prune()
+        .apply(&c.controller, &ns)
+        .await;
+    let target: Api<ConfigMap> = Api::namespaced(c.target.clone(), &src);
+    let copies = || async {
+        let list = target.list(&ListParams::default()).await.unwrap();
+        list.items
+            .iter()
+            .filter(|cm| cm.name_any().starts_with("cm-"))
+            .count()
+    };
+    poll_until(
+        "20 copies",
+        DEADLINE,
+        Duration::from_millis(200),
+        || async {
+            match copies().await {
+                20 => Ok(()),
+                n => Err(n),
+            }
+        },
+    )
+    .await;
+    for i in 0..20 {
+        source
+            .delete(&format!("cm-{i}"), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    let cond = ("PruneBlocked", "True", "ContinuousPruneRefused");
+    wait_condition(&mappings, "mass", cond).await;
+    let events: Api<Event> = Api::namespaced(c.controller.clone(), &ns);
+    poll_until(
+        "a ContinuousPruneRefused event",
+        DEADLINE,
+        Duration::from_millis(200),
+        || async {
+            let list = events.list(&ListParams::default()).await.unwrap();
+            let hit = list.items.iter().any(|e| {
+                e.reason.as_deref() == Some("ContinuousPruneRefused")
+                    && e.involved_object.name.as_deref() == Some("mass")
+            });
+            if hit { Ok(()) } else { Err(list.items.len()) }
+        },
+    )
+    .await;
+    let left = copies().await;
+    assert!(left >= 10, "only {left} of 20 copies left");
+    assert!(controller.is_ready().await);
     controller.kill().await;
 }
