@@ -72,24 +72,10 @@ async fn user_settings(client: &Client, ns: &str) -> BTreeMap<String, String> {
             .unwrap();
     }
     apply_configmap(client, ns, "settings", &[("owner", "user")]).await;
-    let cm: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    BTreeMap::from([
-        (
-            format!("Namespace/{ns}"),
-            nss.get(ns).await.unwrap().resource_version().unwrap(),
-        ),
-        (
-            format!("ConfigMap/{ns}/settings"),
-            cm.get("settings")
-                .await
-                .unwrap()
-                .resource_version()
-                .unwrap(),
-        ),
-    ])
+    settings_now(client, ns).await
 }
 
-/// The same as [`user_settings`] read back, without writing.
+/// The resourceVersions of namespace `ns` and its ConfigMap `settings`, read back.
 async fn settings_now(client: &Client, ns: &str) -> BTreeMap<String, String> {
     let nss: Api<Namespace> = Api::all(client.clone());
     let cm: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
@@ -577,6 +563,21 @@ async fn forged(client: &Client, ns: &str, cm: &str, dr_ns: &str, uid: Option<&s
         .unwrap();
 }
 
+/// Creates mapping `fg` (`src` into `dst`, pruning), waits for its first sync and
+/// returns its `ForeignObjects` message (which must be True/ForeignObjectsFound).
+async fn first_sync_of_fg(c: &Clusters, ns: &str, src: &str, dst: &str) -> String {
+    let mappings: Api<NamespaceMapping> = Api::namespaced(c.controller.clone(), ns);
+    MappingFixture::triggered("fg", src)
+        .target_ns(dst)
+        .prune()
+        .apply(&c.controller, ns)
+        .await;
+    wait_synced_value(&mappings, "fg", "1").await;
+    let found = ("ForeignObjects", "True", "ForeignObjectsFound");
+    let nm = wait_condition(&mappings, "fg", found).await;
+    condition_message(&nm, "ForeignObjects")
+}
+
 /// Asserts every object of `before` still has its resourceVersion in `after`.
 fn assert_untouched(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) {
     for (object, rv) in before {
@@ -611,19 +612,7 @@ async fn foreign_objects_forged_marks_and_overlaps_are_left_alone() {
     let victims = snapshot(&c.target, &dst).await;
 
     let controller = start_controller(None).await;
-    MappingFixture::triggered("fg", &src)
-        .target_ns(&dst)
-        .prune()
-        .apply(&c.controller, &ns)
-        .await;
-    wait_synced_value(&mappings, "fg", "1").await;
-    let nm = wait_condition(
-        &mappings,
-        "fg",
-        ("ForeignObjects", "True", "ForeignObjectsFound"),
-    )
-    .await;
-    let message = condition_message(&nm, "ForeignObjects");
+    let message = first_sync_of_fg(&c, &ns, &src, &dst).await;
     for name in ["theirs", "forged-nouid", "forged-wronguid"] {
         assert!(message.contains(name), "{message} should list {name}");
     }
@@ -681,19 +670,7 @@ async fn foreign_objects_forged_marks_and_overlaps_are_left_alone() {
     wait_gone(&mappings, "fg", DEADLINE).await;
     let copies = snapshot(&c.target, &dst).await;
     source.delete("a", &DeleteParams::default()).await.unwrap();
-    MappingFixture::triggered("fg", &src)
-        .target_ns(&dst)
-        .prune()
-        .apply(&c.controller, &ns)
-        .await;
-    wait_synced_value(&mappings, "fg", "1").await;
-    let nm = wait_condition(
-        &mappings,
-        "fg",
-        ("ForeignObjects", "True", "ForeignObjectsFound"),
-    )
-    .await;
-    let message = condition_message(&nm, "ForeignObjects");
+    let message = first_sync_of_fg(&c, &ns, &src, &dst).await;
     assert!(message.contains("ConfigMap/b"), "{message}");
     assert_untouched(&copies, &snapshot(&c.target, &dst).await);
 
